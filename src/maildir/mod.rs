@@ -1,0 +1,12 @@
+//! Pure readers of the on-disk formats of a Maildir store.
+//!
+//! Nothing in here touches the filesystem: every function takes the bytes
+//! that `scan` read and returns data. That keeps the Maildir semantics
+//! testable with tables of real-world names and files.
+
+pub mod folders;
+pub mod keywords;
+pub mod mutf7;
+pub mod name;
+pub mod subscriptions;
+pub mod uidlist;
