@@ -1,4 +1,25 @@
-//! maildir-events: RFC 5423 message store events from Maildir stores.
+//! maildir-events: RFC 5423 message store events from Maildir stores, as
+//! the IMAP server would report them.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! fs ──▶ scan (listing) ──▶ diff (changes + new snapshot) ──▶ event (RFC 5423)
+//!    ──▶ store (snapshot + outbox, one transaction) ──▶ sink (deliver, then ack)
+//! ```
+//!
+//! `maildir` holds the pure parsers of on-disk formats; `scan` is the only
+//! module that reads the mail store, and nothing ever writes into it.
 
+pub mod cli;
+pub mod config;
+pub mod diff;
+pub mod error;
 pub mod event;
+pub mod host;
 pub mod maildir;
+pub mod pipeline;
+pub mod scan;
+pub mod sink;
+pub mod snapshot;
+pub mod store;

@@ -1,1 +1,224 @@
-//! (being written)
+//! The `dovecot-keywords` file: which keyword each letter `a`..`z` stands for.
+//!
+//! Dovecot writes IMAP keywords into file names as the letters `a`..`z` after
+//! the system flags (`:2,Sb`). The letters are only indexes; the names live in
+//! `dovecot-keywords` in the mailbox's control directory, one line per letter:
+//!
+//! ```text
+//! 0 $Junk
+//! 1 $NonJunk
+//! 3 $label1
+//! ```
+//!
+//! The rules here follow `maildir_keywords_sync()` in dovecot/core
+//! `src/lib-storage/index/maildir/maildir-keywords.c`. Dovecot replaces the
+//! file with `rename()` under the `dovecot-uidlist.lock`, so a reader always
+//! sees a whole file and needs no locking. A letter that has no line is not an
+//! error: Dovecot ignores it when reading and only invents a name when it
+//! rewrites the file, which is not a reader's business.
+
+/// How many keyword letters a file name can carry: `a`..=`z`.
+const MAX_KEYWORDS: usize = 26;
+
+/// Keyword names by Dovecot letter index.
+///
+/// Parsing never fails, because a damaged keywords file must not stop a
+/// watcher from reporting everything else about a message: a letter without
+/// a usable name is simply not reported, as Dovecot does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Keywords {
+    names: [Option<String>; MAX_KEYWORDS],
+}
+
+impl Keywords {
+    /// Reads a `dovecot-keywords` file.
+    ///
+    /// Each line is `<decimal index><SP><name>`; gaps between indexes are
+    /// fine. A line is ignored if it has no space, if the index is not a plain
+    /// decimal number below 26, or if the name is empty, not UTF-8, or (ASCII
+    /// case-insensitively, like Dovecot's `strcasecmp` hash of names) the same
+    /// as a name read earlier. Ignoring bad lines instead of rejecting the
+    /// file keeps the good ones usable, which is what Dovecot does with lines
+    /// it calls "shouldn't happen".
+    ///
+    /// A trailing `\r` is stripped, as Dovecot's line reader does. A last line
+    /// without `\n` is accepted: the file is only ever replaced whole, so it
+    /// cannot be half-written. If the same index appears twice, the later
+    /// line wins, as it overwrites Dovecot's array slot.
+    pub fn parse(text: &[u8]) -> Keywords {
+        let mut keywords = Keywords::default();
+        // Names accepted so far, including any a later line overwrote:
+        // Dovecot's name hash still holds them, so they stay "taken".
+        let mut seen: Vec<&str> = Vec::new();
+        for line in text.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some((index, name)) = parse_line(line) else {
+                continue;
+            };
+            if seen.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+                continue;
+            }
+            seen.push(name);
+            if let Some(slot) = keywords.names.get_mut(index) {
+                *slot = Some(name.to_owned());
+            }
+        }
+        keywords
+    }
+
+    /// Returns the name of keyword letter `index` (0 is `a`), or `None` if
+    /// the file does not name it.
+    pub fn name(&self, index: u8) -> Option<&str> {
+        self.names.get(usize::from(index))?.as_deref()
+    }
+
+    /// Returns true if no letter has a name, which is the state of a mailbox
+    /// that never had keywords (the file does not exist).
+    pub fn is_empty(&self) -> bool {
+        self.names.iter().all(Option::is_none)
+    }
+
+    /// Returns the named letters as `(index, name)` in index order, for
+    /// logging and for building a reverse map.
+    pub fn iter(&self) -> impl Iterator<Item = (u8, &str)> {
+        (0u8..)
+            .zip(&self.names)
+            .filter_map(|(i, name)| Some((i, name.as_deref()?)))
+    }
+}
+
+/// Splits one line into a keyword index and a name, or returns `None` if the
+/// line does not define a keyword.
+fn parse_line(line: &[u8]) -> Option<(usize, &str)> {
+    let space = line.iter().position(|&b| b == b' ')?;
+    let (index, name) = line.split_at(space);
+    let name = name.get(1..)?;
+    if index.is_empty() || name.is_empty() || !index.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    // Only ASCII digits are left, so this is valid UTF-8 and a number unless
+    // it is too large, and a too-large number is out of range anyway.
+    let index: usize = std::str::from_utf8(index).ok()?.parse().ok()?;
+    if index >= MAX_KEYWORDS {
+        return None;
+    }
+    Some((index, std::str::from_utf8(name).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `text` and lists the named letters.
+    fn named(text: &[u8]) -> Vec<(u8, String)> {
+        Keywords::parse(text)
+            .iter()
+            .map(|(i, name)| (i, name.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn parse_files() {
+        let rows: &[(&[u8], &[(u8, &str)])] = &[
+            // The example from the Dovecot documentation, with a gap.
+            (
+                b"0 $Junk\n1 $NonJunk\n3 $label1\n",
+                &[(0, "$Junk"), (1, "$NonJunk"), (3, "$label1")],
+            ),
+            // Thunderbird tags and labels as Dovecot writes them.
+            (
+                b"0 $Forwarded\n1 $MDNSent\n2 NonJunk\n3 $label2\n4 Junk\n",
+                &[
+                    (0, "$Forwarded"),
+                    (1, "$MDNSent"),
+                    (2, "NonJunk"),
+                    (3, "$label2"),
+                    (4, "Junk"),
+                ],
+            ),
+            // No file content at all.
+            (b"", &[]),
+            (b"\n\n", &[]),
+            // Lines out of order.
+            (b"25 last\n0 first\n", &[(0, "first"), (25, "last")]),
+            // Leading zeros are still decimal.
+            (b"007 $seven\n", &[(7, "$seven")]),
+            // CRLF line endings.
+            (
+                b"0 $Junk\r\n1 $NonJunk\r\n",
+                &[(0, "$Junk"), (1, "$NonJunk")],
+            ),
+            // A last line without '\n' still counts.
+            (b"0 $Junk\n1 $NonJunk", &[(0, "$Junk"), (1, "$NonJunk")]),
+            (b"0 $Junk\n1 ", &[(0, "$Junk")]),
+            (b"0 $Junk\n1", &[(0, "$Junk")]),
+            // Lines without a space (a converted .customflags header).
+            (b"$Junk\n0 $Junk\n", &[(0, "$Junk")]),
+            // Index 26 and beyond, huge, signed or non-decimal indexes.
+            (b"26 z1\n99 z2\n4294967296 z3\n", &[]),
+            (b"-1 neg\n+1 pos\n0x1 hex\n a lead\n1a mix\n", &[]),
+            // Empty names.
+            (b"0 \n1  \n", &[(1, " ")]),
+            // Names are the rest of the line, spaces included.
+            (b"2 two words\n", &[(2, "two words")]),
+            // Duplicate names keep the first; the comparison ignores ASCII case.
+            (
+                b"0 $Junk\n1 $Junk\n2 $junk\n3 $NonJunk\n",
+                &[(0, "$Junk"), (3, "$NonJunk")],
+            ),
+            // The same index twice: the later line wins, the earlier name stays taken.
+            (b"0 $Junk\n0 $Spam\n1 $Junk\n", &[(0, "$Spam")]),
+            // Non-UTF-8 names are ignored; UTF-8 ones are kept.
+            (b"0 caf\xe9\n1 caf\xc3\xa9\n", &[(1, "caf\u{e9}")]),
+        ];
+        for &(text, want) in rows {
+            let want: Vec<(u8, String)> = want.iter().map(|&(i, n)| (i, n.to_owned())).collect();
+            assert_eq!(named(text), want, "{:?}", String::from_utf8_lossy(text));
+        }
+    }
+
+    #[test]
+    fn lookups() {
+        let keywords = Keywords::parse(b"0 $Junk\n1 $NonJunk\n3 $label1\n");
+        let rows: &[(u8, Option<&str>)] = &[
+            (0, Some("$Junk")),
+            (1, Some("$NonJunk")),
+            (2, None),
+            (3, Some("$label1")),
+            (25, None),
+            (26, None),
+            (255, None),
+        ];
+        for &(index, want) in rows {
+            assert_eq!(keywords.name(index), want, "index {index}");
+        }
+        assert!(!keywords.is_empty());
+        assert!(Keywords::parse(b"").is_empty());
+        assert!(Keywords::parse(b"26 x\nfoo\n").is_empty());
+        assert_eq!(Keywords::parse(b""), Keywords::default());
+    }
+
+    #[test]
+    fn all_letters() {
+        let text: String = (0..26).map(|i| format!("{i} kw{i}\n")).collect();
+        let keywords = Keywords::parse(text.as_bytes());
+        for i in 0..26u8 {
+            assert_eq!(keywords.name(i), Some(format!("kw{i}").as_str()));
+        }
+        assert_eq!(keywords.iter().count(), 26);
+    }
+
+    #[test]
+    fn no_panic_on_any_short_file() {
+        let alphabet: &[u8] = b"0129 \n\ra\xff";
+        for a in alphabet {
+            for b in alphabet {
+                for c in alphabet {
+                    for d in alphabet {
+                        let _ = Keywords::parse(&[*a, *b, *c, *d]);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,1 +1,516 @@
-//! (being written)
+//! The UID lists of Dovecot (`dovecot-uidlist`) and Courier
+//! (`courierimapuiddb`): which IMAP UID each message base name has.
+//!
+//! Maildir itself has no UIDs, so the IMAP server keeps them in a side file.
+//! A watcher that wants to report events with the UIDs an IMAP client sees
+//! has to read that file, without taking the server's lock, while the server
+//! may be appending to it. The rules here follow `maildir_uidlist_next()` and
+//! `maildir_uidlist_read_header()` in dovecot/core
+//! `src/lib-storage/index/maildir/maildir-uidlist.c`, with one deliberate
+//! difference: Dovecot throws the whole file away at the first bad record
+//! line, which it can afford because it rebuilds the file under its lock. A
+//! reader cannot rebuild anything, so it skips bad records, keeps the rest
+//! and reports what it skipped in [`UidList::warnings`].
+//!
+//! Version 3 (Dovecot 1.1 and later):
+//!
+//! ```text
+//! 3 V1275660208 N25022 G3085f01b7f11094c501100008c4a11c1
+//! 25006 :1276528487.M364837P9451.kurkku,S=1355,W=1394
+//! 25017 W2481 :1276533073.M242911P3632.kurkku
+//! ```
+//!
+//! Version 1 (Courier's `courierimapuiddb` and Dovecot before 1.1):
+//!
+//! ```text
+//! 1 1275660208 25022
+//! 25006 1276528487.M364837P9451.kurkku
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+
+/// A parsed UID list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UidList {
+    /// The format version: 1 (courierimapuiddb / old dovecot) or 3.
+    pub version: u8,
+    /// The IMAP UIDVALIDITY of the mailbox; never 0.
+    pub uidvalidity: u32,
+    /// The next UID as Dovecot computes it: max(header N, last record UID + 1).
+    ///
+    /// Dovecot appends records without rewriting the header, so the header
+    /// alone falls behind; "last" here is the highest UID of any record.
+    pub next_uid: u32,
+    /// The mailbox GUID from the v3 header `G` field, as 32 lower-case hex
+    /// digits; `None` for version 1 files, which have no GUID.
+    pub guid: Option<String>,
+    /// The records as (uid, base name) in file order.
+    ///
+    /// The name is cut at the first `:`, because files written before Dovecot
+    /// 2.0.6 carry a stale `:2,<flags>` that says nothing about the current
+    /// flags. Dovecot compares names the same way. A name may appear twice
+    /// (Dovecot appends a new record when an expunged file comes back); the
+    /// later record is the one that counts, as in [`UidList::lookup_map`].
+    pub records: Vec<(u32, Vec<u8>)>,
+    /// Problems that did not stop the parse, such as
+    /// `"line 7: record without a name"`, for the caller to log.
+    pub warnings: Vec<String>,
+}
+
+impl UidList {
+    /// Returns a map from base name to UID; when a name appears more than
+    /// once, the later record wins, as it replaces the earlier one in
+    /// Dovecot.
+    pub fn lookup_map(&self) -> HashMap<&[u8], u32> {
+        self.records
+            .iter()
+            .map(|(uid, name)| (name.as_slice(), *uid))
+            .collect()
+    }
+}
+
+/// Why a UID list could not be used at all.
+///
+/// Only problems with the header are errors: without a valid UIDVALIDITY no
+/// UID in the file means anything, and Dovecot itself deletes and rebuilds
+/// such a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    line: usize,
+    reason: String,
+}
+
+impl ParseError {
+    fn new(line: usize, reason: impl Into<String>) -> ParseError {
+        ParseError {
+            line,
+            reason: reason.into(),
+        }
+    }
+
+    /// Returns the 1-based number of the line at fault.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// Returns what is wrong, without the line number.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.reason)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Parses a `dovecot-uidlist` (version 3) or `courierimapuiddb` (version 1)
+/// file.
+///
+/// The header must be valid: a known version, and a non-zero UIDVALIDITY and
+/// next UID (`V` and `N` in version 3, plus a well-formed `G` if present).
+/// Dovecot rejects the file otherwise, so a watcher should treat it as "no
+/// UIDs known". An empty file, or one with only whitespace, is an error too.
+///
+/// Because Dovecot appends records in place, a last line without `\n` may be
+/// half-written and is ignored without a warning; the next read will see it
+/// whole. The header is the exception: it is only ever written by replacing
+/// the file, so it is accepted without a `\n`. A `\r` before a `\n` is
+/// stripped, as Dovecot's line reader does.
+pub fn parse(bytes: &[u8]) -> Result<UidList, ParseError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ParseError::new(1, "empty"));
+    }
+    // The last piece is whatever follows the last '\n': empty for a
+    // well-formed file, a half-written record otherwise.
+    let pieces: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    let Some((&partial, complete)) = pieces.split_last() else {
+        return Err(ParseError::new(1, "empty"));
+    };
+    let header = complete.first().copied().unwrap_or(partial);
+    let header = parse_header(strip_cr(header)).map_err(|reason| ParseError::new(1, reason))?;
+
+    let mut list = UidList {
+        version: header.version,
+        uidvalidity: header.uidvalidity,
+        next_uid: header.next_uid,
+        guid: header.guid,
+        records: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let mut max_uid = 0u32;
+    let mut uids_by_name: HashMap<&[u8], u32> = HashMap::new();
+    for (number, line) in (2..).zip(complete.iter().skip(1)) {
+        let (uid, name) = match parse_record(strip_cr(line), list.version) {
+            Ok(record) => record,
+            Err(reason) => {
+                list.warnings.push(format!("line {number}: {reason}"));
+                continue;
+            }
+        };
+        if uid <= max_uid {
+            list.warnings.push(format!(
+                "line {number}: UID {uid} is not above the previous UID {max_uid}"
+            ));
+        }
+        if list.version == 1 && uid >= header.next_uid {
+            list.warnings.push(format!(
+                "line {number}: UID {uid} is not below the header's next UID {}",
+                header.next_uid
+            ));
+        }
+        if let Some(old) = uids_by_name.insert(name, uid).filter(|&old| old != uid) {
+            list.warnings.push(format!(
+                "line {number}: {} listed again (UID {old} -> {uid})",
+                String::from_utf8_lossy(name)
+            ));
+        }
+        max_uid = max_uid.max(uid);
+        list.records.push((uid, name.to_vec()));
+    }
+    list.next_uid = list.next_uid.max(max_uid.saturating_add(1));
+    Ok(list)
+}
+
+/// The fields of a valid header line.
+struct Header {
+    version: u8,
+    uidvalidity: u32,
+    next_uid: u32,
+    guid: Option<String>,
+}
+
+/// Parses the first line: `1 <uidvalidity> <nextuid>` or
+/// `3 <key><value> …` with keys in any order.
+fn parse_header(line: &[u8]) -> Result<Header, String> {
+    // Dovecot reads the version as one digit followed by a space.
+    let [version, b' ', fields @ ..] = line else {
+        return Err("invalid header (no version number)".to_owned());
+    };
+    if !version.is_ascii_digit() {
+        return Err("invalid header (no version number)".to_owned());
+    }
+    let version = version - b'0';
+    let mut uidvalidity = None;
+    let mut next_uid = None;
+    let mut guid = None;
+    match version {
+        1 => {
+            let mut fields = fields
+                .split(u8::is_ascii_whitespace)
+                .filter(|f| !f.is_empty());
+            uidvalidity = fields.next().and_then(parse_u32);
+            next_uid = fields.next().and_then(parse_u32);
+            if uidvalidity.is_none() || next_uid.is_none() {
+                return Err("invalid version 1 header".to_owned());
+            }
+        }
+        3 => {
+            for field in fields.split(|&b| b == b' ').filter(|f| !f.is_empty()) {
+                let Some((&key, value)) = field.split_first() else {
+                    continue;
+                };
+                let show = || String::from_utf8_lossy(value).into_owned();
+                match key {
+                    b'V' => {
+                        let v = parse_u32(value);
+                        uidvalidity =
+                            Some(v.ok_or_else(|| format!("invalid UIDVALIDITY {:?}", show()))?);
+                    }
+                    b'N' => {
+                        let n = parse_u32(value);
+                        next_uid = Some(n.ok_or_else(|| format!("invalid next UID {:?}", show()))?);
+                    }
+                    b'G' => {
+                        if value.len() != 32 || !value.iter().all(u8::is_ascii_hexdigit) {
+                            return Err(format!("invalid mailbox GUID {:?}", show()));
+                        }
+                        guid = Some(String::from_utf8_lossy(value).to_ascii_lowercase());
+                    }
+                    // P (POP3 UIDL format) and future fields.
+                    _ => {}
+                }
+            }
+        }
+        _ => return Err(format!("unsupported version {version}")),
+    }
+    let uidvalidity = match uidvalidity {
+        None => return Err("no UIDVALIDITY (V)".to_owned()),
+        Some(0) => return Err("UIDVALIDITY is 0".to_owned()),
+        Some(v) => v,
+    };
+    let next_uid = match next_uid {
+        None => return Err("no next UID (N)".to_owned()),
+        Some(0) => return Err("next UID is 0".to_owned()),
+        Some(n) => n,
+    };
+    Ok(Header {
+        version,
+        uidvalidity,
+        next_uid,
+        guid,
+    })
+}
+
+/// Parses one record line into a UID and a base name, or says why it is not
+/// a usable record.
+fn parse_record(line: &[u8], version: u8) -> Result<(u32, &[u8]), String> {
+    let digits = line.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (uid, rest) = line.split_at(digits);
+    if uid.is_empty() {
+        return Err("record without a UID".to_owned());
+    }
+    let uid = match parse_u32(uid) {
+        None | Some(u32::MAX) => {
+            return Err(format!("UID {} too large", String::from_utf8_lossy(uid)));
+        }
+        Some(0) => return Err("record with UID 0".to_owned()),
+        Some(uid) => uid,
+    };
+    let Some(mut rest) = rest.strip_prefix(b" ") else {
+        return Err(format!("UID {uid} not followed by a space"));
+    };
+    if version == 3 {
+        // Skip `<KEY><value>` extension fields up to the one that starts
+        // with ':', which is the name.
+        rest = loop {
+            rest = trim_spaces(rest);
+            match rest.split_first() {
+                None => return Err("record without a name".to_owned()),
+                Some((b':', name)) => break name,
+                Some(_) => {
+                    let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+                    rest = rest.get(end..).unwrap_or_default();
+                }
+            }
+        };
+    } else {
+        rest = trim_spaces(rest);
+    }
+    let name = rest.split(|&b| b == b':').next().unwrap_or_default();
+    if name.is_empty() {
+        return Err("record without a name".to_owned());
+    }
+    if name.contains(&b'/') {
+        return Err(format!(
+            "file name with '/': {}",
+            String::from_utf8_lossy(name)
+        ));
+    }
+    Ok((uid, name))
+}
+
+/// Parses a non-empty string of ASCII digits that fits in a `u32`, as
+/// Dovecot's `str_to_uint()` does.
+fn parse_u32(digits: &[u8]) -> Option<u32> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits.iter().try_fold(0u32, |n, &d| {
+        n.checked_mul(10)?.checked_add(u32::from(d - b'0'))
+    })
+}
+
+/// Drops the `\r` of a CRLF line ending.
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Drops leading spaces.
+fn trim_spaces(bytes: &[u8]) -> &[u8] {
+    let spaces = bytes.iter().take_while(|&&b| b == b' ').count();
+    bytes.get(spaces..).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GUID: &str = "3085f01b7f11094c501100008c4a11c1";
+
+    /// A version 3 header with UIDVALIDITY 42 and next UID 1.
+    const HDR: &str = "3 V42 N1 G3085f01b7f11094c501100008c4a11c1\n";
+
+    /// Builds the expected list of a version 3 file.
+    fn v3(uidvalidity: u32, next_uid: u32, records: &[(u32, &str)], warnings: &[&str]) -> UidList {
+        UidList {
+            version: 3,
+            uidvalidity,
+            next_uid,
+            guid: Some(GUID.to_owned()),
+            records: records.iter().map(|&(u, n)| (u, n.into())).collect(),
+            warnings: warnings.iter().map(|&w| w.to_owned()).collect(),
+        }
+    }
+
+    /// Builds the expected list of a version 1 file.
+    fn v1(uidvalidity: u32, next_uid: u32, records: &[(u32, &str)], warnings: &[&str]) -> UidList {
+        UidList {
+            version: 1,
+            guid: None,
+            ..v3(uidvalidity, next_uid, records, warnings)
+        }
+    }
+
+    #[test]
+    fn parse_valid_files() {
+        #[rustfmt::skip]
+        let rows: Vec<(String, UidList)> = vec![
+            // The example from the Dovecot documentation, plus a G record.
+            ("3 V1275660208 N25022 G3085f01b7f11094c501100008c4a11c1\n\
+              25006 :1276528487.M364837P9451.kurkku,S=1355,W=1394\n\
+              25017 W2481 :1276533073.M242911P3632.kurkku\n\
+              25018 G1699999999.M5P7.host,S=10,W=11 :1700000001.M1P2.host,S=10,W=11\n".into(),
+             v3(1275660208, 25022, &[
+                 (25006, "1276528487.M364837P9451.kurkku,S=1355,W=1394"),
+                 (25017, "1276533073.M242911P3632.kurkku"),
+                 (25018, "1700000001.M1P2.host,S=10,W=11"),
+             ], &[])),
+            // Fields in another order, unknown header and record fields, upper-case GUID.
+            ("3 G3085F01B7F11094C501100008C4A11C1 P%v.%u X N7 V42\n\
+              3 S10 W11 P1abc O2 Zfuture  :1700000001.M1P2.host\n".into(),
+             v3(42, 7, &[(3, "1700000001.M1P2.host")], &[])),
+            // Records appended after the header was written: the next UID follows them.
+            (format!("{HDR}4 :a\n5 :b\n9 :c\n"), v3(42, 10, &[(4, "a"), (5, "b"), (9, "c")], &[])),
+            // Files from before Dovecot 2.0.6 carry a stale ":2,".
+            (format!("{HDR}1 :1276528487.M364837P9451.kurkku,S=1355,W=1394:2,S\n\
+                      2 :1276533073.M242911P3632.kurkku:2,\n"),
+             v3(42, 3, &[
+                 (1, "1276528487.M364837P9451.kurkku,S=1355,W=1394"),
+                 (2, "1276533073.M242911P3632.kurkku"),
+             ], &[])),
+            // A half-written append is ignored, without a warning.
+            (format!("{HDR}1 :a\n2 :1700000002.M"), v3(42, 2, &[(1, "a")], &[])),
+            (format!("{HDR}1 :a\n2 :b"), v3(42, 2, &[(1, "a")], &[])),
+            // Header only, with and without '\n' (the header is never appended).
+            (HDR.into(), v3(42, 1, &[], &[])),
+            (HDR.trim_end().into(), v3(42, 1, &[], &[])),
+            // CRLF line endings.
+            (format!("{}\r\n1 :a\r\n", HDR.trim_end()), v3(42, 2, &[(1, "a")], &[])),
+            // Bad records are skipped with a warning; the good ones stay.
+            (format!("{HDR}1 :a\n0 :zero\nx :no-uid\n2 W5\n3 :\n4 ::2,S\n5:glued\n6 :a/b\n\
+                      4294967295 :max\n99999999999 :huge\n\n7 :b\n"),
+             v3(42, 8, &[(1, "a"), (7, "b")], &[
+                 "line 3: record with UID 0",
+                 "line 4: record without a UID",
+                 "line 5: record without a name",
+                 "line 6: record without a name",
+                 "line 7: record without a name",
+                 "line 8: UID 5 not followed by a space",
+                 "line 9: file name with '/': a/b",
+                 "line 10: UID 4294967295 too large",
+                 "line 11: UID 99999999999 too large",
+                 "line 12: record without a UID",
+             ])),
+            // UIDs out of order and a name listed twice are kept, with warnings.
+            (format!("{HDR}5 :a\n3 :b\n5 :a\n8 :b\n"),
+             v3(42, 9, &[(5, "a"), (3, "b"), (5, "a"), (8, "b")], &[
+                 "line 3: UID 3 is not above the previous UID 5",
+                 "line 4: UID 5 is not above the previous UID 5",
+                 "line 5: b listed again (UID 3 -> 8)",
+             ])),
+            // Courier's courierimapuiddb.
+            ("1 1100000000 5\n\
+              1 1100000001.12345_0.host\n\
+              2 1100000002.M12P345V0000000000000803I00000000001F2A3B_0.host,S=2872\n\
+              4   1100000004.4242_1.laptop:2,S\n".into(),
+             v1(1100000000, 5, &[
+                 (1, "1100000001.12345_0.host"),
+                 (2, "1100000002.M12P345V0000000000000803I00000000001F2A3B_0.host,S=2872"),
+                 (4, "1100000004.4242_1.laptop"),
+             ], &[])),
+            // Version 1 with a UID at or above the header's next UID.
+            ("1 7 3\n3 a\n".into(),
+             v1(7, 4, &[(3, "a")], &["line 2: UID 3 is not below the header's next UID 3"])),
+        ];
+        for (text, want) in rows {
+            assert_eq!(parse(text.as_bytes()), Ok(want), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn parse_errors() {
+        #[rustfmt::skip]
+        let rows: &[(&[u8], &str)] = &[
+            (b"", "empty"),
+            (b"  \n\n\t\r\n", "empty"),
+            (b"\n3 V42 N1\n", "invalid header (no version number)"),
+            (b"3", "invalid header (no version number)"),
+            (b"3\n1 :a\n", "invalid header (no version number)"),
+            (b"31 V42 N1\n", "invalid header (no version number)"),
+            (b"x V42 N1\n", "invalid header (no version number)"),
+            (b"2 V42 N1\n", "unsupported version 2"),
+            (b"4 V42 N1\n", "unsupported version 4"),
+            (b"3 N1\n", "no UIDVALIDITY (V)"),
+            (b"3 V0 N1\n", "UIDVALIDITY is 0"),
+            (b"3 Vx N1\n", "invalid UIDVALIDITY \"x\""),
+            (b"3 V N1\n", "invalid UIDVALIDITY \"\""),
+            (b"3 V-1 N1\n", "invalid UIDVALIDITY \"-1\""),
+            (b"3 V4294967296 N1\n", "invalid UIDVALIDITY \"4294967296\""),
+            (b"3 V42\n", "no next UID (N)"),
+            (b"3 V42 N0\n", "next UID is 0"),
+            (b"3 V42 N1x\n", "invalid next UID \"1x\""),
+            (b"3 V42 N1 Gxyz\n", "invalid mailbox GUID \"xyz\""),
+            (b"3 V42 N1 G3085f01b7f11094c501100008c4a11c\n",
+             "invalid mailbox GUID \"3085f01b7f11094c501100008c4a11c\""),
+            (b"1 42\n", "invalid version 1 header"),
+            (b"1 abc 5\n", "invalid version 1 header"),
+            (b"1 0 5\n", "UIDVALIDITY is 0"),
+            (b"1 42 0\n", "next UID is 0"),
+        ];
+        for &(text, reason) in rows {
+            let err = parse(text).expect_err(&String::from_utf8_lossy(text));
+            assert_eq!(err.reason(), reason, "{:?}", String::from_utf8_lossy(text));
+            assert_eq!(err.line(), 1);
+            assert_eq!(err.to_string(), format!("line 1: {reason}"));
+        }
+    }
+
+    #[test]
+    fn lookup_map_later_records_win() {
+        let list = parse(b"3 V42 N1\n1 :a\n2 :b:2,S\n3 :a\n").expect("valid");
+        assert_eq!(list.guid, None);
+        let map = list.lookup_map();
+        #[rustfmt::skip]
+        let rows: &[(&[u8], Option<u32>)] = &[
+            (b"a", Some(3)), (b"b", Some(2)), (b"b:2,S", None), (b"c", None),
+        ];
+        for &(name, uid) in rows {
+            assert_eq!(
+                map.get(name).copied(),
+                uid,
+                "{}",
+                String::from_utf8_lossy(name)
+            );
+        }
+        assert_eq!(map.len(), 2);
+    }
+
+    #[test]
+    fn no_panic_on_random_files() {
+        // A small linear congruential generator keeps the test free of
+        // dependencies and reproducible.
+        let alphabet: &[u8] = b"0139 :\nVNGWa\r/\xff";
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            state >> 33
+        };
+        for _ in 0..20_000 {
+            let mut file = HDR.as_bytes().to_vec();
+            let len = next() % 40;
+            for _ in 0..len {
+                let pick = usize::try_from(next()).unwrap_or(0) % alphabet.len();
+                file.push(alphabet.get(pick).copied().unwrap_or(b' '));
+            }
+            let _ = parse(&file);
+            let _ = parse(file.get(HDR.len()..).unwrap_or_default());
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! Old snapshot + new listing → what changed, and the new snapshot.
+//!
+//! This is a pure function and the place where the Maildir semantics live:
+//! what a rename of a file means, which UID a message has, when a folder
+//! was renamed rather than deleted and created. It does no I/O; the only
+//! outside knowledge it takes is the `elsewhere` question (is this base
+//! name known in another folder of the user?) which the caller answers from
+//! the state database.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use crate::maildir::keywords::Keywords;
+use crate::maildir::name::{self, Flags};
+use crate::maildir::folders;
+use crate::scan::{Contents, Entry, FolderListing, UserListing};
+use crate::snapshot::{FolderSnapshot, MessageState, UidSource, UserSnapshot};
+
+/// A mailbox as events describe it, after the changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailboxRef {
+    pub dir: Vec<u8>,
+    pub name: String,
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub messages: u32,
+    pub keywords: Keywords,
+}
+
+/// How a message came into a folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// Delivered: a new name in `new/`.
+    New,
+    /// Appended or copied: a new name directly in `cur/`, or a base name
+    /// the user already has in another folder (a copy or move keeps it).
+    Append,
+}
+
+/// One message's flags before and after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlagChange {
+    pub uid: u32,
+    pub gained: Flags,
+    pub lost: Flags,
+}
+
+/// A change, in the order events should report it. `mailbox` indexes
+/// [`UserDiff::mailboxes`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    MailboxCreate { mailbox: usize },
+    MailboxRename { mailbox: usize, old_name: String, old_uidvalidity: u32 },
+    MailboxDelete { name: String, uidvalidity: u32 },
+    Arrived { mailbox: usize, arrival: Arrival, uid: u32, base: Vec<u8>, entry: Entry },
+    Flags { mailbox: usize, changes: Vec<FlagChange> },
+    Expunge { mailbox: usize, uids: Vec<u32>, unassigned: u32 },
+    Subscribe { name: String },
+    Unsubscribe { name: String },
+}
+
+/// What the store must write for one folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderUpdate {
+    /// The folder's new row (its `id` is the old row's, or 0 for a new one;
+    /// `messages` is `None`).
+    pub folder: FolderSnapshot,
+    pub upserts: Vec<(Vec<u8>, MessageState)>,
+    pub deletes: Vec<Vec<u8>>,
+}
+
+/// Everything one user's diff found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserDiff {
+    pub mailboxes: Vec<MailboxRef>,
+    pub changes: Vec<Change>,
+    pub updates: Vec<FolderUpdate>,
+    /// Row ids of folders that are gone.
+    pub deleted: Vec<i64>,
+    /// The new subscription set, when it changed.
+    pub subscriptions: Option<BTreeSet<String>>,
+}
+
+/// Inputs of a diff besides the two sides.
+pub struct DiffInput<'a> {
+    /// The UIDVALIDITY for folders whose UIDs are ours (seconds since the
+    /// epoch at this run, like Dovecot).
+    pub own_uidvalidity: u32,
+    /// Hierarchy separator of IMAP names, to tell implied child renames.
+    pub hier_sep: char,
+    /// Is this base name in another folder (not `dir`) of the user, in the
+    /// part of the snapshot that was not loaded?
+    pub elsewhere: &'a dyn Fn(&[u8], &[u8]) -> bool,
+}
+
+/// Compares a user's snapshot (messages loaded for every folder not
+/// `Unchanged` in the listing) with the listing.
+pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> UserDiff {
+    let mut out = UserDiff::default();
+
+    // Pair folders: same directory, else a rename (same inode, or the same
+    // Dovecot mailbox GUID).
+    let gone: Vec<&FolderSnapshot> = old
+        .folders
+        .values()
+        .filter(|f| !new.folders.contains_key(&f.dir))
+        .collect();
+    let mut renamed_from: HashMap<&[u8], &FolderSnapshot> = HashMap::new();
+    let mut used: HashSet<&[u8]> = HashSet::new();
+    for f in new.folders.values().filter(|f| !old.folders.contains_key(&f.dir)) {
+        let guid = f.server_uids.as_ref().and_then(|u| u.guid.as_deref());
+        let found = gone.iter().find(|o| {
+            !used.contains(o.dir.as_slice())
+                && ((o.dev == f.dev && o.ino == f.ino)
+                    || (guid.is_some() && o.guid.as_deref() == guid))
+        });
+        if let Some(o) = found {
+            used.insert(&o.dir);
+            renamed_from.insert(&f.dir, o);
+        }
+    }
+
+    // Base names present in loaded folders, to recognise copies and moves.
+    let mut seen_in: HashMap<&[u8], Vec<&[u8]>> = HashMap::new();
+    for f in old.folders.values() {
+        for base in f.messages.iter().flat_map(|m| m.keys()) {
+            seen_in.entry(base).or_default().push(&f.dir);
+        }
+    }
+    for f in new.folders.values() {
+        if let Contents::Listed(m) = &f.contents {
+            for base in m.keys() {
+                seen_in.entry(base).or_default().push(&f.dir);
+            }
+        }
+    }
+    let copied = |dir: &[u8], base: &[u8]| {
+        seen_in
+            .get(base)
+            .is_some_and(|dirs| dirs.iter().any(|d| *d != dir))
+            || (input.elsewhere)(dir, base)
+    };
+
+    let renames: Vec<(String, String)> = renamed_from
+        .iter()
+        .map(|(dir, o)| (o.name.clone(), new.folders[*dir].name.clone()))
+        .collect();
+    let implied = |old_name: &str, new_name: &str| {
+        renames.iter().any(|(po, pn)| {
+            po != old_name && folders::rebase(old_name, po, pn, input.hier_sep).as_deref() == Some(new_name)
+        })
+    };
+
+    let mut head = Vec::new();
+    let mut body = Vec::new();
+    for f in new.folders.values() {
+        let prior = old
+            .folders
+            .get(&f.dir)
+            .or_else(|| renamed_from.get(f.dir.as_slice()).copied());
+        let Some(update) = diff_folder(prior, f, input, &copied, &mut out.mailboxes, &mut body) else {
+            continue;
+        };
+        let mailbox = out.mailboxes.len() - 1;
+        match prior {
+            None if !f.dir.is_empty() => head.push(Change::MailboxCreate { mailbox }),
+            Some(o) if o.dir != f.dir && !implied(&o.name, &f.name) => head.push(Change::MailboxRename {
+                mailbox,
+                old_name: o.name.clone(),
+                old_uidvalidity: o.uidvalidity,
+            }),
+            _ => {}
+        }
+        out.updates.push(update);
+    }
+    let mut tail = Vec::new();
+    for o in gone {
+        if !used.contains(o.dir.as_slice()) && !o.dir.is_empty() {
+            tail.push(Change::MailboxDelete {
+                name: o.name.clone(),
+                uidvalidity: o.uidvalidity,
+            });
+        }
+        out.deleted.push(o.id);
+    }
+    if let Some(subs) = &new.subscriptions {
+        if *subs != old.subscriptions {
+            for name in subs.difference(&old.subscriptions) {
+                tail.push(Change::Subscribe { name: name.clone() });
+            }
+            for name in old.subscriptions.difference(subs) {
+                tail.push(Change::Unsubscribe { name: name.clone() });
+            }
+            out.subscriptions = Some(subs.clone());
+        }
+    }
+    out.changes = head.into_iter().chain(body).chain(tail).collect();
+    out
+}
+
+/// Diffs one folder; pushes its [`MailboxRef`] and message changes.
+/// Returns `None` when the folder is to be left as it is (unchanged or
+/// unreadable, and not renamed).
+fn diff_folder(
+    prior: Option<&FolderSnapshot>,
+    f: &FolderListing,
+    input: &DiffInput,
+    copied: &dyn Fn(&[u8], &[u8]) -> bool,
+    mailboxes: &mut Vec<MailboxRef>,
+    changes: &mut Vec<Change>,
+) -> Option<FolderUpdate> {
+    let empty = HashMap::new();
+    let old_msgs = prior.and_then(|p| p.messages.as_ref()).unwrap_or(&empty);
+    let listed = match &f.contents {
+        Contents::Listed(m) => m,
+        Contents::Unchanged | Contents::Unreadable => {
+            // Keep the snapshot; only a rename moves the row.
+            let p = prior?;
+            if p.dir == f.dir {
+                return None;
+            }
+            let mut folder = p.clone();
+            folder.messages = None;
+            folder.dir = f.dir.clone();
+            folder.name = f.name.clone();
+            mailboxes.push(MailboxRef {
+                dir: f.dir.clone(),
+                name: f.name.clone(),
+                uidvalidity: p.uidvalidity,
+                uidnext: p.uidnext,
+                messages: 0,
+                keywords: Keywords::default(),
+            });
+            return Some(FolderUpdate {
+                folder,
+                upserts: Vec::new(),
+                deletes: Vec::new(),
+            });
+        }
+    };
+
+    // Which UIDVALIDITY and UIDs hold now.
+    let (uid_source, uidvalidity, guid, server) = match &f.server_uids {
+        Some(s) => (f.uid_source, s.uidvalidity, s.guid.clone(), Some(s)),
+        None => {
+            let keep = prior.filter(|p| p.uid_source == UidSource::Own);
+            let v = keep.map(|p| p.uidvalidity).unwrap_or_else(|| {
+                // A fresh number, never the one the UIDs were under before.
+                let v = input.own_uidvalidity.max(1);
+                if prior.is_some_and(|p| p.uidvalidity == v) { v.wrapping_add(1).max(1) } else { v }
+            });
+            (UidSource::Own, v, None, None)
+        }
+    };
+    let same_validity = prior.is_some_and(|p| p.uidvalidity == uidvalidity && p.uid_source == uid_source);
+    let mut own_next = match prior {
+        Some(p) if same_validity && uid_source == UidSource::Own => p.uidnext.max(1),
+        _ => 1,
+    };
+    let uid_of = |base: &[u8]| -> u32 {
+        if let Some(s) = server {
+            if let Some(&u) = s.by_base.get(base) {
+                return u;
+            }
+        }
+        if same_validity {
+            if let Some(o) = old_msgs.get(base).filter(|o| o.uid != 0) {
+                return o.uid;
+            }
+        }
+        0
+    };
+
+    // Messages in the order Dovecot would number them.
+    let mut bases: Vec<&Vec<u8>> = listed.keys().collect();
+    bases.sort_by(|a, b| name::dovecot_order(a, b));
+    let mut states: Vec<(&Vec<u8>, MessageState)> = Vec::with_capacity(bases.len());
+    for base in bases {
+        let e = &listed[base];
+        let mut uid = uid_of(base);
+        if uid == 0 && uid_source == UidSource::Own {
+            uid = own_next;
+            own_next += 1;
+        }
+        states.push((
+            base,
+            MessageState {
+                uid,
+                flags: e.flags,
+                size: e.size.unwrap_or(0),
+                in_new: e.in_new,
+            },
+        ));
+    }
+    let max_uid = states.iter().map(|(_, s)| s.uid).max().unwrap_or(0);
+    let uidnext = match server {
+        Some(s) => s.uidnext.max(max_uid.saturating_add(1)),
+        None => own_next,
+    };
+    mailboxes.push(MailboxRef {
+        dir: f.dir.clone(),
+        name: f.name.clone(),
+        uidvalidity,
+        uidnext,
+        messages: listed.len() as u32,
+        keywords: f.keywords.clone(),
+    });
+    let mailbox = mailboxes.len() - 1;
+
+    let mut arrivals = Vec::new();
+    let mut flag_changes = Vec::new();
+    let mut upserts = Vec::new();
+    for (base, state) in &states {
+        match old_msgs.get(*base) {
+            None => {
+                let e = &listed[*base];
+                let arrival = if !e.in_new || copied(&f.dir, base) { Arrival::Append } else { Arrival::New };
+                arrivals.push(Change::Arrived {
+                    mailbox,
+                    arrival,
+                    uid: state.uid,
+                    base: (*base).clone(),
+                    entry: e.clone(),
+                });
+                upserts.push(((*base).clone(), *state));
+            }
+            Some(o) => {
+                let (was, now) = (o.flags.without_passed(), state.flags.without_passed());
+                if was != now {
+                    flag_changes.push(FlagChange {
+                        uid: state.uid,
+                        gained: now.difference(was),
+                        lost: was.difference(now),
+                    });
+                }
+                if o != state {
+                    upserts.push(((*base).clone(), *state));
+                }
+            }
+        }
+    }
+    let mut expunged = Vec::new();
+    let mut unassigned = 0;
+    let mut deletes = Vec::new();
+    for (base, o) in old_msgs {
+        if !listed.contains_key(base) {
+            // Under a new UIDVALIDITY the old UID means nothing any more.
+            if o.uid != 0 && same_validity {
+                expunged.push(o.uid);
+            } else {
+                unassigned += 1;
+            }
+            deletes.push(base.clone());
+        }
+    }
+    expunged.sort_unstable();
+    changes.extend(arrivals);
+    if !flag_changes.is_empty() {
+        changes.push(Change::Flags {
+            mailbox,
+            changes: flag_changes,
+        });
+    }
+    if !expunged.is_empty() || unassigned > 0 {
+        changes.push(Change::Expunge {
+            mailbox,
+            uids: expunged,
+            unassigned,
+        });
+    }
+    let folder = FolderSnapshot {
+        id: prior.map(|p| p.id).unwrap_or(0),
+        dir: f.dir.clone(),
+        name: f.name.clone(),
+        dev: f.dev,
+        ino: f.ino,
+        uid_source,
+        uidvalidity,
+        guid,
+        uidnext,
+        stamp: f.stamp,
+        pending: states.iter().any(|(_, s)| s.uid == 0),
+        messages: None,
+    };
+    Some(FolderUpdate {
+        folder,
+        upserts,
+        deletes,
+    })
+}

@@ -1,0 +1,190 @@
+//! One cycle of the flow: scan → diff → events → commit → deliver.
+
+use std::path::Path;
+use std::time::{Instant, SystemTime};
+
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, Source};
+use crate::diff::{self, Change, DiffInput};
+use crate::error::Error;
+use crate::event::{self, EventContext};
+use crate::scan::{self, Contents};
+use crate::sink::{Sink, SinkError};
+use crate::snapshot::UserSnapshot;
+use crate::store::Store;
+
+/// What a scan did, for the log and the caller.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub users: u64,
+    pub folders: u64,
+    pub folders_listed: u64,
+    pub events: u64,
+}
+
+/// How many outbox rows a sink gets at once.
+const BATCH: usize = 1000;
+
+/// Runs one `scan`: delivers what an earlier run left in the outbox, then
+/// diffs every user of every source against the snapshot, committing and
+/// delivering user by user.
+pub fn run_scan(config: &Config, store: &mut Store, sink: &mut dyn Sink) -> Result<Summary, Error> {
+    deliver(store, sink)?;
+    let mut summary = Summary::default();
+    for source in &config.sources {
+        let spec = source.spec();
+        let first_run = !store.source_known(&spec)?;
+        let users = match source {
+            Source::Maildir { path, user } => vec![(user.clone(), path.clone())],
+            Source::Template(t) => scan::discover(t),
+        };
+        if users.is_empty() {
+            warn!(source = %spec, "no Maildir found");
+        }
+        for (user, root) in users {
+            let old = store.load_user(&user)?;
+            // A user's first sight is a silent baseline only on the first run
+            // over its source; users who appear later are new and reported.
+            let silent = old.is_none() && first_run && !config.emit_existing;
+            summary.events += scan_user(config, store, &user, &root, old, silent, &mut summary)?;
+            summary.users += 1;
+            deliver(store, sink)?;
+        }
+        store.mark_source(&spec)?;
+    }
+    info!(
+        users = summary.users,
+        folders = summary.folders,
+        listed = summary.folders_listed,
+        events = summary.events,
+        "scan done"
+    );
+    Ok(summary)
+}
+
+/// Scans, diffs and commits one user; returns the number of events.
+fn scan_user(
+    config: &Config,
+    store: &mut Store,
+    user: &str,
+    root: &Path,
+    old: Option<UserSnapshot>,
+    silent: bool,
+    summary: &mut Summary,
+) -> Result<u64, Error> {
+    let mut old = old.unwrap_or_default();
+    let mut listing = scan::scan_user(root, Some(&old), &config.scan);
+    if !listing.exists {
+        if !old.folders.is_empty() {
+            warn!(user, path = %root.display(), "Maildir is missing; keeping what was known (an unmounted store is not a mass expunge)");
+            return Ok(0);
+        }
+        debug!(user, path = %root.display(), "Maildir does not exist yet");
+    }
+    // Messages are needed for every folder that was listed, or is gone (it
+    // may have been renamed).
+    for f in old.folders.values_mut() {
+        let needed = match listing.folders.get(&f.dir) {
+            Some(l) => matches!(l.contents, Contents::Listed(_)),
+            None => true,
+        };
+        if needed {
+            store.load_messages(f)?;
+        }
+    }
+    let deadline = Instant::now() + config.uid_wait;
+    let known = |dir: &[u8], base: &[u8], uidvalidity: u32| {
+        old.folders.get(dir).is_some_and(|f| {
+            f.uidvalidity == uidvalidity
+                && f.messages
+                    .as_ref()
+                    .and_then(|m| m.get(base))
+                    .is_some_and(|m| m.uid != 0)
+        })
+    };
+    scan::wait_for_server(&mut listing, &known, deadline);
+    summary.folders += listing.folders.len() as u64;
+    summary.folders_listed += listing
+        .folders
+        .values()
+        .filter(|f| matches!(f.contents, Contents::Listed(_)))
+        .count() as u64;
+
+    let lookup_error = std::cell::Cell::new(None);
+    let elsewhere = |dir: &[u8], base: &[u8]| match store.base_elsewhere(user, dir, base) {
+        Ok(b) => b,
+        Err(e) => {
+            lookup_error.set(Some(e));
+            false
+        }
+    };
+    let input = DiffInput {
+        own_uidvalidity: now_secs(),
+        hier_sep: config.scan.hier_sep,
+        elsewhere: &elsewhere,
+    };
+    let mut diff = diff::diff_user(&old, &listing, &input);
+    if let Some(e) = lookup_error.take() {
+        return Err(e.into());
+    }
+    if silent {
+        diff.changes.clear();
+    }
+    // The IMAP size of a new message without W= needs its content.
+    for change in &mut diff.changes {
+        if let Change::Arrived { mailbox, entry, .. } = change {
+            if entry.vsize.is_none() {
+                let m = &diff.mailboxes[*mailbox];
+                if let Some(f) = listing.folders.get(&m.dir) {
+                    let path = f.message_path(root, entry);
+                    match scan::virtual_size(&path) {
+                        Ok(n) => entry.vsize = Some(n),
+                        Err(e) => debug!(path = %path.display(), "no size: {e}"),
+                    }
+                }
+            }
+        }
+    }
+    let timestamp = event::timestamp_now();
+    let ctx = EventContext {
+        user,
+        server: &config.server_name,
+        timestamp: &timestamp,
+        pid: std::process::id(),
+        simple_flags: config.simple_flag_events,
+    };
+    let events = event::build(&diff, &ctx);
+    let n = events.len() as u64;
+    store.commit(user, root, &diff, events)?;
+    Ok(n)
+}
+
+/// Delivers the outbox to the sink, batch by batch, deleting each batch
+/// only after the sink took it.
+pub fn deliver(store: &mut Store, sink: &mut dyn Sink) -> Result<u64, Error> {
+    let mut sent = 0;
+    loop {
+        let batch = store.pending(BATCH)?;
+        let Some(last) = batch.last() else {
+            return Ok(sent);
+        };
+        let last = last.seq;
+        if let Err(error) = sink.send(&batch) {
+            let kept = store.outbox_len()?;
+            if matches!(error, SinkError::Closed) {
+                debug!(sink = sink.name(), "output closed");
+            }
+            return Err(Error::Sink { error, kept });
+        }
+        store.acknowledge(last)?;
+        sent += batch.len() as u64;
+    }
+}
+
+fn now_secs() -> u32 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(1)
+}

@@ -1,0 +1,534 @@
+//! The state database: the snapshot and the outbox, in one SQLite file.
+//!
+//! Snapshot rows and the events they produced change in one transaction,
+//! so a crash at any point either loses nothing or leaves events in the
+//! outbox to be delivered (again, with the same id) by the next run. The
+//! outbox row is deleted only after a sink has taken it. Admins can look
+//! inside with `sqlite3 state.sqlite3`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
+use serde_json::{Value, json};
+
+use crate::diff::UserDiff;
+use crate::event::Event;
+use crate::maildir::name::Flags;
+use crate::snapshot::{DirStamp, FolderSnapshot, MessageState, UidSource, UserSnapshot};
+
+/// `PRAGMA application_id`: "MDEV". Tells our file from any other SQLite file.
+const APPLICATION_ID: i64 = 0x4D44_4556;
+/// Schema version in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+/// The database file name inside the state directory.
+pub const FILE_NAME: &str = "state.sqlite3";
+
+/// Something wrong with the state directory or database.
+#[derive(Debug)]
+pub struct StoreError {
+    path: PathBuf,
+    message: String,
+    kind: StoreErrorKind,
+}
+
+/// What kind of state error, for the exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The file is not ours, or damaged, or from a newer version.
+    Corrupt,
+    /// The directory or file cannot be created or written.
+    CantCreate,
+    /// Another process holds the state.
+    Locked,
+    /// Any other database error.
+    Io,
+}
+
+impl StoreError {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+
+    fn new(path: &Path, kind: StoreErrorKind, message: impl Into<String>) -> StoreError {
+        StoreError {
+            path: path.to_path_buf(),
+            message: message.into(),
+            kind,
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "state {}: {}", self.path.display(), self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// One event waiting in the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub seq: i64,
+    pub event_id: String,
+    /// The event as one line of JSON.
+    pub body: String,
+}
+
+/// The open state database, held exclusively by this process.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    instance: String,
+    _lock: fs::File,
+}
+
+impl Store {
+    /// Opens (creating if needed) the state in `dir`, and locks it so two
+    /// runs cannot report the same change twice.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        fs::create_dir_all(dir).map_err(|e| {
+            StoreError::new(dir, StoreErrorKind::CantCreate, format!("cannot create the state directory: {e}"))
+        })?;
+        let lock_path = dir.join("lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::new(&lock_path, StoreErrorKind::CantCreate, format!("cannot open: {e}")))?;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(StoreError::new(
+                dir,
+                StoreErrorKind::Locked,
+                "in use by another maildir-events process (scan and watch must not share a state directory at once)",
+            ));
+        }
+        let path = dir.join(FILE_NAME);
+        let conn = Connection::open(&path).map_err(|e| sql_err(&path, e))?;
+        let mut store = Store {
+            conn,
+            path,
+            instance: String::new(),
+            _lock: lock,
+        };
+        store.init()?;
+        Ok(store)
+    }
+
+    fn init(&mut self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |e| sql_err(&path, e);
+        self.conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+        let app: i64 = self
+            .conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(err)?;
+        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
+        let tables: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(err)?;
+        if app == 0 && tables == 0 {
+            self.conn.execute_batch(SCHEMA).map_err(err)?;
+            self.conn
+                .execute("INSERT INTO meta(key, value) VALUES ('instance', ?1)", [random_hex()])
+                .map_err(err)?;
+        } else if app != APPLICATION_ID {
+            return Err(StoreError::new(
+                &self.path,
+                StoreErrorKind::Corrupt,
+                "is an SQLite database of some other program; pass another --state directory",
+            ));
+        } else if version > SCHEMA_VERSION {
+            return Err(StoreError::new(
+                &self.path,
+                StoreErrorKind::Corrupt,
+                format!("was written by a newer maildir-events (schema {version}, this one knows {SCHEMA_VERSION})"),
+            ));
+        }
+        self.conn
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+            .map_err(err)?;
+        let ok: String = self.conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(err)?;
+        if ok != "ok" {
+            return Err(StoreError::new(
+                &self.path,
+                StoreErrorKind::Corrupt,
+                format!("is damaged ({ok}); move it away to start a new baseline"),
+            ));
+        }
+        self.instance = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| r.get(0))
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        sql_err(&self.path, e)
+    }
+
+    /// Whether a source (see `Source::spec`) has had its first run.
+    pub fn source_known(&self, spec: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row("SELECT 1 FROM sources WHERE spec = ?1", [spec], |_| Ok(()))
+            .optional()
+            .map(|o| o.is_some())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records that a source has had its first run.
+    pub fn mark_source(&self, spec: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("INSERT OR IGNORE INTO sources(spec) VALUES (?1)", [spec])
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The user's snapshot without messages, or `None` for a user never seen.
+    pub fn load_user(&self, user: &str) -> Result<Option<UserSnapshot>, StoreError> {
+        let subs: Option<String> = self
+            .conn
+            .query_row("SELECT subscriptions FROM users WHERE user = ?1", [user], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some(subs) = subs else { return Ok(None) };
+        let mut snap = UserSnapshot {
+            subscriptions: serde_json::from_str::<BTreeSet<String>>(&subs).unwrap_or_default(),
+            ..UserSnapshot::default()
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, dir, name, dev, ino, uid_source, uidvalidity, guid, uidnext,
+                        new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending
+                 FROM folders WHERE user = ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([user], |r| {
+                Ok(FolderSnapshot {
+                    id: r.get(0)?,
+                    dir: r.get(1)?,
+                    name: r.get(2)?,
+                    dev: r.get::<_, i64>(3)? as u64,
+                    ino: r.get::<_, i64>(4)? as u64,
+                    uid_source: UidSource::parse(&r.get::<_, String>(5)?).unwrap_or(UidSource::Own),
+                    uidvalidity: r.get(6)?,
+                    guid: r.get(7)?,
+                    uidnext: r.get(8)?,
+                    stamp: DirStamp {
+                        new_mtime: r.get(9)?,
+                        cur_mtime: r.get(10)?,
+                        uidlist_mtime: r.get(11)?,
+                        uidlist_len: r.get::<_, i64>(12)? as u64,
+                        trusted: r.get(13)?,
+                    },
+                    pending: r.get(14)?,
+                    messages: None,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        for f in rows {
+            let f = f.map_err(|e| self.err(e))?;
+            snap.folders.insert(f.dir.clone(), f);
+        }
+        Ok(Some(snap))
+    }
+
+    /// Loads the messages of one folder into its snapshot.
+    pub fn load_messages(&self, folder: &mut FolderSnapshot) -> Result<(), StoreError> {
+        let mut map = HashMap::new();
+        if folder.id != 0 {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT base, uid, flags, size, in_new FROM messages WHERE folder = ?1")
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([folder.id], |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        MessageState {
+                            uid: r.get(1)?,
+                            flags: Flags(r.get::<_, i64>(2)? as u32),
+                            size: r.get::<_, i64>(3)? as u64,
+                            in_new: r.get(4)?,
+                        },
+                    ))
+                })
+                .map_err(|e| self.err(e))?;
+            for row in rows {
+                let (base, state) = row.map_err(|e| self.err(e))?;
+                map.insert(base, state);
+            }
+        }
+        folder.messages = Some(map);
+        Ok(())
+    }
+
+    /// Whether `base` is a message of `user` in a folder other than `dir`.
+    pub fn base_elsewhere(&self, user: &str, dir: &[u8], base: &[u8]) -> Result<bool, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM messages m JOIN folders f ON f.id = m.folder
+                 WHERE m.base = ?1 AND f.user = ?2 AND f.dir != ?3 LIMIT 1",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.exists(params![base, user, dir]).map_err(|e| self.err(e))
+    }
+
+    /// Writes one user's new snapshot and its events, atomically.
+    pub fn commit(&mut self, user: &str, root: &Path, diff: &UserDiff, events: Vec<Event>) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let instance = self.instance.clone();
+        let tx = self.conn.transaction().map_err(|e| sql_err(&path, e))?;
+        write_user(&tx, user, root, diff).map_err(|e| sql_err(&path, e))?;
+        enqueue(&tx, &instance, events).map_err(|e| sql_err(&path, e))?;
+        tx.commit().map_err(|e| sql_err(&path, e))
+    }
+
+    /// The oldest `limit` events waiting for delivery.
+    pub fn pending(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, event_id, body FROM outbox ORDER BY seq LIMIT ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok(OutboxRow {
+                    seq: r.get(0)?,
+                    event_id: r.get(1)?,
+                    body: r.get(2)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Removes delivered events, up to and including `seq`.
+    pub fn acknowledge(&self, seq: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM outbox WHERE seq <= ?1", [seq])
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// How many events wait in the outbox.
+    pub fn outbox_len(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+}
+
+fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rusqlite::Result<()> {
+    let exists = tx
+        .query_row("SELECT 1 FROM users WHERE user = ?1", [user], |_| Ok(()))
+        .optional()?
+        .is_some();
+    let root_bytes = root.as_os_str().as_bytes();
+    if !exists {
+        let subs = diff.subscriptions.clone().unwrap_or_default();
+        tx.execute(
+            "INSERT INTO users(user, root, subscriptions) VALUES (?1, ?2, ?3)",
+            params![user, root_bytes, json!(subs).to_string()],
+        )?;
+    } else if let Some(subs) = &diff.subscriptions {
+        tx.execute(
+            "UPDATE users SET root = ?2, subscriptions = ?3 WHERE user = ?1",
+            params![user, root_bytes, json!(subs).to_string()],
+        )?;
+    }
+    for id in &diff.deleted {
+        tx.execute("DELETE FROM messages WHERE folder = ?1", [id])?;
+        tx.execute("DELETE FROM folders WHERE id = ?1", [id])?;
+    }
+    // Renames may swap names; move renamed rows out of the way first so the
+    // UNIQUE(user, dir) constraint holds at every step.
+    for u in diff.updates.iter().filter(|u| u.folder.id != 0) {
+        tx.execute(
+            "UPDATE folders SET dir = CAST(printf('\x01moving-%d', id) AS BLOB) WHERE id = ?1 AND dir != ?2",
+            params![u.folder.id, u.folder.dir],
+        )?;
+    }
+    let mut insert_msg = tx.prepare_cached(
+        "INSERT OR REPLACE INTO messages(folder, base, uid, flags, size, in_new) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut delete_msg = tx.prepare_cached("DELETE FROM messages WHERE folder = ?1 AND base = ?2")?;
+    for u in &diff.updates {
+        let f = &u.folder;
+        let values = params![
+            user,
+            f.dir,
+            f.name,
+            f.dev as i64,
+            f.ino as i64,
+            f.uid_source.as_str(),
+            f.uidvalidity,
+            f.guid,
+            f.uidnext,
+            f.stamp.new_mtime,
+            f.stamp.cur_mtime,
+            f.stamp.uidlist_mtime,
+            f.stamp.uidlist_len as i64,
+            f.stamp.trusted,
+            f.pending,
+        ];
+        let id = if f.id == 0 {
+            tx.execute(
+                "INSERT INTO folders(user, dir, name, dev, ino, uid_source, uidvalidity, guid, uidnext,
+                     new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                values,
+            )?;
+            tx.last_insert_rowid()
+        } else {
+            tx.execute(
+                "UPDATE folders SET user = ?1, dir = ?2, name = ?3, dev = ?4, ino = ?5, uid_source = ?6,
+                     uidvalidity = ?7, guid = ?8, uidnext = ?9, new_mtime = ?10, cur_mtime = ?11,
+                     uidlist_mtime = ?12, uidlist_len = ?13, trusted = ?14, pending = ?15
+                 WHERE id = ?16",
+                rusqlite::params_from_iter(values.iter().copied().chain([&f.id as &dyn rusqlite::ToSql])),
+            )?;
+            f.id
+        };
+        for base in &u.deletes {
+            delete_msg.execute(params![id, base])?;
+        }
+        for (base, m) in &u.upserts {
+            insert_msg.execute(params![id, base, m.uid, m.flags.0 as i64, m.size as i64, m.in_new])?;
+        }
+    }
+    Ok(())
+}
+
+/// Numbers the events and puts them in the outbox.
+fn enqueue(tx: &Transaction, instance: &str, events: Vec<Event>) -> rusqlite::Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut seq: i64 = tx.query_row(
+        "SELECT coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'next_seq'), 1)",
+        [],
+        |r| r.get(0),
+    )?;
+    let mut insert = tx.prepare_cached("INSERT INTO outbox(seq, event_id, user, event, body) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+    for mut e in events {
+        let id = format!("{instance}-{seq}");
+        e.fields.insert("vnd.maildir.seq".into(), json!(seq));
+        e.fields.insert("vnd.maildir.eventId".into(), json!(id));
+        let user = e.fields.get("user").and_then(Value::as_str).unwrap_or("").to_string();
+        let body = Value::Object(e.fields).to_string();
+        insert.execute(params![seq, id, user, e.kind, body])?;
+        seq += 1;
+    }
+    tx.execute(
+        "INSERT INTO meta(key, value) VALUES ('next_seq', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [seq.to_string()],
+    )?;
+    Ok(())
+}
+
+fn sql_err(path: &Path, e: rusqlite::Error) -> StoreError {
+    let kind = match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreErrorKind::Corrupt,
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::DiskFull) => {
+            StoreErrorKind::CantCreate
+        }
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreErrorKind::Locked,
+        _ => StoreErrorKind::Io,
+    };
+    let hint = match kind {
+        StoreErrorKind::Corrupt => "; it is not a usable maildir-events state: move it away or pass another --state",
+        StoreErrorKind::CantCreate => "; check the permissions and free space of the state directory",
+        _ => "",
+    };
+    StoreError::new(path, kind, format!("{e}{hint}"))
+}
+
+/// 16 hex digits from the kernel's random source, naming this state so
+/// event ids from different hosts never collide.
+fn random_hex() -> String {
+    let mut buf = [0u8; 8];
+    if fs::File::open("/dev/urandom")
+        .and_then(|mut f| io::Read::read_exact(&mut f, &mut buf))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        buf = (t ^ ((std::process::id() as u64) << 32)).to_le_bytes();
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const SCHEMA: &str = "
+PRAGMA application_id = 1296319830;
+PRAGMA user_version = 1;
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE sources(spec TEXT PRIMARY KEY);
+CREATE TABLE users(user TEXT PRIMARY KEY, root BLOB NOT NULL, subscriptions TEXT NOT NULL);
+CREATE TABLE folders(
+    id INTEGER PRIMARY KEY,
+    user TEXT NOT NULL,
+    dir BLOB NOT NULL,
+    name TEXT NOT NULL,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    uid_source TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    guid TEXT,
+    uidnext INTEGER NOT NULL,
+    new_mtime INTEGER NOT NULL,
+    cur_mtime INTEGER NOT NULL,
+    uidlist_mtime INTEGER NOT NULL,
+    uidlist_len INTEGER NOT NULL,
+    trusted INTEGER NOT NULL,
+    pending INTEGER NOT NULL,
+    UNIQUE(user, dir)
+);
+CREATE TABLE messages(
+    folder INTEGER NOT NULL,
+    base BLOB NOT NULL,
+    uid INTEGER NOT NULL,
+    flags INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    in_new INTEGER NOT NULL,
+    PRIMARY KEY(folder, base)
+) WITHOUT ROWID;
+CREATE INDEX messages_base ON messages(base);
+CREATE TABLE outbox(
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    user TEXT NOT NULL,
+    event TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn application_id_matches_schema() {
+        assert!(SCHEMA.contains(&format!("application_id = {APPLICATION_ID};")));
+        assert!(SCHEMA.contains(&format!("user_version = {SCHEMA_VERSION};")));
+    }
+}
