@@ -139,7 +139,9 @@ impl Part {
 fn match_pieces(pieces: &[Piece], s: &str, out: &mut Vec<(String, String)>) -> bool {
     match pieces.split_first() {
         None => s.is_empty(),
-        Some((Piece::Lit(l), rest)) => s.strip_prefix(l.as_str()).is_some_and(|r| match_pieces(rest, r, out)),
+        Some((Piece::Lit(l), rest)) => s
+            .strip_prefix(l.as_str())
+            .is_some_and(|r| match_pieces(rest, r, out)),
         Some((Piece::Var(v), rest)) => {
             // Shortest non-empty value first, so `{local}@{domain}` splits
             // at the first `@`.
@@ -180,10 +182,7 @@ impl Template {
                 if open > 0 {
                     pieces.push(Piece::Lit(rest[..open].to_string()));
                 }
-                let close = rest[open..]
-                    .find('}')
-                    .ok_or_else(|| err("unclosed '{'"))?
-                    + open;
+                let close = rest[open..].find('}').ok_or_else(|| err("unclosed '{'"))? + open;
                 let var = match &rest[open + 1..close] {
                     "user" => Var::User,
                     "local" => Var::Local,
@@ -219,7 +218,12 @@ impl Template {
         if has(Var::User) && (has(Var::Local) || has(Var::Domain)) {
             return Err(err("use either {user} or {local}/{domain}, not both"));
         }
-        if vars.len() != [Var::User, Var::Local, Var::Domain].iter().filter(|v| has(**v)).count() {
+        if vars.len()
+            != [Var::User, Var::Local, Var::Domain]
+                .iter()
+                .filter(|v| has(**v))
+                .count()
+        {
             return Err(err("each placeholder may appear once"));
         }
         Ok(Template {
@@ -311,9 +315,16 @@ mod tests {
     #[test]
     fn state_dir_defaults() {
         let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
         };
-        let d = default_state_dir(&env(&[("STATE_DIRECTORY", "/var/lib/me:/x"), ("HOME", "/h")]));
+        let d = default_state_dir(&env(&[
+            ("STATE_DIRECTORY", "/var/lib/me:/x"),
+            ("HOME", "/h"),
+        ]));
         assert_eq!(d, Some(PathBuf::from("/var/lib/me")));
         let d = default_state_dir(&env(&[("XDG_STATE_HOME", "/s"), ("HOME", "/h")]));
         assert_eq!(d, Some(PathBuf::from("/s/maildir-events")));

@@ -9,9 +9,9 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use crate::maildir::folders;
 use crate::maildir::keywords::Keywords;
 use crate::maildir::name::{self, Flags};
-use crate::maildir::folders;
 use crate::scan::{Contents, Entry, FolderListing, UserListing};
 use crate::snapshot::{FolderSnapshot, MessageState, UidSource, UserSnapshot};
 
@@ -48,14 +48,40 @@ pub struct FlagChange {
 /// [`UserDiff::mailboxes`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
-    MailboxCreate { mailbox: usize },
-    MailboxRename { mailbox: usize, old_name: String, old_uidvalidity: u32 },
-    MailboxDelete { name: String, uidvalidity: u32 },
-    Arrived { mailbox: usize, arrival: Arrival, uid: u32, base: Vec<u8>, entry: Entry },
-    Flags { mailbox: usize, changes: Vec<FlagChange> },
-    Expunge { mailbox: usize, uids: Vec<u32>, unassigned: u32 },
-    Subscribe { name: String },
-    Unsubscribe { name: String },
+    MailboxCreate {
+        mailbox: usize,
+    },
+    MailboxRename {
+        mailbox: usize,
+        old_name: String,
+        old_uidvalidity: u32,
+    },
+    MailboxDelete {
+        name: String,
+        uidvalidity: u32,
+    },
+    Arrived {
+        mailbox: usize,
+        arrival: Arrival,
+        uid: u32,
+        base: Vec<u8>,
+        entry: Entry,
+    },
+    Flags {
+        mailbox: usize,
+        changes: Vec<FlagChange>,
+    },
+    Expunge {
+        mailbox: usize,
+        uids: Vec<u32>,
+        unassigned: u32,
+    },
+    Subscribe {
+        name: String,
+    },
+    Unsubscribe {
+        name: String,
+    },
 }
 
 /// What the store must write for one folder.
@@ -106,7 +132,11 @@ pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> Us
         .collect();
     let mut renamed_from: HashMap<&[u8], &FolderSnapshot> = HashMap::new();
     let mut used: HashSet<&[u8]> = HashSet::new();
-    for f in new.folders.values().filter(|f| !old.folders.contains_key(&f.dir)) {
+    for f in new
+        .folders
+        .values()
+        .filter(|f| !old.folders.contains_key(&f.dir))
+    {
         let guid = f.server_uids.as_ref().and_then(|u| u.guid.as_deref());
         let found = gone.iter().find(|o| {
             !used.contains(o.dir.as_slice())
@@ -146,7 +176,8 @@ pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> Us
         .collect();
     let implied = |old_name: &str, new_name: &str| {
         renames.iter().any(|(po, pn)| {
-            po != old_name && folders::rebase(old_name, po, pn, input.hier_sep).as_deref() == Some(new_name)
+            po != old_name
+                && folders::rebase(old_name, po, pn, input.hier_sep).as_deref() == Some(new_name)
         })
     };
 
@@ -157,17 +188,20 @@ pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> Us
             .folders
             .get(&f.dir)
             .or_else(|| renamed_from.get(f.dir.as_slice()).copied());
-        let Some(update) = diff_folder(prior, f, input, &copied, &mut out.mailboxes, &mut body) else {
+        let Some(update) = diff_folder(prior, f, input, &copied, &mut out.mailboxes, &mut body)
+        else {
             continue;
         };
         let mailbox = out.mailboxes.len() - 1;
         match prior {
             None if !f.dir.is_empty() => head.push(Change::MailboxCreate { mailbox }),
-            Some(o) if o.dir != f.dir && !implied(&o.name, &f.name) => head.push(Change::MailboxRename {
-                mailbox,
-                old_name: o.name.clone(),
-                old_uidvalidity: o.uidvalidity,
-            }),
+            Some(o) if o.dir != f.dir && !implied(&o.name, &f.name) => {
+                head.push(Change::MailboxRename {
+                    mailbox,
+                    old_name: o.name.clone(),
+                    old_uidvalidity: o.uidvalidity,
+                })
+            }
             _ => {}
         }
         out.updates.push(update);
@@ -182,16 +216,16 @@ pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> Us
         }
         out.deleted.push(o.id);
     }
-    if let Some(subs) = &new.subscriptions {
-        if *subs != old.subscriptions {
-            for name in subs.difference(&old.subscriptions) {
-                tail.push(Change::Subscribe { name: name.clone() });
-            }
-            for name in old.subscriptions.difference(subs) {
-                tail.push(Change::Unsubscribe { name: name.clone() });
-            }
-            out.subscriptions = Some(subs.clone());
+    if let Some(subs) = &new.subscriptions
+        && *subs != old.subscriptions
+    {
+        for name in subs.difference(&old.subscriptions) {
+            tail.push(Change::Subscribe { name: name.clone() });
         }
+        for name in old.subscriptions.difference(subs) {
+            tail.push(Change::Unsubscribe { name: name.clone() });
+        }
+        out.subscriptions = Some(subs.clone());
     }
     out.changes = head.into_iter().chain(body).chain(tail).collect();
     out
@@ -246,26 +280,29 @@ fn diff_folder(
             let v = keep.map(|p| p.uidvalidity).unwrap_or_else(|| {
                 // A fresh number, never the one the UIDs were under before.
                 let v = input.own_uidvalidity.max(1);
-                if prior.is_some_and(|p| p.uidvalidity == v) { v.wrapping_add(1).max(1) } else { v }
+                if prior.is_some_and(|p| p.uidvalidity == v) {
+                    v.wrapping_add(1).max(1)
+                } else {
+                    v
+                }
             });
             (UidSource::Own, v, None, None)
         }
     };
-    let same_validity = prior.is_some_and(|p| p.uidvalidity == uidvalidity && p.uid_source == uid_source);
+    let same_validity =
+        prior.is_some_and(|p| p.uidvalidity == uidvalidity && p.uid_source == uid_source);
     let mut own_next = match prior {
         Some(p) if same_validity && uid_source == UidSource::Own => p.uidnext.max(1),
         _ => 1,
     };
     let uid_of = |base: &[u8]| -> u32 {
-        if let Some(s) = server {
-            if let Some(&u) = s.by_base.get(base) {
-                return u;
-            }
+        if let Some(s) = server
+            && let Some(&u) = s.by_base.get(base)
+        {
+            return u;
         }
-        if same_validity {
-            if let Some(o) = old_msgs.get(base).filter(|o| o.uid != 0) {
-                return o.uid;
-            }
+        if same_validity && let Some(o) = old_msgs.get(base).filter(|o| o.uid != 0) {
+            return o.uid;
         }
         0
     };
@@ -313,7 +350,11 @@ fn diff_folder(
         match old_msgs.get(*base) {
             None => {
                 let e = &listed[*base];
-                let arrival = if !e.in_new || copied(&f.dir, base) { Arrival::Append } else { Arrival::New };
+                let arrival = if !e.in_new || copied(&f.dir, base) {
+                    Arrival::Append
+                } else {
+                    Arrival::New
+                };
                 arrivals.push(Change::Arrived {
                     mailbox,
                     arrival,

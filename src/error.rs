@@ -17,7 +17,10 @@ pub enum Error {
     Config(ConfigError),
     Store(StoreError),
     /// The sink failed; the events it did not take stay in the outbox.
-    Sink { error: SinkError, kept: u64 },
+    Sink {
+        error: SinkError,
+        kept: u64,
+    },
 }
 
 pub const EX_OK: i32 = 0;

@@ -32,7 +32,9 @@ fn canonical(host: &str) -> Option<String> {
         let mut hints: libc::addrinfo = std::mem::zeroed();
         hints.ai_flags = libc::AI_CANONNAME;
         let mut res: *mut libc::addrinfo = std::ptr::null_mut();
-        if libc::getaddrinfo(c_host.as_ptr(), std::ptr::null(), &hints, &mut res) != 0 || res.is_null() {
+        if libc::getaddrinfo(c_host.as_ptr(), std::ptr::null(), &hints, &mut res) != 0
+            || res.is_null()
+        {
             return None;
         }
         let name = (*res).ai_canonname;

@@ -19,7 +19,10 @@ fn main() -> ExitCode {
     // Logging first, so even configuration errors are logged the same way.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(EnvFilter::try_from_env("MAILDIR_EVENTS_LOG").unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_env_filter(
+            EnvFilter::try_from_env("MAILDIR_EVENTS_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
         .with_target(false)
         .init();
     let cli = Cli::parse();
@@ -47,7 +50,9 @@ fn one_char(option: &str, value: &str) -> Result<char, ConfigError> {
     let mut chars = value.chars();
     match (chars.next(), chars.next()) {
         (Some(c), None) => Ok(c),
-        _ => Err(ConfigError(format!("{option} takes exactly one character, not {value:?}"))),
+        _ => Err(ConfigError(format!(
+            "{option} takes exactly one character, not {value:?}"
+        ))),
     }
 }
 
@@ -55,22 +60,31 @@ fn scan_config(args: ScanArgs) -> Result<Config, ConfigError> {
     let env = |k: &str| std::env::var(k).ok();
     let state_dir = match args.state {
         Some(d) => d,
-        None => config::default_state_dir(&env)
-            .ok_or_else(|| ConfigError("no --state given and neither $STATE_DIRECTORY nor $HOME is set".into()))?,
+        None => config::default_state_dir(&env).ok_or_else(|| {
+            ConfigError("no --state given and neither $STATE_DIRECTORY nor $HOME is set".into())
+        })?,
     };
     if args.maildirs.is_empty() && args.stores.is_empty() {
-        return Err(ConfigError("nothing to scan: give MAILDIR paths or --store TEMPLATE".into()));
+        return Err(ConfigError(
+            "nothing to scan: give MAILDIR paths or --store TEMPLATE".into(),
+        ));
     }
     if args.user.is_some() && args.maildirs.len() != 1 {
-        return Err(ConfigError("--user names the user of exactly one MAILDIR".into()));
+        return Err(ConfigError(
+            "--user names the user of exactly one MAILDIR".into(),
+        ));
     }
     let mut sources = Vec::new();
     for path in &args.maildirs {
-        let path = std::path::absolute(path).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        let path = std::path::absolute(path)
+            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
         let user = match &args.user {
             Some(u) => u.clone(),
             None => config::user_from_path(&path).ok_or_else(|| {
-                ConfigError(format!("cannot tell the user of {}; pass --user", path.display()))
+                ConfigError(format!(
+                    "cannot tell the user of {}; pass --user",
+                    path.display()
+                ))
             })?,
         };
         sources.push(Source::Maildir { path, user });
@@ -81,7 +95,9 @@ fn scan_config(args: ScanArgs) -> Result<Config, ConfigError> {
     let hier_sep = one_char("--separator", &args.separator)?;
     let info = one_char("--info-separator", &args.info_separator)?;
     if !info.is_ascii() || info == '/' || info == '.' || info == ',' {
-        return Err(ConfigError(format!("--info-separator {info:?} cannot separate a Maildir name")));
+        return Err(ConfigError(format!(
+            "--info-separator {info:?} cannot separate a Maildir name"
+        )));
     }
     Ok(Config {
         state_dir,

@@ -133,15 +133,15 @@ fn scan_user(
     }
     // The IMAP size of a new message without W= needs its content.
     for change in &mut diff.changes {
-        if let Change::Arrived { mailbox, entry, .. } = change {
-            if entry.vsize.is_none() {
-                let m = &diff.mailboxes[*mailbox];
-                if let Some(f) = listing.folders.get(&m.dir) {
-                    let path = f.message_path(root, entry);
-                    match scan::virtual_size(&path) {
-                        Ok(n) => entry.vsize = Some(n),
-                        Err(e) => debug!(path = %path.display(), "no size: {e}"),
-                    }
+        if let Change::Arrived { mailbox, entry, .. } = change
+            && entry.vsize.is_none()
+        {
+            let m = &diff.mailboxes[*mailbox];
+            if let Some(f) = listing.folders.get(&m.dir) {
+                let path = f.message_path(root, entry);
+                match scan::virtual_size(&path) {
+                    Ok(n) => entry.vsize = Some(n),
+                    Err(e) => debug!(path = %path.display(), "no size: {e}"),
                 }
             }
         }

@@ -189,7 +189,9 @@ fn unreadable_copy(f: &crate::snapshot::FolderSnapshot) -> FolderListing {
 }
 
 fn mtime_ns(m: &fs::Metadata) -> i64 {
-    m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec())
+    m.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(m.mtime_nsec())
 }
 
 fn now_ns() -> i64 {
@@ -222,8 +224,8 @@ fn scan_folder(
             Ok(n) => n,
             Err(e) => {
                 let lossy = folders::imap_name_lossy(dir, opts.hier_sep, opts.utf8_names);
-                warn!(path = %path.display(), "folder name is not valid {}: {e}; reported as {lossy:?}",
-                    if opts.utf8_names { "UTF-8" } else { "modified UTF-7" });
+                warn!(path = %path.display(), "folder name is not valid {}: {}; reported as {lossy:?}",
+                    if opts.utf8_names { "UTF-8" } else { "modified UTF-7" }, e.reason());
                 lossy
             }
         }
@@ -387,6 +389,10 @@ fn read_subscriptions(root: &Path, opts: &ScanOptions) -> Option<BTreeSet<String
     Some(BTreeSet::new())
 }
 
+/// Answers whether a base name of a folder (by directory) already has a
+/// UID under a UIDVALIDITY, from the snapshot.
+pub type KnownUid<'a> = dyn Fn(&[u8], &[u8], u32) -> bool + 'a;
+
 /// Waits, up to `deadline`, for Dovecot to name what the listing found
 /// before it: UIDs of new files in `dovecot-uidlist` and new keyword
 /// letters in `dovecot-keywords`. Dovecot writes both just after the file,
@@ -394,11 +400,7 @@ fn read_subscriptions(root: &Path, opts: &ScanOptions) -> Option<BTreeSet<String
 /// without its UID.
 ///
 /// `known` says whether a base name already has a UID from the snapshot.
-pub fn wait_for_server(
-    listing: &mut UserListing,
-    known: &dyn Fn(&[u8], &[u8], u32) -> bool,
-    deadline: Instant,
-) {
+pub fn wait_for_server(listing: &mut UserListing, known: &KnownUid, deadline: Instant) {
     if !listing.dovecot {
         return;
     }
@@ -415,7 +417,9 @@ pub fn wait_for_server(
                 None => f.uid_source == UidSource::Own && !f.dir.is_empty() && msgs.is_empty(),
                 Some(uids) => msgs.iter().any(|(base, e)| {
                     (!uids.by_base.contains_key(base) && !known(dir, base, uids.uidvalidity))
-                        || e.flags.keyword_indexes().any(|i| f.keywords.name(i).is_none())
+                        || e.flags
+                            .keyword_indexes()
+                            .any(|i| f.keywords.name(i).is_none())
                 }),
             };
             if missing && f.uid_source != UidSource::Courier {
@@ -424,7 +428,10 @@ pub fn wait_for_server(
         }
         if waiting.is_empty() || Instant::now() >= deadline {
             if !waiting.is_empty() {
-                debug!(folders = waiting.len(), "Dovecot has not named every new file yet");
+                debug!(
+                    folders = waiting.len(),
+                    "Dovecot has not named every new file yet"
+                );
             }
             return;
         }
@@ -470,10 +477,10 @@ pub fn discover(template: &Template) -> Vec<(String, PathBuf)> {
     }
     while let Some((path, i, vars)) = stack.pop() {
         let Some(part) = template.part(i) else {
-            if path.is_dir() {
-                if let Some(user) = template.user(&vars) {
-                    found.push((user, path));
-                }
+            if path.is_dir()
+                && let Some(user) = template.user(&vars)
+            {
+                found.push((user, path));
             }
             continue;
         };

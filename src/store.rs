@@ -98,7 +98,11 @@ impl Store {
     /// runs cannot report the same change twice.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         fs::create_dir_all(dir).map_err(|e| {
-            StoreError::new(dir, StoreErrorKind::CantCreate, format!("cannot create the state directory: {e}"))
+            StoreError::new(
+                dir,
+                StoreErrorKind::CantCreate,
+                format!("cannot create the state directory: {e}"),
+            )
         })?;
         let lock_path = dir.join("lock");
         let lock = fs::OpenOptions::new()
@@ -106,7 +110,13 @@ impl Store {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|e| StoreError::new(&lock_path, StoreErrorKind::CantCreate, format!("cannot open: {e}")))?;
+            .map_err(|e| {
+                StoreError::new(
+                    &lock_path,
+                    StoreErrorKind::CantCreate,
+                    format!("cannot open: {e}"),
+                )
+            })?;
         // SAFETY: flock on a file descriptor we own; no memory is involved.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(StoreError::new(
@@ -130,12 +140,17 @@ impl Store {
     fn init(&mut self) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |e| sql_err(&path, e);
-        self.conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+        self.conn
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
         let app: i64 = self
             .conn
             .query_row("PRAGMA application_id", [], |r| r.get(0))
             .map_err(err)?;
-        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
         let tables: i64 = self
             .conn
             .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
@@ -143,7 +158,10 @@ impl Store {
         if app == 0 && tables == 0 {
             self.conn.execute_batch(SCHEMA).map_err(err)?;
             self.conn
-                .execute("INSERT INTO meta(key, value) VALUES ('instance', ?1)", [random_hex()])
+                .execute(
+                    "INSERT INTO meta(key, value) VALUES ('instance', ?1)",
+                    [random_hex()],
+                )
                 .map_err(err)?;
         } else if app != APPLICATION_ID {
             return Err(StoreError::new(
@@ -155,13 +173,18 @@ impl Store {
             return Err(StoreError::new(
                 &self.path,
                 StoreErrorKind::Corrupt,
-                format!("was written by a newer maildir-events (schema {version}, this one knows {SCHEMA_VERSION})"),
+                format!(
+                    "was written by a newer maildir-events (schema {version}, this one knows {SCHEMA_VERSION})"
+                ),
             ));
         }
         self.conn
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
             .map_err(err)?;
-        let ok: String = self.conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(err)?;
+        let ok: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(err)?;
         if ok != "ok" {
             return Err(StoreError::new(
                 &self.path,
@@ -171,7 +194,9 @@ impl Store {
         }
         self.instance = self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
+                r.get(0)
+            })
             .map_err(err)?;
         Ok(())
     }
@@ -201,7 +226,11 @@ impl Store {
     pub fn load_user(&self, user: &str) -> Result<Option<UserSnapshot>, StoreError> {
         let subs: Option<String> = self
             .conn
-            .query_row("SELECT subscriptions FROM users WHERE user = ?1", [user], |r| r.get(0))
+            .query_row(
+                "SELECT subscriptions FROM users WHERE user = ?1",
+                [user],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(|e| self.err(e))?;
         let Some(subs) = subs else { return Ok(None) };
@@ -254,7 +283,9 @@ impl Store {
         if folder.id != 0 {
             let mut stmt = self
                 .conn
-                .prepare_cached("SELECT base, uid, flags, size, in_new FROM messages WHERE folder = ?1")
+                .prepare_cached(
+                    "SELECT base, uid, flags, size, in_new FROM messages WHERE folder = ?1",
+                )
                 .map_err(|e| self.err(e))?;
             let rows = stmt
                 .query_map([folder.id], |r| {
@@ -287,11 +318,18 @@ impl Store {
                  WHERE m.base = ?1 AND f.user = ?2 AND f.dir != ?3 LIMIT 1",
             )
             .map_err(|e| self.err(e))?;
-        stmt.exists(params![base, user, dir]).map_err(|e| self.err(e))
+        stmt.exists(params![base, user, dir])
+            .map_err(|e| self.err(e))
     }
 
     /// Writes one user's new snapshot and its events, atomically.
-    pub fn commit(&mut self, user: &str, root: &Path, diff: &UserDiff, events: Vec<Event>) -> Result<(), StoreError> {
+    pub fn commit(
+        &mut self,
+        user: &str,
+        root: &Path,
+        diff: &UserDiff,
+        events: Vec<Event>,
+    ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let instance = self.instance.clone();
         let tx = self.conn.transaction().map_err(|e| sql_err(&path, e))?;
@@ -368,7 +406,8 @@ fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rus
     let mut insert_msg = tx.prepare_cached(
         "INSERT OR REPLACE INTO messages(folder, base, uid, flags, size, in_new) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
-    let mut delete_msg = tx.prepare_cached("DELETE FROM messages WHERE folder = ?1 AND base = ?2")?;
+    let mut delete_msg =
+        tx.prepare_cached("DELETE FROM messages WHERE folder = ?1 AND base = ?2")?;
     for u in &diff.updates {
         let f = &u.folder;
         let values = params![
@@ -410,7 +449,14 @@ fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rus
             delete_msg.execute(params![id, base])?;
         }
         for (base, m) in &u.upserts {
-            insert_msg.execute(params![id, base, m.uid, m.flags.0 as i64, m.size as i64, m.in_new])?;
+            insert_msg.execute(params![
+                id,
+                base,
+                m.uid,
+                m.flags.0 as i64,
+                m.size as i64,
+                m.in_new
+            ])?;
         }
     }
     Ok(())
@@ -426,12 +472,19 @@ fn enqueue(tx: &Transaction, instance: &str, events: Vec<Event>) -> rusqlite::Re
         [],
         |r| r.get(0),
     )?;
-    let mut insert = tx.prepare_cached("INSERT INTO outbox(seq, event_id, user, event, body) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO outbox(seq, event_id, user, event, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
     for mut e in events {
         let id = format!("{instance}-{seq}");
         e.fields.insert("vnd.maildir.seq".into(), json!(seq));
         e.fields.insert("vnd.maildir.eventId".into(), json!(id));
-        let user = e.fields.get("user").and_then(Value::as_str).unwrap_or("").to_string();
+        let user = e
+            .fields
+            .get("user")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let body = Value::Object(e.fields).to_string();
         insert.execute(params![seq, id, user, e.kind, body])?;
         seq += 1;
@@ -447,15 +500,22 @@ fn enqueue(tx: &Transaction, instance: &str, events: Vec<Event>) -> rusqlite::Re
 fn sql_err(path: &Path, e: rusqlite::Error) -> StoreError {
     let kind = match e.sqlite_error_code() {
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreErrorKind::Corrupt,
-        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::DiskFull) => {
-            StoreErrorKind::CantCreate
-        }
+        Some(
+            ErrorCode::CannotOpen
+            | ErrorCode::ReadOnly
+            | ErrorCode::PermissionDenied
+            | ErrorCode::DiskFull,
+        ) => StoreErrorKind::CantCreate,
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreErrorKind::Locked,
         _ => StoreErrorKind::Io,
     };
     let hint = match kind {
-        StoreErrorKind::Corrupt => "; it is not a usable maildir-events state: move it away or pass another --state",
-        StoreErrorKind::CantCreate => "; check the permissions and free space of the state directory",
+        StoreErrorKind::Corrupt => {
+            "; it is not a usable maildir-events state: move it away or pass another --state"
+        }
+        StoreErrorKind::CantCreate => {
+            "; check the permissions and free space of the state directory"
+        }
         _ => "",
     };
     StoreError::new(path, kind, format!("{e}{hint}"))

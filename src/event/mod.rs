@@ -62,7 +62,11 @@ pub fn build(diff: &UserDiff, ctx: &EventContext) -> Vec<Event> {
             Change::MailboxCreate { mailbox } => {
                 let m = &diff.mailboxes[*mailbox];
                 let url = mailbox_url(ctx, m);
-                out.push(event(ctx, "MailboxCreate", [("uri", json!(url)), ("mailboxID", json!(url))]));
+                out.push(event(
+                    ctx,
+                    "MailboxCreate",
+                    [("uri", json!(url)), ("mailboxID", json!(url))],
+                ));
             }
             Change::MailboxRename {
                 mailbox,
@@ -71,16 +75,25 @@ pub fn build(diff: &UserDiff, ctx: &EventContext) -> Vec<Event> {
             } => {
                 let m = &diff.mailboxes[*mailbox];
                 let url = mailbox_url(ctx, m);
-                let old = imapurl::mailbox_url(ctx.server, ctx.user, old_name, Some(*old_uidvalidity));
+                let old =
+                    imapurl::mailbox_url(ctx.server, ctx.user, old_name, Some(*old_uidvalidity));
                 out.push(event(
                     ctx,
                     "MailboxRename",
-                    [("uri", json!(url)), ("mailboxID", json!(url)), ("oldMailboxID", json!(old))],
+                    [
+                        ("uri", json!(url)),
+                        ("mailboxID", json!(url)),
+                        ("oldMailboxID", json!(old)),
+                    ],
                 ));
             }
             Change::MailboxDelete { name, uidvalidity } => {
                 let url = imapurl::mailbox_url(ctx.server, ctx.user, name, Some(*uidvalidity));
-                out.push(event(ctx, "MailboxDelete", [("uri", json!(url)), ("mailboxID", json!(url))]));
+                out.push(event(
+                    ctx,
+                    "MailboxDelete",
+                    [("uri", json!(url)), ("mailboxID", json!(url))],
+                ));
             }
             Change::Subscribe { name } | Change::Unsubscribe { name } => {
                 let kind = if matches!(change, Change::Subscribe { .. }) {
@@ -89,7 +102,11 @@ pub fn build(diff: &UserDiff, ctx: &EventContext) -> Vec<Event> {
                     "MailboxUnSubscribe"
                 };
                 let url = imapurl::mailbox_url(ctx.server, ctx.user, name, None);
-                out.push(event(ctx, kind, [("uri", json!(url)), ("mailboxID", json!(url))]));
+                out.push(event(
+                    ctx,
+                    kind,
+                    [("uri", json!(url)), ("mailboxID", json!(url))],
+                ));
             }
             Change::Arrived {
                 mailbox,
@@ -108,20 +125,33 @@ pub fn build(diff: &UserDiff, ctx: &EventContext) -> Vec<Event> {
                 if *uid != 0 {
                     e.fields.insert(
                         "uri".into(),
-                        json!(imapurl::message_url(ctx.server, ctx.user, &m.name, m.uidvalidity, *uid)),
+                        json!(imapurl::message_url(
+                            ctx.server,
+                            ctx.user,
+                            &m.name,
+                            m.uidvalidity,
+                            *uid
+                        )),
                     );
                 } else {
                     // Nobody has numbered it yet (a delivery Dovecot has not
                     // synced); say so rather than invent a UID.
                     e.fields.insert("uri".into(), json!(url));
-                    e.fields.insert("vnd.maildir.uidPending".into(), json!(true));
-                    e.fields.insert("vnd.maildir.filename".into(), json!(String::from_utf8_lossy(base)));
+                    e.fields
+                        .insert("vnd.maildir.uidPending".into(), json!(true));
+                    e.fields.insert(
+                        "vnd.maildir.filename".into(),
+                        json!(String::from_utf8_lossy(base)),
+                    );
                 }
                 e.fields.insert("mailboxID".into(), json!(url));
                 if let Some(size) = entry.vsize {
                     e.fields.insert("messageSize".into(), json!(size));
                 }
-                e.fields.insert("flagNames".into(), json!(flag_names(entry.flags, &m.keywords)));
+                e.fields.insert(
+                    "flagNames".into(),
+                    json!(flag_names(entry.flags, &m.keywords)),
+                );
                 counts(&mut e, m);
                 out.push(e);
             }
@@ -147,7 +177,11 @@ pub fn build(diff: &UserDiff, ctx: &EventContext) -> Vec<Event> {
     out
 }
 
-fn event<const N: usize>(ctx: &EventContext, kind: &'static str, extra: [(&str, Value); N]) -> Event {
+fn event<const N: usize>(
+    ctx: &EventContext,
+    kind: &'static str,
+    extra: [(&str, Value); N],
+) -> Event {
     let mut fields = Map::new();
     fields.insert("event".into(), json!(kind));
     fields.insert("timestamp".into(), json!(ctx.timestamp));
@@ -179,12 +213,14 @@ fn uid_event(
 ) -> Event {
     let url = mailbox_url(ctx, m);
     let mut e = event(ctx, kind, [("uri", json!(url)), ("mailboxID", json!(url))]);
-    e.fields.insert("uidset".into(), json!(uidset::format(uids)));
+    e.fields
+        .insert("uidset".into(), json!(uidset::format(uids)));
     if let Some(names) = flag_names {
         e.fields.insert("flagNames".into(), json!(names));
     }
     if unassigned > 0 {
-        e.fields.insert("vnd.maildir.unassigned".into(), json!(unassigned));
+        e.fields
+            .insert("vnd.maildir.unassigned".into(), json!(unassigned));
     }
     counts(&mut e, m);
     e

@@ -90,21 +90,20 @@ pub fn imap_name(dir: &[u8], sep: char, utf8: bool) -> Result<String, NameError>
     if !is_folder_dir(dir) {
         return Err(NameError::new(dir, "not a Maildir++ folder directory name"));
     }
+    let reason = if utf8 {
+        "a level is not valid UTF-8"
+    } else {
+        "a level is not valid modified UTF-7"
+    };
     let mut name = String::with_capacity(dir.len());
     for (i, level) in dir[1..].split(|&b| b == STORAGE_SEP).enumerate() {
         if i > 0 {
             name.push(sep);
         }
-        name.push_str(&decode_level(level, utf8).ok_or_else(|| {
-            NameError::new(
-                dir,
-                if utf8 {
-                    "a level is not valid UTF-8"
-                } else {
-                    "a level is not valid modified UTF-7"
-                },
-            )
-        })?);
+        match decode_level(level, utf8) {
+            Some(decoded) => name.push_str(&decoded),
+            None => return Err(NameError::new(dir, reason)),
+        }
     }
     Ok(name)
 }
@@ -113,9 +112,11 @@ pub fn imap_name(dir: &[u8], sep: char, utf8: bool) -> Result<String, NameError>
 /// fallback when [`imap_name`] fails.
 ///
 /// Levels that decode are decoded; the others are shown as lossy UTF-8 of
-/// their raw bytes, which is what Dovecot 2.4 shows for a level that is not
-/// valid modified UTF-7. A name that is not a folder at all has its leading
-/// `.` removed and is otherwise split the same way.
+/// their raw bytes. That is what current Dovecot shows for a level that is
+/// not valid modified UTF-7 (`mailbox_list_default_get_vname_part()`);
+/// older versions kept the whole name raw as soon as one level failed. A
+/// name that is not a folder at all has its leading `.` removed and is
+/// otherwise split the same way.
 pub fn imap_name_lossy(dir: &[u8], sep: char, utf8: bool) -> String {
     if dir.is_empty() {
         return "INBOX".to_string();

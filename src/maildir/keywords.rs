@@ -109,85 +109,58 @@ fn parse_line(line: &[u8]) -> Option<(usize, &str)> {
 mod tests {
     use super::*;
 
-    /// Parses `text` and lists the named letters.
-    fn named(text: &[u8]) -> Vec<(u8, String)> {
-        Keywords::parse(text)
-            .iter()
-            .map(|(i, name)| (i, name.to_owned()))
-            .collect()
-    }
+    /// A file's text and the (index, name) pairs it defines.
+    type Row = (&'static [u8], &'static [(u8, &'static str)]);
 
     #[test]
     fn parse_files() {
-        let rows: &[(&[u8], &[(u8, &str)])] = &[
+        #[rustfmt::skip]
+        let rows: &[Row] = &[
             // The example from the Dovecot documentation, with a gap.
-            (
-                b"0 $Junk\n1 $NonJunk\n3 $label1\n",
-                &[(0, "$Junk"), (1, "$NonJunk"), (3, "$label1")],
-            ),
-            // Thunderbird tags and labels as Dovecot writes them.
-            (
-                b"0 $Forwarded\n1 $MDNSent\n2 NonJunk\n3 $label2\n4 Junk\n",
-                &[
-                    (0, "$Forwarded"),
-                    (1, "$MDNSent"),
-                    (2, "NonJunk"),
-                    (3, "$label2"),
-                    (4, "Junk"),
-                ],
-            ),
-            // No file content at all.
+            (b"0 $Junk\n1 $NonJunk\n3 $label1\n", &[(0, "$Junk"), (1, "$NonJunk"), (3, "$label1")]),
+            // Keywords Thunderbird sets, lettered in order of first use.
+            (b"0 $Forwarded\n1 $MDNSent\n2 NonJunk\n3 $label2\n4 Junk\n",
+             &[(0, "$Forwarded"), (1, "$MDNSent"), (2, "NonJunk"), (3, "$label2"), (4, "Junk")]),
+            // Nothing at all.
             (b"", &[]),
             (b"\n\n", &[]),
-            // Lines out of order.
+            // Lines out of order; leading zeros are still decimal.
             (b"25 last\n0 first\n", &[(0, "first"), (25, "last")]),
-            // Leading zeros are still decimal.
             (b"007 $seven\n", &[(7, "$seven")]),
             // CRLF line endings.
-            (
-                b"0 $Junk\r\n1 $NonJunk\r\n",
-                &[(0, "$Junk"), (1, "$NonJunk")],
-            ),
-            // A last line without '\n' still counts.
+            (b"0 $Junk\r\n1 $NonJunk\r\n", &[(0, "$Junk"), (1, "$NonJunk")]),
+            // A last line without '\n' still counts if it is complete.
             (b"0 $Junk\n1 $NonJunk", &[(0, "$Junk"), (1, "$NonJunk")]),
             (b"0 $Junk\n1 ", &[(0, "$Junk")]),
             (b"0 $Junk\n1", &[(0, "$Junk")]),
-            // Lines without a space (a converted .customflags header).
+            // Lines without a space (the header of a converted .customflags file).
             (b"$Junk\n0 $Junk\n", &[(0, "$Junk")]),
             // Index 26 and beyond, huge, signed or non-decimal indexes.
             (b"26 z1\n99 z2\n4294967296 z3\n", &[]),
             (b"-1 neg\n+1 pos\n0x1 hex\n a lead\n1a mix\n", &[]),
-            // Empty names.
-            (b"0 \n1  \n", &[(1, " ")]),
-            // Names are the rest of the line, spaces included.
-            (b"2 two words\n", &[(2, "two words")]),
+            // An empty name is ignored; a name is the rest of the line, spaces included.
+            (b"0 \n1  \n2 two words\n", &[(1, " "), (2, "two words")]),
             // Duplicate names keep the first; the comparison ignores ASCII case.
-            (
-                b"0 $Junk\n1 $Junk\n2 $junk\n3 $NonJunk\n",
-                &[(0, "$Junk"), (3, "$NonJunk")],
-            ),
+            (b"0 $Junk\n1 $Junk\n2 $junk\n3 $NonJunk\n", &[(0, "$Junk"), (3, "$NonJunk")]),
             // The same index twice: the later line wins, the earlier name stays taken.
             (b"0 $Junk\n0 $Spam\n1 $Junk\n", &[(0, "$Spam")]),
             // Non-UTF-8 names are ignored; UTF-8 ones are kept.
             (b"0 caf\xe9\n1 caf\xc3\xa9\n", &[(1, "caf\u{e9}")]),
         ];
         for &(text, want) in rows {
-            let want: Vec<(u8, String)> = want.iter().map(|&(i, n)| (i, n.to_owned())).collect();
-            assert_eq!(named(text), want, "{:?}", String::from_utf8_lossy(text));
+            let keywords = Keywords::parse(text);
+            let got: Vec<(u8, &str)> = keywords.iter().collect();
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(text));
         }
     }
 
     #[test]
     fn lookups() {
         let keywords = Keywords::parse(b"0 $Junk\n1 $NonJunk\n3 $label1\n");
+        #[rustfmt::skip]
         let rows: &[(u8, Option<&str>)] = &[
-            (0, Some("$Junk")),
-            (1, Some("$NonJunk")),
-            (2, None),
-            (3, Some("$label1")),
-            (25, None),
-            (26, None),
-            (255, None),
+            (0, Some("$Junk")), (1, Some("$NonJunk")), (2, None), (3, Some("$label1")),
+            (25, None), (26, None), (255, None),
         ];
         for &(index, want) in rows {
             assert_eq!(keywords.name(index), want, "index {index}");
@@ -211,11 +184,11 @@ mod tests {
     #[test]
     fn no_panic_on_any_short_file() {
         let alphabet: &[u8] = b"0129 \n\ra\xff";
-        for a in alphabet {
-            for b in alphabet {
-                for c in alphabet {
-                    for d in alphabet {
-                        let _ = Keywords::parse(&[*a, *b, *c, *d]);
+        for &a in alphabet {
+            for &b in alphabet {
+                for &c in alphabet {
+                    for &d in alphabet {
+                        let _ = Keywords::parse(&[a, b, c, d]);
                     }
                 }
             }

@@ -24,9 +24,10 @@ fn b64_value(b: u8) -> Option<u8> {
     }
 }
 
-/// Whether a character is written as itself: printable US-ASCII except `&`.
-fn is_direct(c: char) -> bool {
-    (' '..='~').contains(&c) && c != '&'
+/// Whether a character is printable US-ASCII, the characters that must be
+/// written as themselves (`&` as `&-`) and never inside a base64 run.
+fn is_printable_ascii(c: char) -> bool {
+    (' '..='~').contains(&c)
 }
 
 /// Decodes a modified UTF-7 name into UTF-8.
@@ -112,7 +113,7 @@ fn decode_run(run: &[u8], out: &mut String) -> Option<()> {
             0xDC00..=0xDFFF => return None,
             _ => char::from_u32(u32::from(u))?,
         };
-        if c == '\0' || (' '..='~').contains(&c) {
+        if c == '\0' || is_printable_ascii(c) {
             return None;
         }
         out.push(c);
@@ -131,7 +132,7 @@ pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut units: Vec<u16> = Vec::new();
     for c in s.chars() {
-        if is_direct(c) || c == '&' {
+        if is_printable_ascii(c) {
             flush_run(&mut units, &mut out);
             if c == '&' {
                 out.push_str("&-");

@@ -296,7 +296,7 @@ fn usecs(rest: &[u8]) -> Option<&[u8]> {
         .unwrap_or_default();
     let m = unique.iter().position(|&b| b == b'M')?;
     let after = unique.get(m + 1..).unwrap_or_default();
-    Some(&after[..leading_digits(after)])
+    Some(after.split_at(leading_digits(after)).0)
 }
 
 /// Compares two strings of ASCII digits as numbers of any length.

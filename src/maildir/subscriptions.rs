@@ -57,7 +57,12 @@ impl Subscriptions {
 /// decoded from modified UTF-7 unless `utf8` is true, and the levels are
 /// joined with the namespace separator `sep`. A trailing CR is dropped as
 /// Dovecot's `i_stream_next_line()` does. `INBOX` is matched without regard
-/// to case because IMAP treats it so (RFC 3501 §5.1).
+/// to case because IMAP treats it so (RFC 3501 §5.1). An entry with an
+/// empty level (`A..B`) or a NUL can name no Maildir++ folder, so it is
+/// skipped along with the entries that do not decode.
+///
+/// Only the Maildir++ layout is handled: its storage separator is `.`, for
+/// version 1 lines as well as inside version 2 levels.
 pub fn parse_dovecot(bytes: &[u8], sep: char, utf8: bool) -> Subscriptions {
     let (v2, body) = match bytes.strip_prefix(V2_HEADER) {
         Some(body) => (true, body),
@@ -139,7 +144,7 @@ fn tab_unescape_levels(line: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Names a Dovecot storage name, or `None` when Dovecot would drop it.
+/// Names a Dovecot storage name, or `None` when it can name no folder.
 fn dovecot_name(storage: &[u8], sep: char, utf8: bool) -> Option<String> {
     let mut sep_bytes = [0; 4];
     let sep_bytes = sep.encode_utf8(&mut sep_bytes).as_bytes();

@@ -80,7 +80,11 @@ mod tests {
     #[test]
     fn broken_pipe_is_closed() {
         let mut s = StdoutSink::with_writer(Closed);
-        let r = s.send(&[OutboxRow { seq: 1, event_id: "i".into(), body: "{}".into() }]);
+        let r = s.send(&[OutboxRow {
+            seq: 1,
+            event_id: "i".into(),
+            body: "{}".into(),
+        }]);
         assert!(matches!(r, Err(SinkError::Closed)));
     }
 }
