@@ -207,8 +207,8 @@ pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> Us
         out.updates.push(update);
     }
     let mut tail = Vec::new();
-    for o in gone {
-        if !used.contains(o.dir.as_slice()) && !o.dir.is_empty() {
+    for o in gone.into_iter().filter(|o| !used.contains(o.dir.as_slice())) {
+        if !o.dir.is_empty() {
             tail.push(Change::MailboxDelete {
                 name: o.name.clone(),
                 uidvalidity: o.uidvalidity,
