@@ -207,7 +207,10 @@ pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> Us
         out.updates.push(update);
     }
     let mut tail = Vec::new();
-    for o in gone.into_iter().filter(|o| !used.contains(o.dir.as_slice())) {
+    for o in gone
+        .into_iter()
+        .filter(|o| !used.contains(o.dir.as_slice()))
+    {
         if !o.dir.is_empty() {
             tail.push(Change::MailboxDelete {
                 name: o.name.clone(),
@@ -428,3 +431,7 @@ fn diff_folder(
         deletes,
     })
 }
+
+#[cfg(test)]
+#[path = "diff_tests.rs"]
+mod tests;

@@ -1,0 +1,435 @@
+//! Table tests of the diff: snapshot + listing → changes, with no disk.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::*;
+use crate::scan::ServerUids;
+use crate::snapshot::DirStamp;
+
+/// A folder on "disk": dir, inode, uidlist (validity, [(uid, base)]) and
+/// file names (`new/x` or `cur/x:2,FS`).
+struct Disk<'a> {
+    dir: &'a str,
+    ino: u64,
+    uids: Option<(u32, &'a [(u32, &'a str)])>,
+    files: &'a [&'a str],
+}
+
+fn listing(folders: &[Disk], subs: &[&str]) -> UserListing {
+    let mut out = UserListing {
+        root: "/m".into(),
+        exists: true,
+        folders: BTreeMap::new(),
+        subscriptions: Some(subs.iter().map(|s| s.to_string()).collect()),
+        dovecot: false,
+    };
+    for d in folders {
+        let mut msgs = HashMap::new();
+        for f in d.files {
+            let (sub, file) = f.split_once('/').unwrap();
+            let p = crate::maildir::name::parse(file.as_bytes(), b':').unwrap();
+            msgs.insert(
+                p.base.to_vec(),
+                Entry {
+                    file: file.as_bytes().to_vec(),
+                    in_new: sub == "new",
+                    flags: p.flags,
+                    size: p.size,
+                    vsize: p.vsize,
+                },
+            );
+        }
+        let server_uids = d.uids.map(|(v, recs)| ServerUids {
+            uidvalidity: v,
+            uidnext: recs.iter().map(|r| r.0 + 1).max().unwrap_or(1),
+            guid: None,
+            by_base: recs
+                .iter()
+                .map(|(u, b)| (b.as_bytes().to_vec(), *u))
+                .collect(),
+        });
+        let name = if d.dir.is_empty() {
+            "INBOX".to_string()
+        } else {
+            d.dir[1..].to_string()
+        };
+        out.folders.insert(
+            d.dir.as_bytes().to_vec(),
+            FolderListing {
+                dir: d.dir.as_bytes().to_vec(),
+                name,
+                dev: 1,
+                ino: d.ino,
+                stamp: DirStamp::default(),
+                contents: Contents::Listed(msgs),
+                uid_source: if server_uids.is_some() {
+                    UidSource::Dovecot
+                } else {
+                    UidSource::Own
+                },
+                server_uids,
+                keywords: Keywords::parse(b"0 $Junk\n1 $label1\n"),
+            },
+        );
+    }
+    out
+}
+
+/// The snapshot a previous diff of `disk` would have stored.
+fn snapshot(disk: &UserListing) -> UserSnapshot {
+    let d = diff_user(&UserSnapshot::default(), disk, &input(&|_, _| false));
+    let mut snap = UserSnapshot {
+        subscriptions: disk.subscriptions.clone().unwrap(),
+        ..UserSnapshot::default()
+    };
+    for (i, u) in d.updates.into_iter().enumerate() {
+        let mut f = u.folder;
+        f.id = i as i64 + 1;
+        f.messages = Some(u.upserts.into_iter().collect());
+        snap.folders.insert(f.dir.clone(), f);
+    }
+    snap
+}
+
+fn input<'a>(elsewhere: &'a dyn Fn(&[u8], &[u8]) -> bool) -> DiffInput<'a> {
+    DiffInput {
+        own_uidvalidity: 1_700_000_000,
+        hier_sep: '.',
+        elsewhere,
+    }
+}
+
+/// A compact text of each change: `Kind mailbox detail`.
+fn summary(d: &UserDiff) -> Vec<String> {
+    let name = |i: &usize| d.mailboxes[*i].name.clone();
+    d.changes
+        .iter()
+        .map(|c| match c {
+            Change::MailboxCreate { mailbox } => format!("Create {}", name(mailbox)),
+            Change::MailboxRename {
+                mailbox, old_name, ..
+            } => format!("Rename {old_name}->{}", name(mailbox)),
+            Change::MailboxDelete { name, .. } => format!("Delete {name}"),
+            Change::Arrived {
+                mailbox,
+                arrival,
+                uid,
+                ..
+            } => format!("{arrival:?} {} {uid}", name(mailbox)),
+            Change::Flags { mailbox, changes } => {
+                let mut parts: Vec<String> = changes
+                    .iter()
+                    .map(|c| format!("{}+{}-{}", c.uid, c.gained.letters(), c.lost.letters()))
+                    .collect();
+                parts.sort();
+                format!("Flags {} {}", name(mailbox), parts.join(","))
+            }
+            Change::Expunge {
+                mailbox,
+                uids,
+                unassigned,
+            } => format!("Expunge {} {uids:?}+{unassigned}", name(mailbox)),
+            Change::Subscribe { name } => format!("Subscribe {name}"),
+            Change::Unsubscribe { name } => format!("Unsubscribe {name}"),
+        })
+        .collect()
+}
+
+const U: &[(u32, &str)] = &[(1, "1.M1P1.h"), (2, "2.M1P1.h"), (3, "3.M1P1.h")];
+
+#[test]
+fn message_changes() {
+    let before = [Disk {
+        dir: "",
+        ino: 1,
+        uids: Some((7, U)),
+        files: &["new/1.M1P1.h", "cur/2.M1P1.h:2,S"],
+    }];
+    #[rustfmt::skip]
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        ("nothing", &["new/1.M1P1.h", "cur/2.M1P1.h:2,S"], &[]),
+        ("new/ to cur/ is no event", &["cur/1.M1P1.h:2,", "cur/2.M1P1.h:2,S"], &[]),
+        ("delivery", &["new/1.M1P1.h", "cur/2.M1P1.h:2,S", "new/3.M1P1.h"], &["New INBOX 3"]),
+        ("append in cur", &["new/1.M1P1.h", "cur/2.M1P1.h:2,S", "cur/3.M1P1.h:2,S"], &["Append INBOX 3"]),
+        ("read", &["cur/1.M1P1.h:2,S", "cur/2.M1P1.h:2,S"], &["Flags INBOX 1+S-"]),
+        ("unread + flagged + keyword", &["new/1.M1P1.h", "cur/2.M1P1.h:2,Fb"], &["Flags INBOX 2+Fb-S"]),
+        ("P is not a flag change", &["new/1.M1P1.h", "cur/2.M1P1.h:2,PS"], &[]),
+        ("expunge", &["cur/2.M1P1.h:2,S"], &["Expunge INBOX [1]+0"]),
+        ("expunge all", &[], &["Expunge INBOX [1, 2]+0"]),
+    ];
+    for (what, files, want) in cases {
+        let old = snapshot(&listing(&before, &[]));
+        let new = listing(
+            &[Disk {
+                dir: "",
+                ino: 1,
+                uids: Some((7, U)),
+                files,
+            }],
+            &[],
+        );
+        let d = diff_user(&old, &new, &input(&|_, _| false));
+        assert_eq!(summary(&d), *want, "{what}");
+    }
+}
+
+#[test]
+fn copies_and_moves_are_appends() {
+    let before = listing(
+        &[
+            Disk {
+                dir: "",
+                ino: 1,
+                uids: Some((7, U)),
+                files: &["new/1.M1P1.h", "cur/2.M1P1.h:2,S"],
+            },
+            Disk {
+                dir: ".Archive",
+                ino: 2,
+                uids: Some((8, &[])),
+                files: &[],
+            },
+        ],
+        &[],
+    );
+    let old = snapshot(&before);
+    // MOVE: gone from INBOX, in Archive's new/ under the same base name.
+    let after = listing(
+        &[
+            Disk {
+                dir: "",
+                ino: 1,
+                uids: Some((7, U)),
+                files: &["cur/2.M1P1.h:2,S"],
+            },
+            Disk {
+                dir: ".Archive",
+                ino: 2,
+                uids: Some((8, &[(1, "1.M1P1.h")])),
+                files: &["new/1.M1P1.h"],
+            },
+        ],
+        &[],
+    );
+    let d = diff_user(&old, &after, &input(&|_, _| false));
+    assert_eq!(summary(&d), ["Expunge INBOX [1]+0", "Append Archive 1"]);
+
+    // COPY from a folder that was not loaded: the store says it is elsewhere.
+    let mut old = snapshot(&before);
+    old.folders.get_mut(b"".as_slice()).unwrap().messages = None;
+    let after = listing(
+        &[Disk {
+            dir: ".Archive",
+            ino: 2,
+            uids: Some((8, &[(1, "1.M1P1.h")])),
+            files: &["new/1.M1P1.h"],
+        }],
+        &[],
+    );
+    let mut after_all = after.clone();
+    after_all.folders.insert(b"".to_vec(), {
+        let mut f = before.folders[b"".as_slice()].clone();
+        f.contents = Contents::Unchanged;
+        f
+    });
+    let asked = |dir: &[u8], base: &[u8]| dir == b".Archive" && base == b"1.M1P1.h";
+    let d = diff_user(&old, &after_all, &input(&asked));
+    assert_eq!(summary(&d), ["Append Archive 1"]);
+    let d = diff_user(&old, &after_all, &input(&|_, _| false));
+    assert_eq!(
+        summary(&d),
+        ["New Archive 1"],
+        "without the store's answer it looks like a delivery"
+    );
+}
+
+#[test]
+fn folder_changes() {
+    let before = listing(
+        &[
+            Disk {
+                dir: "",
+                ino: 1,
+                uids: None,
+                files: &[],
+            },
+            Disk {
+                dir: ".A",
+                ino: 10,
+                uids: None,
+                files: &["cur/5.M1P1.h:2,S"],
+            },
+            Disk {
+                dir: ".A.x",
+                ino: 11,
+                uids: None,
+                files: &[],
+            },
+            Disk {
+                dir: ".Old",
+                ino: 12,
+                uids: None,
+                files: &["cur/6.M1P1.h:2,"],
+            },
+        ],
+        &["A", "Old"],
+    );
+    let old = snapshot(&before);
+    let after = listing(
+        &[
+            Disk {
+                dir: "",
+                ino: 1,
+                uids: None,
+                files: &[],
+            },
+            Disk {
+                dir: ".B",
+                ino: 10,
+                uids: None,
+                files: &["cur/5.M1P1.h:2,S"],
+            },
+            Disk {
+                dir: ".B.x",
+                ino: 11,
+                uids: None,
+                files: &[],
+            },
+            Disk {
+                dir: ".New",
+                ino: 13,
+                uids: None,
+                files: &[],
+            },
+        ],
+        &["A", "New"],
+    );
+    let d = diff_user(&old, &after, &input(&|_, _| false));
+    assert_eq!(
+        summary(&d),
+        [
+            "Rename A->B",
+            "Create New",
+            "Delete Old",
+            "Subscribe New",
+            "Unsubscribe Old"
+        ],
+        "the child's rename is implied; subscriptions stay as written (Dovecot does not rewrite them on RENAME)"
+    );
+    assert_eq!(d.deleted, [old.folders[b".Old".as_slice()].id]);
+    // The renamed folders keep their rows and UIDs.
+    let b = d.updates.iter().find(|u| u.folder.dir == b".B").unwrap();
+    assert_eq!(b.folder.id, old.folders[b".A".as_slice()].id);
+    assert!(
+        b.upserts.is_empty(),
+        "no message changed in the renamed folder"
+    );
+}
+
+#[test]
+fn own_uids_follow_dovecot_order_and_stay() {
+    let files = &[
+        "new/1700000002.M5P1.h",
+        "new/1700000001.M9P1.h",
+        "new/1700000002.M10P1.h",
+    ];
+    let first = listing(
+        &[Disk {
+            dir: "",
+            ino: 1,
+            uids: None,
+            files,
+        }],
+        &[],
+    );
+    let d = diff_user(&UserSnapshot::default(), &first, &input(&|_, _| false));
+    let uid_of = |d: &UserDiff, base: &str| {
+        d.updates[0]
+            .upserts
+            .iter()
+            .find(|(b, _)| b == base.as_bytes())
+            .map(|(_, s)| s.uid)
+    };
+    assert_eq!(uid_of(&d, "1700000001.M9P1.h"), Some(1));
+    assert_eq!(uid_of(&d, "1700000002.M5P1.h"), Some(2));
+    assert_eq!(
+        uid_of(&d, "1700000002.M10P1.h"),
+        Some(3),
+        "microseconds compare as numbers"
+    );
+    assert_eq!(d.updates[0].folder.uidvalidity, 1_700_000_000);
+
+    // A later delivery gets the next UID; the old ones are kept.
+    let old = snapshot(&first);
+    let mut files2 = files.to_vec();
+    files2.push("new/1600000000.M1P1.h");
+    let second = listing(
+        &[Disk {
+            dir: "",
+            ino: 1,
+            uids: None,
+            files: &files2,
+        }],
+        &[],
+    );
+    let d = diff_user(&old, &second, &input(&|_, _| false));
+    assert_eq!(
+        summary(&d),
+        ["New INBOX 4"],
+        "an older name still gets the next UID"
+    );
+}
+
+#[test]
+fn dovecot_uids_win_and_missing_ones_wait() {
+    let before = listing(
+        &[Disk {
+            dir: "",
+            ino: 1,
+            uids: None,
+            files: &["new/1.M1P1.h"],
+        }],
+        &[],
+    );
+    let old = snapshot(&before);
+    // Dovecot has numbered the old file and not yet the new one.
+    let after = listing(
+        &[Disk {
+            dir: "",
+            ino: 1,
+            uids: Some((42, &[(5, "1.M1P1.h")])),
+            files: &["new/1.M1P1.h", "new/2.M1P1.h"],
+        }],
+        &[],
+    );
+    let d = diff_user(&old, &after, &input(&|_, _| false));
+    assert_eq!(summary(&d), ["New INBOX 0"]);
+    let f = &d.updates[0].folder;
+    assert_eq!(
+        (f.uid_source, f.uidvalidity, f.pending),
+        (UidSource::Dovecot, 42, true)
+    );
+    assert_eq!(d.mailboxes[0].uidnext, 6);
+}
+
+#[test]
+fn unreadable_and_unchanged_folders_keep_their_snapshot() {
+    let before = listing(
+        &[Disk {
+            dir: "",
+            ino: 1,
+            uids: None,
+            files: &["new/1.M1P1.h"],
+        }],
+        &[],
+    );
+    let old = snapshot(&before);
+    for contents in [Contents::Unchanged, Contents::Unreadable] {
+        let mut after = before.clone();
+        after.folders.get_mut(b"".as_slice()).unwrap().contents = contents.clone();
+        after.subscriptions = None;
+        let d = diff_user(&old, &after, &input(&|_, _| false));
+        assert_eq!(summary(&d), Vec::<String>::new(), "{contents:?}");
+        assert!(d.updates.is_empty() && d.deleted.is_empty() && d.subscriptions.is_none());
+    }
+}
