@@ -264,7 +264,7 @@ fn diff_folder(
                 name: f.name.clone(),
                 uidvalidity: p.uidvalidity,
                 uidnext: p.uidnext,
-                messages: 0,
+                messages: p.count,
                 keywords: Keywords::default(),
             });
             return Some(FolderUpdate {
@@ -423,6 +423,7 @@ fn diff_folder(
         uidnext,
         stamp: f.stamp,
         pending: states.iter().any(|(_, s)| s.uid == 0),
+        count: listed.len() as u32,
         messages: None,
     };
     Some(FolderUpdate {

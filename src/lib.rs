@@ -17,6 +17,7 @@ pub mod diff;
 pub mod error;
 pub mod event;
 pub mod host;
+pub mod live;
 pub mod maildir;
 pub mod pipeline;
 pub mod scan;

@@ -111,13 +111,19 @@ fn scan_user(
         .filter(|f| matches!(f.contents, Contents::Listed(_)))
         .count() as u64;
 
+    // Only folders whose messages were not loaded need the database to
+    // tell a copy from a delivery; a new user has none.
+    let unloaded = old.folders.values().any(|f| f.messages.is_none());
     let lookup_error = std::cell::Cell::new(None);
-    let elsewhere = |dir: &[u8], base: &[u8]| match store.base_elsewhere(user, dir, base) {
-        Ok(b) => b,
-        Err(e) => {
-            lookup_error.set(Some(e));
-            false
-        }
+    let elsewhere = |dir: &[u8], base: &[u8]| {
+        unloaded
+            && match store.base_elsewhere(user, dir, base) {
+                Ok(b) => b,
+                Err(e) => {
+                    lookup_error.set(Some(e));
+                    false
+                }
+            }
     };
     let input = DiffInput {
         own_uidvalidity: now_secs(),

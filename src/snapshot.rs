@@ -104,6 +104,8 @@ pub struct FolderSnapshot {
     pub stamp: DirStamp,
     /// Some message has no UID yet.
     pub pending: bool,
+    /// How many messages the folder holds.
+    pub count: u32,
     /// The messages by base name; `None` until loaded.
     pub messages: Option<HashMap<Vec<u8>, MessageState>>,
 }

@@ -242,7 +242,7 @@ impl Store {
             .conn
             .prepare_cached(
                 "SELECT id, dir, name, dev, ino, uid_source, uidvalidity, guid, uidnext,
-                        new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending
+                        new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending, count
                  FROM folders WHERE user = ?1",
             )
             .map_err(|e| self.err(e))?;
@@ -266,6 +266,7 @@ impl Store {
                         trusted: r.get(13)?,
                     },
                     pending: r.get(14)?,
+                    count: r.get(15)?,
                     messages: None,
                 })
             })
@@ -426,12 +427,13 @@ fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rus
             f.stamp.uidlist_len as i64,
             f.stamp.trusted,
             f.pending,
+            f.count,
         ];
         let id = if f.id == 0 {
             tx.execute(
                 "INSERT INTO folders(user, dir, name, dev, ino, uid_source, uidvalidity, guid, uidnext,
-                     new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                     new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending, count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 values,
             )?;
             tx.last_insert_rowid()
@@ -439,8 +441,8 @@ fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rus
             tx.execute(
                 "UPDATE folders SET user = ?1, dir = ?2, name = ?3, dev = ?4, ino = ?5, uid_source = ?6,
                      uidvalidity = ?7, guid = ?8, uidnext = ?9, new_mtime = ?10, cur_mtime = ?11,
-                     uidlist_mtime = ?12, uidlist_len = ?13, trusted = ?14, pending = ?15
-                 WHERE id = ?16",
+                     uidlist_mtime = ?12, uidlist_len = ?13, trusted = ?14, pending = ?15, count = ?16
+                 WHERE id = ?17",
                 rusqlite::params_from_iter(values.iter().copied().chain([&f.id as &dyn rusqlite::ToSql])),
             )?;
             f.id
@@ -561,6 +563,7 @@ CREATE TABLE folders(
     uidlist_len INTEGER NOT NULL,
     trusted INTEGER NOT NULL,
     pending INTEGER NOT NULL,
+    count INTEGER NOT NULL,
     UNIQUE(user, dir)
 );
 CREATE TABLE messages(
