@@ -118,10 +118,10 @@ pub fn apply(f: &LiveFolder, ops: &[Op], mailbox: usize) -> Applied {
             }
             match t.files.last() {
                 Some(&now) => {
-                    if let Some((_, before)) = t.shown {
-                        if before.without_passed() != now.1.without_passed() {
-                            t.flag_changes.push((pos, before, now.1));
-                        }
+                    if let Some((_, before)) = t.shown
+                        && before.without_passed() != now.1.without_passed()
+                    {
+                        t.flag_changes.push((pos, before, now.1));
                     }
                     t.shown = Some(now);
                 }
@@ -162,7 +162,7 @@ pub fn apply(f: &LiveFolder, ops: &[Op], mailbox: usize) -> Applied {
     let mut upserts = Vec::new();
     let mut deletes = Vec::new();
     let mut uids: HashMap<Vec<u8>, u32> = HashMap::new();
-    let mut uid_for = |base: &[u8], known: Option<MessageState>, uidnext: &mut u32| -> u32 {
+    let uid_for = |base: &[u8], known: Option<MessageState>, uidnext: &mut u32| -> u32 {
         if let Some(&u) = f.server.and_then(|s| s.by_base.get(base)) {
             return u;
         }
