@@ -90,12 +90,21 @@ fn run(
     (text, applied)
 }
 
+/// (what, stored states, server UIDs, operations, expected changes)
+type Case<'a> = (
+    &'a str,
+    &'a [(&'a str, MessageState)],
+    &'a [(&'a str, u32)],
+    &'a [&'a str],
+    &'a [&'a str],
+);
+
 #[test]
 fn batches_report_what_happened_in_order() {
     let one = [("a", state(1, "S", false))];
     let two = [("a", state(1, "", false)), ("b", state(2, "", false))];
     #[rustfmt::skip]
-    let cases: &[(&str, &[(&str, MessageState)], &[(&str, u32)], &[&str], &[&str])] = &[
+    let cases: &[Case] = &[
         ("three STOREs are three events", &one, &[],
             &["-cur/a:2,S", "+cur/a:2,FS", "-cur/a:2,FS", "+cur/a:2,FSa", "-cur/a:2,FSa", "+cur/a:2,Sa"],
             &["1+F-", "1+a-", "1+-F"]),
