@@ -20,10 +20,49 @@ pub enum Command {
     /// remember the new state. The first run over a store records a silent
     /// baseline (see --emit-existing).
     Scan(ScanArgs),
+    /// Catch up like `scan`, then follow every change live (the systemd
+    /// service). Stops cleanly on SIGTERM or SIGINT.
+    Watch(WatchArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Close a batch when no change came for this many milliseconds
+    /// (fractions allowed: 0.5). Short keeps latency low; changes that come
+    /// together (a MOVE of 500 messages) still merge.
+    #[arg(long, value_name = "MS", default_value_t = 1.0)]
+    pub batch_quiet_ms: f64,
+
+    /// Close a batch at this age whatever comes.
+    #[arg(long, value_name = "MS", default_value_t = 50)]
+    pub batch_max_ms: u64,
+
+    /// Rescan every user this often as a safety net, in seconds (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub rescan_interval: u64,
+
+    /// Poll every SECS instead of using inotify (NFS and other filesystems
+    /// where inotify sees nothing): folders whose directories changed are read.
+    #[arg(long, value_name = "SECS")]
+    pub poll: Option<f64>,
+
+    /// With --poll: list every folder every N polls.
+    #[arg(long, value_name = "N", default_value_t = 60)]
+    pub full_every: u32,
+}
+
+/// Where the stores are and how to read and report them.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
     /// Maildir directories to scan (each is one user's store; INBOX is its root).
     #[arg(value_name = "MAILDIR")]
     pub maildirs: Vec<PathBuf>,

@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod diff;
 pub mod error;
 pub mod event;
@@ -24,3 +25,5 @@ pub mod scan;
 pub mod sink;
 pub mod snapshot;
 pub mod store;
+pub mod uidtail;
+pub mod watch;

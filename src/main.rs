@@ -7,13 +7,14 @@ use std::time::Duration;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use maildir_events::cli::{Cli, Command, ScanArgs};
+use maildir_events::cli::{Cli, Command, StoreArgs, WatchArgs};
 use maildir_events::config::{self, Config, ConfigError, Source, Template};
+use maildir_events::daemon::WatchOptions;
 use maildir_events::error::{EX_OK, Error};
 use maildir_events::scan::ScanOptions;
 use maildir_events::sink::stdout::StdoutSink;
 use maildir_events::store::Store;
-use maildir_events::{host, pipeline};
+use maildir_events::{daemon, host, pipeline};
 
 fn main() -> ExitCode {
     // Logging first, so even configuration errors are logged the same way.
@@ -27,7 +28,8 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Scan(args) => scan(args),
+        Command::Scan(args) => scan(args.store),
+        Command::Watch(args) => watch(args),
     };
     match result {
         Ok(()) => ExitCode::from(EX_OK as u8),
@@ -38,12 +40,45 @@ fn main() -> ExitCode {
     }
 }
 
-fn scan(args: ScanArgs) -> Result<(), Error> {
-    let config = scan_config(args)?;
+fn scan(args: StoreArgs) -> Result<(), Error> {
+    let config = store_config(args)?;
     let mut store = Store::open(&config.state_dir)?;
     let mut sink = StdoutSink::new();
     pipeline::run_scan(&config, &mut store, &mut sink)?;
     Ok(())
+}
+
+fn watch(args: WatchArgs) -> Result<(), Error> {
+    let ms = |what: &str, v: f64| {
+        if v.is_finite() && v >= 0.0 {
+            Ok(Duration::from_secs_f64(v / 1000.0))
+        } else {
+            Err(ConfigError(format!(
+                "{what} must be a number of milliseconds, not {v}"
+            )))
+        }
+    };
+    let opts = WatchOptions {
+        batch_quiet: ms("--batch-quiet-ms", args.batch_quiet_ms)?,
+        batch_max: Duration::from_millis(args.batch_max_ms.max(1)),
+        rescan_interval: (args.rescan_interval > 0)
+            .then(|| Duration::from_secs(args.rescan_interval)),
+        poll: match args.poll {
+            Some(p) if p.is_finite() && p > 0.0 => Some(Duration::from_secs_f64(p)),
+            Some(p) => {
+                return Err(ConfigError(format!(
+                    "--poll must be a positive number of seconds, not {p}"
+                ))
+                .into());
+            }
+            None => None,
+        },
+        full_every: args.full_every,
+    };
+    let config = store_config(args.store)?;
+    let mut store = Store::open(&config.state_dir)?;
+    let mut sink = StdoutSink::new();
+    daemon::run(&config, &opts, &mut store, &mut sink)
 }
 
 fn one_char(option: &str, value: &str) -> Result<char, ConfigError> {
@@ -56,7 +91,7 @@ fn one_char(option: &str, value: &str) -> Result<char, ConfigError> {
     }
 }
 
-fn scan_config(args: ScanArgs) -> Result<Config, ConfigError> {
+fn store_config(args: StoreArgs) -> Result<Config, ConfigError> {
     let env = |k: &str| std::env::var(k).ok();
     let state_dir = match args.state {
         Some(d) => d,

@@ -64,7 +64,8 @@ pub fn run_scan(config: &Config, store: &mut Store, sink: &mut dyn Sink) -> Resu
 }
 
 /// Scans, diffs and commits one user; returns the number of events.
-fn scan_user(
+/// `silent` records the snapshot without events (a first-run baseline).
+pub fn scan_user(
     config: &Config,
     store: &mut Store,
     user: &str,

@@ -470,6 +470,13 @@ pub fn virtual_size(path: &Path) -> io::Result<u64> {
 /// Finds the users of a store template by listing the directories its
 /// placeholders stand for.
 pub fn discover(template: &Template) -> Vec<(String, PathBuf)> {
+    discover_with_dirs(template).0
+}
+
+/// Like [`discover`], and also returns the existing directories above the
+/// Maildirs, where new users would appear (for `watch`).
+pub fn discover_with_dirs(template: &Template) -> (Vec<(String, PathBuf)>, Vec<PathBuf>) {
+    let mut dirs = Vec::new();
     let mut found = Vec::new();
     let mut stack = vec![(PathBuf::from("/"), 0usize, Vec::<(String, String)>::new())];
     if !template.is_absolute() {
@@ -485,8 +492,15 @@ pub fn discover(template: &Template) -> Vec<(String, PathBuf)> {
             continue;
         };
         if !part.has_placeholder() {
+            // Below a user's level, the Maildir itself may appear later.
+            if !vars.is_empty() && path.is_dir() {
+                dirs.push(path.clone());
+            }
             stack.push((path.join(part.literal()), i + 1, vars));
             continue;
+        }
+        if path.is_dir() {
+            dirs.push(path.clone());
         }
         let rd = match fs::read_dir(&path) {
             Ok(rd) => rd,
@@ -514,5 +528,5 @@ pub fn discover(template: &Template) -> Vec<(String, PathBuf)> {
         }
     }
     found.sort();
-    found
+    (found, dirs)
 }

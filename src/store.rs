@@ -310,6 +310,42 @@ impl Store {
         Ok(())
     }
 
+    /// The stored states of some base names of a folder (absent ones are
+    /// left out): what live application needs, without loading the folder.
+    pub fn load_states<'a>(
+        &self,
+        folder: i64,
+        bases: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<HashMap<Vec<u8>, MessageState>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT uid, flags, size, in_new FROM messages WHERE folder = ?1 AND base = ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut out = HashMap::new();
+        for base in bases {
+            if out.contains_key(base) {
+                continue;
+            }
+            let row = stmt
+                .query_row(params![folder, base], |r| {
+                    Ok(MessageState {
+                        uid: r.get(0)?,
+                        flags: Flags(r.get::<_, i64>(1)? as u32),
+                        size: r.get::<_, i64>(2)? as u64,
+                        in_new: r.get(3)?,
+                    })
+                })
+                .optional()
+                .map_err(|e| self.err(e))?;
+            if let Some(state) = row {
+                out.insert(base.to_vec(), state);
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether `base` is a message of `user` in a folder other than `dir`.
     pub fn base_elsewhere(&self, user: &str, dir: &[u8], base: &[u8]) -> Result<bool, StoreError> {
         let mut stmt = self

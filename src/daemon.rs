@@ -1,0 +1,791 @@
+//! `watch`: catch up, then follow every change live.
+//!
+//! The loop takes signals from the inotify reader, closes a batch as soon as
+//! the queue goes quiet (or at the batch cap), applies the exact names it
+//! got folder by folder (`live`), and falls back to rescanning a user (the
+//! same code as `scan`) whenever a folder appears, goes or is renamed, the
+//! subscriptions change, or anything is in doubt. Every batch is committed
+//! with its events in one transaction and then delivered.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use inotify::EventMask;
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, Source};
+use crate::diff::{Change, UserDiff};
+use crate::error::Error;
+use crate::event::{self, EventContext};
+use crate::live::{self, LiveFolder, Op};
+use crate::maildir::keywords::Keywords;
+use crate::maildir::{folders, name};
+use crate::pipeline::{self, Summary};
+use crate::scan::{self, folder_path};
+use crate::sink::Sink;
+use crate::snapshot::{FolderSnapshot, UidSource};
+use crate::store::Store;
+use crate::uidtail::UidTail;
+use crate::watch::{Kind, Signal, Target, Watcher};
+
+/// Settings of the live loop.
+#[derive(Clone, Debug)]
+pub struct WatchOptions {
+    /// A batch closes when no signal came for this long…
+    pub batch_quiet: Duration,
+    /// …or when it is this old.
+    pub batch_max: Duration,
+    /// A full rescan of every user this often (a safety net).
+    pub rescan_interval: Option<Duration>,
+    /// Poll instead of inotify (NFS): re-read folders whose stamps changed
+    /// this often.
+    pub poll: Option<Duration>,
+    /// With `poll`: every this many polls, list every folder.
+    pub full_every: u32,
+}
+
+/// Signals the channel holds before the reader must report an overflow.
+const CHANNEL: usize = 1 << 17;
+/// Signals in one batch at most, so a flood still makes progress.
+const BATCH_LIMIT: usize = 50_000;
+/// Full rescans (after an overflow) at most this often.
+const RESCAN_ALL_GAP: Duration = Duration::from_secs(1);
+
+struct User {
+    name: String,
+    root: PathBuf,
+    source: usize,
+    folders: BTreeMap<Vec<u8>, FolderSnapshot>,
+}
+
+/// A folder of a user: (user index, folder directory).
+type FolderKey = (usize, Vec<u8>);
+/// Operations per folder, in the order folders first appeared in a batch.
+type Pending = Vec<(FolderKey, Vec<Op>)>;
+
+struct Deferred {
+    ops: Vec<Op>,
+    deadline: Instant,
+}
+
+struct Daemon<'a> {
+    config: &'a Config,
+    opts: &'a WatchOptions,
+    store: &'a mut Store,
+    sink: &'a mut dyn Sink,
+    watcher: Option<Watcher>,
+    users: Vec<User>,
+    by_name: HashMap<String, usize>,
+    first_run: Vec<bool>,
+    tails: HashMap<FolderKey, UidTail>,
+    deferred: BTreeMap<FolderKey, Deferred>,
+    stop: bool,
+    events: u64,
+    last_rescan_all: Option<Instant>,
+    rescan_all_due: bool,
+}
+
+/// Runs `watch` until SIGTERM or SIGINT.
+pub fn run(
+    config: &Config,
+    opts: &WatchOptions,
+    store: &mut Store,
+    sink: &mut dyn Sink,
+) -> Result<(), Error> {
+    let (tx, rx) = bounded(CHANNEL);
+    catch_signals(tx.clone());
+    pipeline::deliver(store, sink)?;
+    let watcher = match opts.poll {
+        Some(_) => None,
+        None => Some(Watcher::start(tx).map_err(|e| {
+            Error::Config(crate::config::ConfigError(format!(
+                "cannot start inotify: {e} (raise fs.inotify.max_user_instances, or use --poll)"
+            )))
+        })?),
+    };
+    let mut d = Daemon {
+        config,
+        opts,
+        store,
+        sink,
+        watcher,
+        users: Vec::new(),
+        by_name: HashMap::new(),
+        first_run: Vec::new(),
+        tails: HashMap::new(),
+        deferred: BTreeMap::new(),
+        stop: false,
+        events: 0,
+        last_rescan_all: None,
+        rescan_all_due: false,
+    };
+    for (i, source) in config.sources.iter().enumerate() {
+        d.first_run.push(!d.store.source_known(&source.spec())?);
+        d.discover(i)?;
+    }
+    for source in &config.sources {
+        d.store.mark_source(&source.spec())?;
+    }
+    d.first_run.iter_mut().for_each(|f| *f = false);
+    d.deliver()?;
+    info!(
+        users = d.users.len(),
+        watches = d.watcher.as_ref().map_or(0, Watcher::len),
+        "caught up; watching"
+    );
+    notify(&[sd_notify::NotifyState::Ready]);
+    d.status();
+    let result = match opts.poll {
+        Some(every) => d.poll_loop(&rx, every),
+        None => d.live_loop(&rx),
+    };
+    notify(&[sd_notify::NotifyState::Stopping]);
+    result?;
+    d.deliver()?;
+    info!(events = d.events, "stopped");
+    Ok(())
+}
+
+impl Daemon<'_> {
+    fn live_loop(&mut self, rx: &Receiver<Signal>) -> Result<(), Error> {
+        let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
+        let mut last_watchdog = Instant::now();
+        let mut next_rescan = self.opts.rescan_interval.map(|i| Instant::now() + i);
+        while !self.stop {
+            let now = Instant::now();
+            let mut wake = now + Duration::from_secs(3600);
+            if let Some(w) = watchdog {
+                wake = wake.min(last_watchdog + w);
+            }
+            if let Some(r) = next_rescan {
+                wake = wake.min(r);
+            }
+            if let Some(d) = self.deferred.values().map(|d| d.deadline).min() {
+                // Look again soon: Dovecot writes the UID a moment later.
+                wake = wake.min(d).min(now + Duration::from_millis(2));
+            }
+            if self.rescan_all_due {
+                wake = wake.min(self.last_rescan_all.map_or(now, |t| t + RESCAN_ALL_GAP));
+            }
+            let mut batch = Vec::new();
+            match rx.recv_timeout(wake.saturating_duration_since(now)) {
+                Ok(sig) => batch.push(sig),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            if !batch.is_empty() {
+                let started = Instant::now();
+                while batch.len() < BATCH_LIMIT {
+                    let left = self.opts.batch_max.saturating_sub(started.elapsed());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match rx.recv_timeout(self.opts.batch_quiet.min(left)) {
+                        Ok(sig) => batch.push(sig),
+                        Err(_) => break,
+                    }
+                }
+            }
+            let overflow = self.watcher.as_ref().is_some_and(Watcher::take_overflow);
+            if overflow {
+                warn!("events were lost (queue overflow); rescanning everything");
+                self.rescan_all_due = true;
+                batch.retain(|s| matches!(s, Signal::Stop));
+            }
+            self.handle(batch)?;
+            self.retry_deferred(false)?;
+            if self.rescan_all_due
+                && self
+                    .last_rescan_all
+                    .is_none_or(|t| t.elapsed() >= RESCAN_ALL_GAP)
+            {
+                self.rescan_all()?;
+            }
+            if next_rescan.is_some_and(|r| Instant::now() >= r) {
+                debug!("periodic safety rescan");
+                self.rescan_all()?;
+                next_rescan = self.opts.rescan_interval.map(|i| Instant::now() + i);
+            }
+            self.deliver()?;
+            if watchdog.is_some() && last_watchdog.elapsed() >= watchdog.unwrap_or_default() {
+                notify(&[sd_notify::NotifyState::Watchdog]);
+                self.status();
+                last_watchdog = Instant::now();
+            }
+        }
+        self.retry_deferred(true)?;
+        Ok(())
+    }
+
+    fn poll_loop(&mut self, rx: &Receiver<Signal>, every: Duration) -> Result<(), Error> {
+        let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
+        let mut round = 0u32;
+        while !self.stop {
+            let tick = watchdog.map_or(every, |w| w.min(every));
+            let deadline = Instant::now() + every;
+            while Instant::now() < deadline && !self.stop {
+                let left = deadline.saturating_duration_since(Instant::now()).min(tick);
+                if let Ok(Signal::Stop) = rx.recv_timeout(left) {
+                    self.stop = true;
+                }
+                notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+            if self.stop {
+                break;
+            }
+            round += 1;
+            let full = self.opts.full_every > 0 && round.is_multiple_of(self.opts.full_every);
+            for i in 0..self.config.sources.len() {
+                self.discover(i)?;
+            }
+            for u in 0..self.users.len() {
+                self.rescan_user(u, full)?;
+            }
+            self.deliver()?;
+            self.status();
+        }
+        Ok(())
+    }
+
+    /// Applies one batch of signals, in order.
+    fn handle(&mut self, batch: Vec<Signal>) -> Result<(), Error> {
+        let mut ops: Pending = Vec::new();
+        let mut slot: HashMap<FolderKey, usize> = HashMap::new();
+        let mut rescan: BTreeSet<usize> = BTreeSet::new();
+        let mut rediscover: BTreeSet<usize> = BTreeSet::new();
+        for sig in batch {
+            let (wd, mask, name) = match sig {
+                Signal::Stop => {
+                    self.stop = true;
+                    continue;
+                }
+                Signal::Reopen => continue,
+                Signal::Overflow | Signal::Failed(_) => {
+                    self.rescan_all_due = true;
+                    continue;
+                }
+                Signal::Fs { wd, mask, name } => (wd, mask, name),
+            };
+            let Some(watcher) = self.watcher.as_mut() else {
+                continue;
+            };
+            if mask.contains(EventMask::IGNORED) {
+                // The kernel dropped the watch: its directory is gone.
+                if let Some(t) = watcher.forget(wd) {
+                    match t.kind {
+                        Kind::Parent => {
+                            rediscover.insert(t.owner);
+                        }
+                        _ => {
+                            self.flush(&mut ops, &mut slot, t.owner)?;
+                            rescan.insert(t.owner);
+                        }
+                    }
+                }
+                continue;
+            }
+            let Some(t) = watcher.target(wd).cloned() else {
+                continue;
+            };
+            match t.kind {
+                Kind::Parent => {
+                    rediscover.insert(t.owner);
+                }
+                _ if rescan.contains(&t.owner) => {}
+                Kind::Messages { in_new } => {
+                    if mask.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF) {
+                        self.flush(&mut ops, &mut slot, t.owner)?;
+                        rescan.insert(t.owner);
+                        continue;
+                    }
+                    let Some(name) = name else { continue };
+                    if mask.contains(EventMask::ISDIR) {
+                        continue;
+                    }
+                    let present = mask.intersects(EventMask::CREATE | EventMask::MOVED_TO);
+                    let key = (t.owner, t.dir.clone());
+                    let i = *slot.entry(key.clone()).or_insert_with(|| {
+                        ops.push((key, Vec::new()));
+                        ops.len() - 1
+                    });
+                    ops[i].1.push(Op {
+                        in_new,
+                        name,
+                        present,
+                    });
+                }
+                Kind::Root => {
+                    let structural = mask.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF)
+                        || name.as_deref().is_some_and(|n| {
+                            (mask.contains(EventMask::ISDIR) && folders::is_folder_dir(n))
+                                || n == b"subscriptions"
+                                || n == b"courierimapsubscribed"
+                                || n == b"new"
+                                || n == b"cur"
+                        });
+                    if structural {
+                        self.flush(&mut ops, &mut slot, t.owner)?;
+                        rescan.insert(t.owner);
+                    }
+                }
+            }
+        }
+        for ((user, dir), list) in std::mem::take(&mut ops) {
+            if !list.is_empty() && !rescan.contains(&user) {
+                self.apply(user, &dir, list, &mut rescan)?;
+            }
+        }
+        for u in rescan {
+            self.rescan_user(u, false)?;
+        }
+        for s in rediscover {
+            self.discover(s)?;
+        }
+        Ok(())
+    }
+
+    /// Applies the operations collected so far for one user (before a
+    /// structural change of that user is handled).
+    fn flush(
+        &mut self,
+        ops: &mut Pending,
+        slot: &mut HashMap<FolderKey, usize>,
+        user: usize,
+    ) -> Result<(), Error> {
+        let mut rescan = BTreeSet::new();
+        for (key, list) in ops.iter_mut() {
+            if key.0 == user && !list.is_empty() {
+                let list = std::mem::take(list);
+                self.apply(user, &key.1.clone(), list, &mut rescan)?;
+            }
+        }
+        slot.retain(|k, _| k.0 != user);
+        ops.retain(|(k, _)| k.0 != user);
+        Ok(())
+    }
+
+    /// Applies one folder's operations, or defers them while Dovecot has not
+    /// yet numbered a new file.
+    fn apply(
+        &mut self,
+        u: usize,
+        dir: &[u8],
+        mut ops: Vec<Op>,
+        rescan: &mut BTreeSet<usize>,
+    ) -> Result<(), Error> {
+        let key = (u, dir.to_vec());
+        if let Some(d) = self.deferred.get_mut(&key) {
+            d.ops.append(&mut ops);
+            return Ok(());
+        }
+        let Some(folder) = self.users[u].folders.get(dir).cloned() else {
+            // A folder we have no row for yet: the rescan will find it.
+            rescan.insert(u);
+            return Ok(());
+        };
+        let sep = self.config.scan.info_sep;
+        let bases: Vec<Vec<u8>> = ops
+            .iter()
+            .filter_map(|o| name::parse(&o.name, sep).map(|p| p.base.to_vec()))
+            .collect();
+        let states = self
+            .store
+            .load_states(folder.id, bases.iter().map(Vec::as_slice))?;
+        let path = folder_path(&self.users[u].root, dir);
+        let arrivals = ops.iter().any(|o| {
+            o.present && name::parse(&o.name, sep).is_some_and(|p| !states.contains_key(p.base))
+        });
+        let dovecot = folder.uid_source != UidSource::Own || path.join("dovecot-uidlist").exists();
+        let mut server = None;
+        if dovecot && (arrivals || folder.pending) {
+            let tail = self.tails.entry(key.clone()).or_default();
+            match tail.refresh(&path.join("dovecot-uidlist")) {
+                Ok(true) => {
+                    let uids = tail.uids();
+                    let missing = ops.iter().any(|o| {
+                        o.present
+                            && name::parse(&o.name, sep).is_some_and(|p| {
+                                !states.contains_key(p.base) && !uids.by_base.contains_key(p.base)
+                            })
+                    });
+                    if missing {
+                        self.deferred.insert(
+                            key,
+                            Deferred {
+                                ops,
+                                deadline: Instant::now() + self.config.uid_wait,
+                            },
+                        );
+                        return Ok(());
+                    }
+                    server = Some(uids.clone());
+                }
+                Ok(false) => {}
+                Err(e) => warn!(path = %path.display(), "cannot read dovecot-uidlist: {e}"),
+            }
+        }
+        self.apply_now(u, dir, &folder, &ops, &states, server.as_ref(), rescan)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply_now(
+        &mut self,
+        u: usize,
+        dir: &[u8],
+        folder: &FolderSnapshot,
+        ops: &[Op],
+        states: &HashMap<Vec<u8>, crate::snapshot::MessageState>,
+        server: Option<&scan::ServerUids>,
+        rescan: &mut BTreeSet<usize>,
+    ) -> Result<(), Error> {
+        let root = self.users[u].root.clone();
+        let user = self.users[u].name.clone();
+        let path = folder_path(&root, dir);
+        let sep = self.config.scan.info_sep;
+        let has_keywords = ops
+            .iter()
+            .filter_map(|o| name::parse(&o.name, sep))
+            .any(|p| p.flags.keyword_indexes().next().is_some())
+            || states
+                .values()
+                .any(|s| s.flags.keyword_indexes().next().is_some());
+        let keywords = if has_keywords {
+            std::fs::read(path.join("dovecot-keywords"))
+                .map(|b| Keywords::parse(&b))
+                .unwrap_or_default()
+        } else {
+            Keywords::default()
+        };
+        let store = &*self.store;
+        let elsewhere = |base: &[u8]| store.base_elsewhere(&user, dir, base).unwrap_or(false);
+        let applied = live::apply(
+            &LiveFolder {
+                folder,
+                states,
+                server,
+                keywords: &keywords,
+                info_sep: sep,
+                elsewhere: &elsewhere,
+            },
+            ops,
+            0,
+        );
+        if applied.doubtful {
+            debug!(user, folder = %applied.mailbox.name, "a removed file was not known; rescanning");
+            rescan.insert(u);
+        }
+        let mut diff = UserDiff {
+            mailboxes: vec![applied.mailbox],
+            changes: applied.changes,
+            updates: vec![applied.update],
+            ..UserDiff::default()
+        };
+        for change in &mut diff.changes {
+            if let Change::Arrived { entry, .. } = change
+                && entry.vsize.is_none()
+            {
+                entry.vsize = scan::virtual_size(&message_path(&path, entry)).ok();
+            }
+        }
+        self.commit(u, diff)?;
+        Ok(())
+    }
+
+    /// Commits a user's diff with its events and updates the folder cache.
+    fn commit(&mut self, u: usize, diff: UserDiff) -> Result<(), Error> {
+        let timestamp = event::timestamp_now();
+        let user = self.users[u].name.clone();
+        let ctx = EventContext {
+            user: &user,
+            server: &self.config.server_name,
+            timestamp: &timestamp,
+            pid: std::process::id(),
+            simple_flags: self.config.simple_flag_events,
+        };
+        let events = event::build(&diff, &ctx);
+        self.events += events.len() as u64;
+        let root = self.users[u].root.clone();
+        self.store.commit(&user, &root, &diff, events)?;
+        for up in diff.updates {
+            let mut f = up.folder;
+            if f.id == 0 {
+                // A new row; learn its id on the next rescan.
+                continue;
+            }
+            f.messages = None;
+            self.users[u].folders.insert(f.dir.clone(), f);
+        }
+        Ok(())
+    }
+
+    /// Applies deferred folders whose UIDs have appeared, or whose wait is
+    /// over (then without UIDs), or all of them when stopping.
+    fn retry_deferred(&mut self, all: bool) -> Result<(), Error> {
+        let keys: Vec<FolderKey> = self.deferred.keys().cloned().collect();
+        for key in keys {
+            let Some(d) = self.deferred.get(&key) else {
+                continue;
+            };
+            let (u, dir) = (key.0, key.1.clone());
+            let Some(folder) = self.users[u].folders.get(&dir).cloned() else {
+                self.deferred.remove(&key);
+                continue;
+            };
+            let expired = all || Instant::now() >= d.deadline;
+            let path = folder_path(&self.users[u].root, &dir).join("dovecot-uidlist");
+            let tail = self.tails.entry(key.clone()).or_default();
+            let fresh = tail.refresh(&path).unwrap_or(false);
+            let sep = self.config.scan.info_sep;
+            let states = self.store.load_states(
+                folder.id,
+                d.ops
+                    .iter()
+                    .filter_map(|o| name::parse(&o.name, sep).map(|p| p.base)),
+            )?;
+            let uids = tail.uids().clone();
+            let missing = d.ops.iter().any(|o| {
+                o.present
+                    && name::parse(&o.name, sep).is_some_and(|p| {
+                        !states.contains_key(p.base) && !uids.by_base.contains_key(p.base)
+                    })
+            });
+            if missing && !expired {
+                continue;
+            }
+            let Some(d) = self.deferred.remove(&key) else {
+                continue;
+            };
+            let mut rescan = BTreeSet::new();
+            let server = fresh.then_some(&uids);
+            self.apply_now(u, &dir, &folder, &d.ops, &states, server, &mut rescan)?;
+            for r in rescan {
+                self.rescan_user(r, false)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds the users of a source, watches what is new, catches them up.
+    fn discover(&mut self, s: usize) -> Result<(), Error> {
+        let (found, parents) = match &self.config.sources[s] {
+            Source::Maildir { path, user } => {
+                let mut parents = Vec::new();
+                if !path.is_dir() {
+                    // Watch the nearest existing parent until it appears.
+                    if let Some(p) = path.ancestors().skip(1).find(|p| p.is_dir()) {
+                        parents.push(p.to_path_buf());
+                    }
+                    // And the levels between, as they are created.
+                }
+                (vec![(user.clone(), path.clone())], parents)
+            }
+            Source::Template(t) => scan::discover_with_dirs(t),
+        };
+        if let Some(w) = self.watcher.as_mut() {
+            for p in parents {
+                let target = Target {
+                    owner: s,
+                    dir: Vec::new(),
+                    kind: Kind::Parent,
+                };
+                if let Err(e) = w.add(&p, target) {
+                    warn!("{e}");
+                }
+            }
+        }
+        for (user, root) in found {
+            let u = match self.by_name.get(&user) {
+                Some(&u) => {
+                    if self.users[u].root != root
+                        || (self.opts.poll.is_none() && !self.is_watched(u))
+                    {
+                        self.users[u].root = root;
+                    } else {
+                        continue;
+                    }
+                    u
+                }
+                None => {
+                    self.users.push(User {
+                        name: user.clone(),
+                        root,
+                        source: s,
+                        folders: BTreeMap::new(),
+                    });
+                    self.by_name.insert(user, self.users.len() - 1);
+                    self.users.len() - 1
+                }
+            };
+            if !self.users[u].root.is_dir() {
+                continue;
+            }
+            self.rescan_user(u, false)?;
+        }
+        Ok(())
+    }
+
+    fn is_watched(&self, u: usize) -> bool {
+        self.users[u].folders.contains_key(b"".as_slice())
+    }
+
+    /// Rescans one user with the `scan` code, then makes the watches match
+    /// the folders found; a folder watched for the first time is read once
+    /// more, as files may have come before its watch.
+    fn rescan_user(&mut self, u: usize, full: bool) -> Result<(), Error> {
+        self.deferred.retain(|k, _| k.0 != u);
+        for round in 0..4 {
+            if self.watcher.is_some() {
+                self.watch_root(u);
+            }
+            let name = self.users[u].name.clone();
+            let root = self.users[u].root.clone();
+            let old = self.store.load_user(&name)?;
+            let silent =
+                old.is_none() && self.first_run[self.users[u].source] && !self.config.emit_existing;
+            let mut config = self.config.clone();
+            config.scan.full |= full;
+            let mut summary = Summary::default();
+            self.events +=
+                pipeline::scan_user(&config, self.store, &name, &root, old, silent, &mut summary)?;
+            self.users[u].folders = self
+                .store
+                .load_user(&name)?
+                .map(|s| s.folders)
+                .unwrap_or_default();
+            if self.watcher.is_none() || !self.watch_folders(u) || round == 3 {
+                break;
+            }
+            debug!(user = name, "new folders watched; reading them again");
+        }
+        Ok(())
+    }
+
+    /// Watches a user's root (and its `new/`/`cur/`) before it is listed.
+    fn watch_root(&mut self, u: usize) {
+        let root = self.users[u].root.clone();
+        let Some(w) = self.watcher.as_mut() else {
+            return;
+        };
+        let target = |kind| Target {
+            owner: u,
+            dir: Vec::new(),
+            kind,
+        };
+        let _ = w.add(&root, target(Kind::Root)).map_err(|e| warn!("{e}"));
+        for (sub, in_new) in [("new", true), ("cur", false)] {
+            let _ = w.add(&root.join(sub), target(Kind::Messages { in_new }));
+        }
+    }
+
+    /// Makes the watches match the user's folders; true when a folder got
+    /// its first watch.
+    fn watch_folders(&mut self, u: usize) -> bool {
+        let root = self.users[u].root.clone();
+        let dirs: BTreeSet<Vec<u8>> = self.users[u].folders.keys().cloned().collect();
+        let Some(w) = self.watcher.as_mut() else {
+            return false;
+        };
+        let mut added = false;
+        for dir in &dirs {
+            let path = folder_path(&root, dir);
+            for (sub, in_new) in [("new", true), ("cur", false)] {
+                let target = Target {
+                    owner: u,
+                    dir: dir.clone(),
+                    kind: Kind::Messages { in_new },
+                };
+                match w.add(&path.join(sub), target) {
+                    Ok(new) => added |= new && !dir.is_empty(),
+                    Err(e) => debug!("{e}"),
+                }
+            }
+        }
+        w.retain(|t| {
+            t.owner != u || !matches!(t.kind, Kind::Messages { .. }) || dirs.contains(&t.dir)
+        });
+        added
+    }
+
+    fn rescan_all(&mut self) -> Result<(), Error> {
+        self.rescan_all_due = false;
+        self.last_rescan_all = Some(Instant::now());
+        for s in 0..self.config.sources.len() {
+            self.discover(s)?;
+        }
+        for u in 0..self.users.len() {
+            self.rescan_user(u, false)?;
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self) -> Result<(), Error> {
+        pipeline::deliver(self.store, self.sink)?;
+        Ok(())
+    }
+
+    fn status(&self) {
+        let folders: usize = self.users.iter().map(|u| u.folders.len()).sum();
+        let messages: u64 = self
+            .users
+            .iter()
+            .flat_map(|u| u.folders.values())
+            .map(|f| f.count as u64)
+            .sum();
+        let text = format!(
+            "watching {} users, {folders} folders, {messages} messages; {} events",
+            self.users.len(),
+            self.events
+        );
+        notify(&[sd_notify::NotifyState::Status(&text)]);
+    }
+}
+
+fn message_path(folder: &Path, entry: &scan::Entry) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    folder
+        .join(if entry.in_new { "new" } else { "cur" })
+        .join(std::ffi::OsStr::from_bytes(&entry.file))
+}
+
+/// Tells systemd, when it is listening; a no-op elsewhere.
+fn notify(state: &[sd_notify::NotifyState]) {
+    let _ = sd_notify::notify(state);
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP in every thread and turns them into
+/// signals on the channel, so the loop stops between batches, never inside
+/// one.
+fn catch_signals(tx: Sender<Signal>) {
+    // SAFETY: plain libc signal-mask calls on a zeroed sigset_t.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    let _ = thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            loop {
+                let mut sig: libc::c_int = 0;
+                // SAFETY: sigwait on the set blocked above.
+                if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                    continue;
+                }
+                let msg = if sig == libc::SIGHUP {
+                    Signal::Reopen
+                } else {
+                    Signal::Stop
+                };
+                if tx.send(msg).is_err() {
+                    return;
+                }
+            }
+        });
+}
