@@ -570,30 +570,37 @@ impl Daemon<'_> {
 
     /// Finds the users of a source, watches what is new, catches them up.
     fn discover(&mut self, s: usize) -> Result<(), Error> {
-        let (found, parents) = match &self.config.sources[s] {
-            Source::Maildir { path, user } => {
-                let mut parents = Vec::new();
-                if !path.is_dir() {
-                    // Watch the nearest existing parent until it appears.
-                    if let Some(p) = path.ancestors().skip(1).find(|p| p.is_dir()) {
-                        parents.push(p.to_path_buf());
-                    }
-                    // And the levels between, as they are created.
+        let mut found = Vec::new();
+        // Watch the parents first, then look again if a watch is new: a user
+        // created between the listing and the watch is then still found.
+        for _ in 0..3 {
+            let parents;
+            (found, parents) = match &self.config.sources[s] {
+                Source::Maildir { path, user } => {
+                    // Until the Maildir exists, watch its nearest existing parent.
+                    let parent = (!path.is_dir())
+                        .then(|| path.ancestors().skip(1).find(|p| p.is_dir()).map(Path::to_path_buf))
+                        .flatten();
+                    (vec![(user.clone(), path.clone())], parent.into_iter().collect())
                 }
-                (vec![(user.clone(), path.clone())], parents)
-            }
-            Source::Template(t) => scan::discover_with_dirs(t),
-        };
-        if let Some(w) = self.watcher.as_mut() {
+                Source::Template(t) => scan::discover_with_dirs(t),
+            };
+            let Some(w) = self.watcher.as_mut() else { break };
+            let mut added = false;
             for p in parents {
                 let target = Target {
                     owner: s,
                     dir: Vec::new(),
                     kind: Kind::Parent,
                 };
-                if let Err(e) = w.add(&p, target) {
-                    warn!("{e}");
+                match w.add(&p, target) {
+                    Ok(new) => added |= new,
+                    Err(e) if e.is_not_found() => added = true,
+                    Err(e) => warn!("{e}"),
                 }
+            }
+            if !added {
+                break;
             }
         }
         for (user, root) in found {
@@ -674,9 +681,16 @@ impl Daemon<'_> {
             dir: Vec::new(),
             kind,
         };
-        let _ = w.add(&root, target(Kind::Root)).map_err(|e| warn!("{e}"));
-        for (sub, in_new) in [("new", true), ("cur", false)] {
-            let _ = w.add(&root.join(sub), target(Kind::Messages { in_new }));
+        for (path, kind) in [
+            (root.clone(), Kind::Root),
+            (root.join("new"), Kind::Messages { in_new: true }),
+            (root.join("cur"), Kind::Messages { in_new: false }),
+        ] {
+            match w.add(&path, target(kind)) {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => debug!("{e}"),
+                Err(e) => warn!("{e}"),
+            }
         }
     }
 
@@ -699,7 +713,9 @@ impl Daemon<'_> {
                 };
                 match w.add(&path.join(sub), target) {
                     Ok(new) => added |= new && !dir.is_empty(),
-                    Err(e) => debug!("{e}"),
+                    Err(e) if e.is_not_found() => debug!("{e}"),
+                    // Changes there are found by the periodic rescan only.
+                    Err(e) => warn!("{e}"),
                 }
             }
         }

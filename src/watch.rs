@@ -67,11 +67,18 @@ pub enum Signal {
 pub struct WatchError {
     path: std::path::PathBuf,
     message: String,
+    errno: Option<i32>,
 }
 
 impl WatchError {
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The directory is gone (a folder deleted meanwhile): not the admin's
+    /// concern.
+    pub fn is_not_found(&self) -> bool {
+        self.errno == Some(libc::ENOENT)
     }
 }
 
@@ -170,6 +177,7 @@ impl Watcher {
             Err(e) => Err(WatchError {
                 path: path.to_path_buf(),
                 message: explain(&e, self.targets.len()),
+                errno: e.raw_os_error(),
             }),
         }
     }
