@@ -39,11 +39,12 @@ pub struct WatchArgs {
     /// Close a batch when no change came for this many milliseconds
     /// (fractions allowed: 0.5). Short keeps latency low; changes that come
     /// together (a MOVE of 500 messages) still merge.
-    #[arg(long, value_name = "MS", default_value_t = 1.0)]
+    #[arg(long, value_name = "MS", default_value_t = 0.5)]
     pub batch_quiet_ms: f64,
 
-    /// Close a batch at this age whatever comes.
-    #[arg(long, value_name = "MS", default_value_t = 50)]
+    /// Close a batch at this age whatever comes; a dense burst (over 10,000
+    /// changes a second) may take ten times as long, so it still merges.
+    #[arg(long, value_name = "MS", default_value_t = 5)]
     pub batch_max_ms: u64,
 
     /// Rescan every user this often as a safety net, in seconds (0: never).
