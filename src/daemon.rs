@@ -405,7 +405,14 @@ impl Daemon<'_> {
         let arrivals = ops.iter().any(|o| {
             o.present && name::parse(&o.name, sep).is_some_and(|p| !states.contains_key(p.base))
         });
-        let dovecot = folder.uid_source != UidSource::Own || path.join("dovecot-uidlist").exists();
+        let has_uidlist = folder.uid_source == UidSource::Dovecot || path.join("dovecot-uidlist").exists();
+        if folder.uid_source == UidSource::Own && has_uidlist {
+            // Dovecot has started numbering this folder: the rescan moves
+            // every message to Dovecot's UIDs.
+            rescan.insert(u);
+            return Ok(());
+        }
+        let dovecot = has_uidlist;
         let mut server = None;
         if dovecot && (arrivals || folder.pending) {
             let tail = self.tails.entry(key.clone()).or_default();
@@ -426,6 +433,11 @@ impl Daemon<'_> {
                                 deadline: Instant::now() + self.config.uid_wait,
                             },
                         );
+                        return Ok(());
+                    }
+                    if uids.uidvalidity != folder.uidvalidity {
+                        // A new UIDVALIDITY renumbers everything.
+                        rescan.insert(u);
                         return Ok(());
                     }
                     server = Some(uids.clone());
