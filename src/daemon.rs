@@ -184,8 +184,13 @@ impl Daemon<'_> {
                     // A dense burst (a client's loop over many messages) may
                     // take up to ten times the cap, so it still merges.
                     let elapsed = started.elapsed();
-                    let dense = batch.len() >= 16 && batch.len() as f64 >= elapsed.as_secs_f64() * DENSE_RATE;
-                    let cap = if dense { self.opts.batch_max * 10 } else { self.opts.batch_max };
+                    let dense = batch.len() >= 16
+                        && batch.len() as f64 >= elapsed.as_secs_f64() * DENSE_RATE;
+                    let cap = if dense {
+                        self.opts.batch_max * 10
+                    } else {
+                        self.opts.batch_max
+                    };
                     let left = cap.saturating_sub(elapsed);
                     if left.is_zero() {
                         break;
@@ -405,7 +410,8 @@ impl Daemon<'_> {
         let arrivals = ops.iter().any(|o| {
             o.present && name::parse(&o.name, sep).is_some_and(|p| !states.contains_key(p.base))
         });
-        let has_uidlist = folder.uid_source == UidSource::Dovecot || path.join("dovecot-uidlist").exists();
+        let has_uidlist =
+            folder.uid_source == UidSource::Dovecot || path.join("dovecot-uidlist").exists();
         if folder.uid_source == UidSource::Own && has_uidlist {
             // Dovecot has started numbering this folder: the rescan moves
             // every message to Dovecot's UIDs.
@@ -598,13 +604,23 @@ impl Daemon<'_> {
                 Source::Maildir { path, user } => {
                     // Until the Maildir exists, watch its nearest existing parent.
                     let parent = (!path.is_dir())
-                        .then(|| path.ancestors().skip(1).find(|p| p.is_dir()).map(Path::to_path_buf))
+                        .then(|| {
+                            path.ancestors()
+                                .skip(1)
+                                .find(|p| p.is_dir())
+                                .map(Path::to_path_buf)
+                        })
                         .flatten();
-                    (vec![(user.clone(), path.clone())], parent.into_iter().collect())
+                    (
+                        vec![(user.clone(), path.clone())],
+                        parent.into_iter().collect(),
+                    )
                 }
                 Source::Template(t) => scan::discover_with_dirs(t),
             };
-            let Some(w) = self.watcher.as_mut() else { break };
+            let Some(w) = self.watcher.as_mut() else {
+                break;
+            };
             let mut added = false;
             for p in parents {
                 let target = Target {

@@ -177,14 +177,25 @@ pub fn deliver(store: &mut Store, sink: &mut dyn Sink) -> Result<u64, Error> {
             return Ok(sent);
         };
         let last = last.seq;
-        if let Err(error) = sink.send(&batch) {
-            let kept = store.outbox_len()?;
-            if matches!(error, SinkError::Closed) {
-                debug!(sink = sink.name(), "output closed");
+        let rejected = match sink.send(&batch) {
+            Ok(r) => r,
+            Err(error) => {
+                let kept = store.outbox_len()?;
+                if matches!(error, SinkError::Closed) {
+                    debug!(sink = sink.name(), "output closed");
+                }
+                return Err(Error::Sink { error, kept });
             }
-            return Err(Error::Sink { error, kept });
+        };
+        for r in &rejected {
+            warn!(
+                sink = sink.name(),
+                seq = r.seq,
+                "event rejected: {}; kept in the dead-letter table",
+                r.reason
+            );
         }
-        store.acknowledge(last)?;
+        store.acknowledge(last, sink.name(), &rejected)?;
         sent += batch.len() as u64;
     }
 }

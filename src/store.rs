@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use crate::diff::UserDiff;
 use crate::event::Event;
 use crate::maildir::name::Flags;
+use crate::sink::Rejected;
 use crate::snapshot::{DirStamp, FolderSnapshot, MessageState, UidSource, UserSnapshot};
 
 /// `PRAGMA application_id`: "MDEV". Tells our file from any other SQLite file.
@@ -393,12 +394,40 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
-    /// Removes delivered events, up to and including `seq`.
-    pub fn acknowledge(&self, seq: i64) -> Result<(), StoreError> {
-        self.conn
-            .execute("DELETE FROM outbox WHERE seq <= ?1", [seq])
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+    /// Removes delivered events, up to and including `seq`; the ones the
+    /// sink rejected for good move to the dead-letter table in the same
+    /// transaction, so none is lost.
+    pub fn acknowledge(
+        &mut self,
+        seq: i64,
+        sink: &str,
+        rejected: &[Rejected],
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| sql_err(&path, e))?;
+        for r in rejected {
+            tx.execute(
+                "INSERT OR REPLACE INTO dead_letters(seq, event_id, sink, reason, body, at)
+                 SELECT seq, event_id, ?2, ?3, body, strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM outbox WHERE seq = ?1",
+                params![r.seq, sink, r.reason],
+            )
+            .map_err(|e| sql_err(&path, e))?;
+        }
+        tx.execute("DELETE FROM outbox WHERE seq <= ?1", [seq])
+            .map_err(|e| sql_err(&path, e))?;
+        tx.commit().map_err(|e| sql_err(&path, e))
+    }
+
+    /// Events a sink rejected for good, oldest first: (seq, sink, reason, body).
+    pub fn dead_letters(&self) -> Result<Vec<(i64, String, String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, sink, reason, body FROM dead_letters ORDER BY seq")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     /// How many events wait in the outbox.
@@ -612,6 +641,14 @@ CREATE TABLE messages(
     PRIMARY KEY(folder, base)
 ) WITHOUT ROWID;
 CREATE INDEX messages_base ON messages(base);
+CREATE TABLE dead_letters(
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    body TEXT NOT NULL,
+    at TEXT NOT NULL
+);
 CREATE TABLE outbox(
     seq INTEGER PRIMARY KEY,
     event_id TEXT NOT NULL,

@@ -27,9 +27,24 @@ impl fmt::Display for SinkError {
 
 impl std::error::Error for SinkError {}
 
-/// A destination for events. `send` returns only when the whole batch is
-/// delivered (written and flushed); then the rows may be deleted.
+/// An event the destination refused for good (e.g. HTTP 400): it goes to
+/// the dead-letter table, not back to the queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    pub seq: i64,
+    pub reason: String,
+}
+
+/// A destination for events. `send` returns `Ok` only when every row of the
+/// batch was delivered (written and flushed, or acknowledged by the
+/// server), except the ones it returns as rejected; then the rows may be
+/// deleted. On `Err` nothing of the batch counts as delivered (some may
+/// have been, and will be sent again with the same event id).
 pub trait Sink {
     fn name(&self) -> &str;
-    fn send(&mut self, batch: &[OutboxRow]) -> Result<(), SinkError>;
+    fn send(&mut self, batch: &[OutboxRow]) -> Result<Vec<Rejected>, SinkError>;
+    /// Reopens outputs (SIGHUP, after logrotate moved a file away).
+    fn reopen(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use super::{Sink, SinkError};
+use super::{Rejected, Sink, SinkError};
 use crate::store::OutboxRow;
 
 /// Writes each event as one line to stdout (or any writer, for tests).
@@ -37,14 +37,14 @@ impl<W: Write> Sink for StdoutSink<W> {
         "stdout"
     }
 
-    fn send(&mut self, batch: &[OutboxRow]) -> Result<(), SinkError> {
+    fn send(&mut self, batch: &[OutboxRow]) -> Result<Vec<Rejected>, SinkError> {
         let mut buf = Vec::with_capacity(batch.iter().map(|r| r.body.len() + 1).sum());
         for row in batch {
             buf.extend_from_slice(row.body.as_bytes());
             buf.push(b'\n');
         }
         let res = self.out.write_all(&buf).and_then(|()| self.out.flush());
-        res.map_err(|e| match e.kind() {
+        res.map(|()| Vec::new()).map_err(|e| match e.kind() {
             io::ErrorKind::BrokenPipe => SinkError::Closed,
             _ => SinkError::Failed(format!("cannot write to standard output: {e}")),
         })
