@@ -71,10 +71,11 @@ pub enum Change {
         mailbox: usize,
         changes: Vec<FlagChange>,
     },
+    /// `unassigned`: base names of expunged messages that never had a UID.
     Expunge {
         mailbox: usize,
         uids: Vec<u32>,
-        unassigned: u32,
+        unassigned: Vec<Vec<u8>>,
     },
     Subscribe {
         name: String,
@@ -123,23 +124,31 @@ pub struct DiffInput<'a> {
 pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> UserDiff {
     let mut out = UserDiff::default();
 
+    // A directory deleted and made anew under the same name (another inode
+    // and, where Dovecot numbers it, another UIDVALIDITY) is another folder.
+    let replaced = |o: &FolderSnapshot, f: &FolderListing| {
+        !o.dir.is_empty()
+            && o.ino != f.ino
+            && match &f.server_uids {
+                Some(s) => s.uidvalidity != o.uidvalidity,
+                None => matches!(f.contents, Contents::Listed(_)) && o.uid_source == UidSource::Own,
+            }
+    };
+    let prior_of = |f: &FolderListing| old.folders.get(&f.dir).filter(|o| !replaced(o, f));
     // Pair folders: same directory, else a rename (same inode, or the same
     // Dovecot mailbox GUID).
     let gone: Vec<&FolderSnapshot> = old
         .folders
         .values()
-        .filter(|f| !new.folders.contains_key(&f.dir))
+        .filter(|o| new.folders.get(&o.dir).is_none_or(|f| replaced(o, f)))
         .collect();
     let mut renamed_from: HashMap<&[u8], &FolderSnapshot> = HashMap::new();
     let mut used: HashSet<&[u8]> = HashSet::new();
-    for f in new
-        .folders
-        .values()
-        .filter(|f| !old.folders.contains_key(&f.dir))
-    {
+    for f in new.folders.values().filter(|f| prior_of(f).is_none()) {
         let guid = f.server_uids.as_ref().and_then(|u| u.guid.as_deref());
         let found = gone.iter().find(|o| {
             !used.contains(o.dir.as_slice())
+                && o.dir != f.dir
                 && ((o.dev == f.dev && o.ino == f.ino)
                     || (guid.is_some() && o.guid.as_deref() == guid))
         });
@@ -184,10 +193,7 @@ pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> Us
     let mut head = Vec::new();
     let mut body = Vec::new();
     for f in new.folders.values() {
-        let prior = old
-            .folders
-            .get(&f.dir)
-            .or_else(|| renamed_from.get(f.dir.as_slice()).copied());
+        let prior = prior_of(f).or_else(|| renamed_from.get(f.dir.as_slice()).copied());
         let Some(update) = diff_folder(prior, f, input, &copied, &mut out.mailboxes, &mut body)
         else {
             continue;
@@ -207,15 +213,22 @@ pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> Us
         out.updates.push(update);
     }
     let mut tail = Vec::new();
+    let mut replaced_first = Vec::new();
     for o in gone
         .into_iter()
         .filter(|o| !used.contains(o.dir.as_slice()))
     {
         if !o.dir.is_empty() {
-            tail.push(Change::MailboxDelete {
+            let delete = Change::MailboxDelete {
                 name: o.name.clone(),
                 uidvalidity: o.uidvalidity,
-            });
+            };
+            // A folder made anew under its old name: the delete comes first.
+            if new.folders.contains_key(&o.dir) {
+                replaced_first.push(delete);
+            } else {
+                tail.push(delete);
+            }
         }
         out.deleted.push(o.id);
     }
@@ -230,7 +243,12 @@ pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> Us
         }
         out.subscriptions = Some(subs.clone());
     }
-    out.changes = head.into_iter().chain(body).chain(tail).collect();
+    out.changes = replaced_first
+        .into_iter()
+        .chain(head)
+        .chain(body)
+        .chain(tail)
+        .collect();
     out
 }
 
@@ -383,7 +401,7 @@ fn diff_folder(
         }
     }
     let mut expunged = Vec::new();
-    let mut unassigned = 0;
+    let mut unassigned = Vec::new();
     let mut deletes = Vec::new();
     for (base, o) in old_msgs {
         if !listed.contains_key(base) {
@@ -391,7 +409,7 @@ fn diff_folder(
             if o.uid != 0 && same_validity {
                 expunged.push(o.uid);
             } else {
-                unassigned += 1;
+                unassigned.push(base.clone());
             }
             deletes.push(base.clone());
         }
@@ -404,7 +422,7 @@ fn diff_folder(
             changes: flag_changes,
         });
     }
-    if !expunged.is_empty() || unassigned > 0 {
+    if !expunged.is_empty() || !unassigned.is_empty() {
         changes.push(Change::Expunge {
             mailbox,
             uids: expunged,

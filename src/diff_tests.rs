@@ -128,7 +128,7 @@ fn summary(d: &UserDiff) -> Vec<String> {
                 mailbox,
                 uids,
                 unassigned,
-            } => format!("Expunge {} {uids:?}+{unassigned}", name(mailbox)),
+            } => format!("Expunge {} {uids:?}+{}", name(mailbox), unassigned.len()),
             Change::Subscribe { name } => format!("Subscribe {name}"),
             Change::Unsubscribe { name } => format!("Unsubscribe {name}"),
         })

@@ -267,21 +267,22 @@ pub fn apply(f: &LiveFolder, ops: &[Op], mailbox: usize) -> Applied {
             }
             Ev::Gone(base) => {
                 let uid = uids[&base];
-                let (u, n) = if uid == 0 { (None, 1) } else { (Some(uid), 0) };
-                match changes.last_mut() {
-                    Some(Change::Expunge {
-                        uids: prev,
-                        unassigned,
-                        ..
-                    }) => {
-                        prev.extend(u);
-                        *unassigned += n;
-                    }
-                    _ => changes.push(Change::Expunge {
+                if !matches!(changes.last(), Some(Change::Expunge { .. })) {
+                    changes.push(Change::Expunge {
                         mailbox,
-                        uids: u.into_iter().collect(),
-                        unassigned: n,
-                    }),
+                        uids: Vec::new(),
+                        unassigned: Vec::new(),
+                    });
+                }
+                if let Some(Change::Expunge {
+                    uids, unassigned, ..
+                }) = changes.last_mut()
+                {
+                    if uid == 0 {
+                        unassigned.push(base);
+                    } else {
+                        uids.push(uid);
+                    }
                 }
             }
         }

@@ -83,7 +83,7 @@ fn run(
                 .join(","),
             Change::Expunge {
                 uids, unassigned, ..
-            } => format!("Expunge {uids:?}+{unassigned}"),
+            } => format!("Expunge {uids:?}+{}", unassigned.len()),
             other => format!("{other:?}"),
         })
         .collect();

@@ -25,6 +25,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_target(false)
+        // No colour codes in cron mail or the journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {

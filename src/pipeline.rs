@@ -42,12 +42,18 @@ pub fn run_scan(config: &Config, store: &mut Store, sink: &mut dyn Sink) -> Resu
         if users.is_empty() {
             warn!(source = %spec, "no Maildir found");
         }
+        for (user, root) in store.users_of_source(&spec)? {
+            if !users.iter().any(|(u, _)| *u == user) {
+                warn!(user, path = %root.display(), "Maildir of a known user is missing; keeping what was known");
+            }
+        }
         for (user, root) in users {
             let old = store.load_user(&user)?;
             // A user's first sight is a silent baseline only on the first run
             // over its source; users who appear later are new and reported.
             let silent = old.is_none() && first_run && !config.emit_existing;
             summary.events += scan_user(config, store, &user, &root, old, silent, &mut summary)?;
+            store.set_user_source(&user, &spec)?;
             summary.users += 1;
             deliver(store, sink)?;
         }

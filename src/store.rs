@@ -223,6 +223,33 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Records which source a user was found through, so a later run can
+    /// tell a known user whose Maildir went missing.
+    pub fn set_user_source(&self, user: &str, spec: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE users SET source = ?2 WHERE user = ?1",
+                params![user, spec],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The users found through a source before, with their Maildir roots.
+    pub fn users_of_source(&self, spec: &str) -> Result<Vec<(String, PathBuf)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT user, root FROM users WHERE source = ?1 ORDER BY user")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([spec], |r| {
+                let root: Vec<u8> = r.get(1)?;
+                Ok((r.get(0)?, PathBuf::from(std::ffi::OsStr::from_bytes(&root))))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
     /// The user's snapshot without messages, or `None` for a user never seen.
     pub fn load_user(&self, user: &str) -> Result<Option<UserSnapshot>, StoreError> {
         let subs: Option<String> = self
@@ -610,7 +637,7 @@ PRAGMA application_id = 1296319830;
 PRAGMA user_version = 1;
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE sources(spec TEXT PRIMARY KEY);
-CREATE TABLE users(user TEXT PRIMARY KEY, root BLOB NOT NULL, subscriptions TEXT NOT NULL);
+CREATE TABLE users(user TEXT PRIMARY KEY, root BLOB NOT NULL, subscriptions TEXT NOT NULL, source TEXT);
 CREATE TABLE folders(
     id INTEGER PRIMARY KEY,
     user TEXT NOT NULL,

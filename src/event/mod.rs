@@ -165,7 +165,23 @@ pub fn build(diff: &UserDiff, ctx: &EventContext) -> Vec<Event> {
                 unassigned,
             } => {
                 let m = &diff.mailboxes[*mailbox];
-                out.push(uid_event(ctx, m, "MessageExpunge", None, uids, *unassigned));
+                let mut e = uid_event(
+                    ctx,
+                    m,
+                    "MessageExpunge",
+                    None,
+                    uids,
+                    unassigned.len() as u32,
+                );
+                if !unassigned.is_empty() {
+                    let names: Vec<String> = unassigned
+                        .iter()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .collect();
+                    e.fields
+                        .insert("vnd.maildir.filenames".into(), json!(names));
+                }
+                out.push(e);
             }
         }
     }
@@ -213,8 +229,11 @@ fn uid_event(
 ) -> Event {
     let url = mailbox_url(ctx, m);
     let mut e = event(ctx, kind, [("uri", json!(url)), ("mailboxID", json!(url))]);
-    e.fields
-        .insert("uidset".into(), json!(uidset::format(uids)));
+    // A set of no UIDs is no IMAP sequence-set: leave the key out.
+    if !uids.is_empty() {
+        e.fields
+            .insert("uidset".into(), json!(uidset::format(uids)));
+    }
     if let Some(names) = flag_names {
         e.fields.insert("flagNames".into(), json!(names));
     }
