@@ -1,15 +1,23 @@
-//! Command-line definitions (clap derive). No I/O here: `main` turns these
-//! into a validated [`Config`](crate::config::Config).
+//! Command-line definitions (clap derive). No I/O here: every option maps
+//! onto a key of the configuration file ([`FileConfig`]), so `main` merges
+//! the two and resolves them once.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::config::file::{FileConfig, StoreConfig, WatchConfig};
 
 /// Reports what happens in Maildir stores as RFC 5423 message store events,
 /// as the IMAP server would: Dovecot's UIDs, UIDVALIDITY and mailbox names.
 #[derive(Debug, Parser)]
 #[command(name = "maildir-events", version, about, long_about = None)]
 pub struct Cli {
+    /// Configuration file [default: /etc/maildir-events/config.toml when it
+    /// exists]. Command-line options win over it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -23,6 +31,9 @@ pub enum Command {
     /// Catch up like `scan`, then follow every change live (the systemd
     /// service). Stops cleanly on SIGTERM or SIGINT.
     Watch(WatchArgs),
+    /// Check the configuration file and options, and print the resolved
+    /// configuration as TOML.
+    CheckConfig(ScanArgs),
 }
 
 #[derive(Debug, Args)]
@@ -37,38 +48,39 @@ pub struct WatchArgs {
     pub store: StoreArgs,
 
     /// Close a batch when no change came for this many milliseconds
-    /// (fractions allowed: 0.5). Short keeps latency low; changes that come
-    /// together (a MOVE of 500 messages) still merge.
-    #[arg(long, value_name = "MS", default_value_t = 0.5)]
-    pub batch_quiet_ms: f64,
+    /// (fractions allowed) [default: 0.5]. Short keeps latency low; changes
+    /// that come together (a MOVE of 500 messages) still merge.
+    #[arg(long, value_name = "MS")]
+    pub batch_quiet_ms: Option<f64>,
 
-    /// Close a batch at this age whatever comes; a dense burst (over 10,000
-    /// changes a second) may take ten times as long, so it still merges.
-    #[arg(long, value_name = "MS", default_value_t = 5)]
-    pub batch_max_ms: u64,
+    /// Close a batch at this age whatever comes [default: 5]; a dense burst
+    /// (over 10,000 changes a second) may take ten times as long.
+    #[arg(long, value_name = "MS")]
+    pub batch_max_ms: Option<u64>,
 
-    /// Rescan every user this often as a safety net, in seconds (0: never).
-    #[arg(long, value_name = "SECS", default_value_t = 3600)]
-    pub rescan_interval: u64,
+    /// Rescan every user this often as a safety net, in seconds (0: never)
+    /// [default: 3600].
+    #[arg(long, value_name = "SECS")]
+    pub rescan_interval: Option<u64>,
 
     /// Poll every SECS instead of using inotify (NFS and other filesystems
     /// where inotify sees nothing): folders whose directories changed are read.
     #[arg(long, value_name = "SECS")]
     pub poll: Option<f64>,
 
-    /// With --poll: list every folder every N polls.
-    #[arg(long, value_name = "N", default_value_t = 60)]
-    pub full_every: u32,
+    /// With --poll: list every folder every N polls [default: 60].
+    #[arg(long, value_name = "N")]
+    pub full_every: Option<u32>,
 }
 
 /// Where the stores are and how to read and report them.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// Maildir directories to scan (each is one user's store; INBOX is its root).
+    /// Maildir directories (each is one user's store; INBOX is its root).
     #[arg(value_name = "MAILDIR")]
     pub maildirs: Vec<PathBuf>,
 
-    /// Scan every user of a store template, e.g. /var/vmail/{domain}/{local}/Maildir
+    /// Every user of a store template, e.g. /var/vmail/{domain}/{local}/Maildir
     /// (user local@domain) or /home/{user}/Maildir. Repeatable.
     #[arg(long = "store", value_name = "TEMPLATE")]
     pub stores: Vec<String>,
@@ -87,22 +99,24 @@ pub struct StoreArgs {
     #[arg(long, value_name = "FQDN")]
     pub server_name: Option<String>,
 
-    /// IMAP hierarchy separator of mailbox names (Dovecot's namespace separator).
-    #[arg(long, value_name = "CHAR", default_value = ".")]
-    pub separator: String,
+    /// IMAP hierarchy separator of mailbox names (Dovecot's namespace
+    /// separator) [default: .].
+    #[arg(long, value_name = "CHAR")]
+    pub separator: Option<String>,
 
-    /// The info separator in message file names (":" unless the store was
-    /// written for a filesystem that forbids it, e.g. ";" or "!").
-    #[arg(long, value_name = "CHAR", default_value = ":")]
-    pub info_separator: String,
+    /// The info separator in message file names [default: ":"; ";" or "!"
+    /// for stores written for filesystems that forbid ":"].
+    #[arg(long, value_name = "CHAR")]
+    pub info_separator: Option<String>,
 
     /// Folder names on disk are UTF-8 (Dovecot's mailbox_list_utf8), not modified UTF-7.
     #[arg(long)]
     pub utf8_names: bool,
 
-    /// How long to wait for Dovecot to write a new file's UID, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 2000)]
-    pub uid_wait_ms: u64,
+    /// How long to wait for Dovecot to write a new file's UID, in
+    /// milliseconds [default: 2000].
+    #[arg(long, value_name = "MS")]
+    pub uid_wait_ms: Option<u64>,
 
     /// On the first run over a store, report everything that exists rather
     /// than recording a silent baseline (backfill).
@@ -117,4 +131,55 @@ pub struct StoreArgs {
     /// List every folder, even those whose directories did not change.
     #[arg(long)]
     pub full: bool,
+}
+
+impl StoreArgs {
+    /// The options given, as a configuration to lay over the file's.
+    pub fn overlay(&self) -> Result<FileConfig, String> {
+        if self.user.is_some() && self.maildirs.len() != 1 {
+            return Err("--user names the user of exactly one MAILDIR".into());
+        }
+        let mut store: Vec<StoreConfig> = self
+            .maildirs
+            .iter()
+            .map(|p| StoreConfig {
+                path: Some(p.clone()),
+                user: self.user.clone(),
+                ..StoreConfig::default()
+            })
+            .collect();
+        store.extend(self.stores.iter().map(|t| StoreConfig {
+            template: Some(t.clone()),
+            ..StoreConfig::default()
+        }));
+        let flag = |b: bool| b.then_some(true);
+        Ok(FileConfig {
+            state_dir: self.state.clone(),
+            server_name: self.server_name.clone(),
+            separator: self.separator.clone(),
+            info_separator: self.info_separator.clone(),
+            utf8_names: flag(self.utf8_names),
+            uid_wait_ms: self.uid_wait_ms,
+            emit_existing: flag(self.emit_existing),
+            simple_flag_events: self.no_simple_flag_events.then_some(false),
+            full: flag(self.full),
+            store,
+            ..FileConfig::default()
+        })
+    }
+}
+
+impl WatchArgs {
+    /// The options given, as a configuration to lay over the file's.
+    pub fn overlay(&self) -> Result<FileConfig, String> {
+        let mut fc = self.store.overlay()?;
+        fc.watch = Some(WatchConfig {
+            batch_quiet_ms: self.batch_quiet_ms,
+            batch_max_ms: self.batch_max_ms,
+            rescan_interval: self.rescan_interval,
+            poll: self.poll,
+            full_every: self.full_every,
+        });
+        Ok(fc)
+    }
 }

@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use inotify::EventMask;
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, Source};
+use crate::config::{Config, SourceKind, WatchOptions};
 use crate::diff::{Change, UserDiff};
 use crate::error::Error;
 use crate::event::{self, EventContext};
@@ -30,22 +30,6 @@ use crate::snapshot::{FolderSnapshot, UidSource};
 use crate::store::Store;
 use crate::uidtail::UidTail;
 use crate::watch::{Kind, Signal, Target, Watcher};
-
-/// Settings of the live loop.
-#[derive(Clone, Debug)]
-pub struct WatchOptions {
-    /// A batch closes when no signal came for this long…
-    pub batch_quiet: Duration,
-    /// …or when it is this old.
-    pub batch_max: Duration,
-    /// A full rescan of every user this often (a safety net).
-    pub rescan_interval: Option<Duration>,
-    /// Poll instead of inotify (NFS): re-read folders whose stamps changed
-    /// this often.
-    pub poll: Option<Duration>,
-    /// With `poll`: every this many polls, list every folder.
-    pub full_every: u32,
-}
 
 /// Signals the channel holds before the reader must report an overflow.
 const CHANNEL: usize = 1 << 17;
@@ -67,6 +51,15 @@ struct User {
 type FolderKey = (usize, Vec<u8>);
 /// Operations per folder, in the order folders first appeared in a batch.
 type Pending = Vec<(FolderKey, Vec<Op>)>;
+
+/// What the control files say about a batch's files.
+struct View {
+    states: HashMap<Vec<u8>, crate::snapshot::MessageState>,
+    server: Option<scan::ServerUids>,
+    keywords: Keywords,
+    /// A new file has no UID yet, or a keyword letter no name.
+    missing: bool,
+}
 
 struct Deferred {
     ops: Vec<Op>,
@@ -91,12 +84,8 @@ struct Daemon<'a> {
 }
 
 /// Runs `watch` until SIGTERM or SIGINT.
-pub fn run(
-    config: &Config,
-    opts: &WatchOptions,
-    store: &mut Store,
-    sink: &mut dyn Sink,
-) -> Result<(), Error> {
+pub fn run(config: &Config, store: &mut Store, sink: &mut dyn Sink) -> Result<(), Error> {
+    let opts = &config.watch;
     let (tx, rx) = bounded(CHANNEL);
     catch_signals(tx.clone());
     pipeline::deliver(store, sink)?;
@@ -380,7 +369,7 @@ impl Daemon<'_> {
     }
 
     /// Applies one folder's operations, or defers them while Dovecot has not
-    /// yet numbered a new file.
+    /// yet numbered a new file or named a new keyword letter.
     fn apply(
         &mut self,
         u: usize,
@@ -398,101 +387,123 @@ impl Daemon<'_> {
             rescan.insert(u);
             return Ok(());
         };
+        let Some(view) = self.view(&key, &folder, &ops, rescan)? else {
+            return Ok(());
+        };
+        if view.missing {
+            let deadline = Instant::now() + self.config.uid_wait;
+            self.deferred.insert(key, Deferred { ops, deadline });
+            return Ok(());
+        }
+        self.apply_now(u, dir, &folder, &ops, view, rescan)
+    }
+
+    /// What the folder's control files say now about the operations' files.
+    /// `None` when the folder must be rescanned instead (Dovecot started
+    /// numbering it, or changed its UIDVALIDITY).
+    fn view(
+        &mut self,
+        key: &FolderKey,
+        folder: &FolderSnapshot,
+        ops: &[Op],
+        rescan: &mut BTreeSet<usize>,
+    ) -> Result<Option<View>, Error> {
+        let (u, dir) = (key.0, key.1.as_slice());
         let sep = self.config.scan.info_sep;
-        let bases: Vec<Vec<u8>> = ops
+        let parsed: Vec<_> = ops
             .iter()
-            .filter_map(|o| name::parse(&o.name, sep).map(|p| p.base.to_vec()))
+            .filter_map(|o| name::parse(&o.name, sep).map(|p| (o.present, p)))
             .collect();
         let states = self
             .store
-            .load_states(folder.id, bases.iter().map(Vec::as_slice))?;
+            .load_states(folder.id, parsed.iter().map(|(_, p)| p.base))?;
         let path = folder_path(&self.users[u].root, dir);
-        let arrivals = ops.iter().any(|o| {
-            o.present && name::parse(&o.name, sep).is_some_and(|p| !states.contains_key(p.base))
-        });
         let has_uidlist =
             folder.uid_source == UidSource::Dovecot || path.join("dovecot-uidlist").exists();
         if folder.uid_source == UidSource::Own && has_uidlist {
             // Dovecot has started numbering this folder: the rescan moves
             // every message to Dovecot's UIDs.
             rescan.insert(u);
-            return Ok(());
+            return Ok(None);
         }
-        let dovecot = has_uidlist;
+        let arrivals = parsed
+            .iter()
+            .any(|(present, p)| *present && !states.contains_key(p.base));
         let mut server = None;
-        if dovecot && (arrivals || folder.pending) {
+        let mut missing = false;
+        if has_uidlist && (arrivals || folder.pending) {
             let tail = self.tails.entry(key.clone()).or_default();
             match tail.refresh(&path.join("dovecot-uidlist")) {
                 Ok(true) => {
                     let uids = tail.uids();
-                    let missing = ops.iter().any(|o| {
-                        o.present
-                            && name::parse(&o.name, sep).is_some_and(|p| {
-                                !states.contains_key(p.base) && !uids.by_base.contains_key(p.base)
-                            })
-                    });
-                    if missing {
-                        self.deferred.insert(
-                            key,
-                            Deferred {
-                                ops,
-                                deadline: Instant::now() + self.config.uid_wait,
-                            },
-                        );
-                        return Ok(());
-                    }
                     if uids.uidvalidity != folder.uidvalidity {
                         // A new UIDVALIDITY renumbers everything.
                         rescan.insert(u);
-                        return Ok(());
+                        return Ok(None);
                     }
+                    missing = parsed.iter().any(|(present, p)| {
+                        *present
+                            && !states.contains_key(p.base)
+                            && !uids.by_base.contains_key(p.base)
+                    });
                     server = Some(uids.clone());
                 }
                 Ok(false) => {}
                 Err(e) => warn!(path = %path.display(), "cannot read dovecot-uidlist: {e}"),
             }
         }
-        self.apply_now(u, dir, &folder, &ops, &states, server.as_ref(), rescan)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn apply_now(
-        &mut self,
-        u: usize,
-        dir: &[u8],
-        folder: &FolderSnapshot,
-        ops: &[Op],
-        states: &HashMap<Vec<u8>, crate::snapshot::MessageState>,
-        server: Option<&scan::ServerUids>,
-        rescan: &mut BTreeSet<usize>,
-    ) -> Result<(), Error> {
-        let root = self.users[u].root.clone();
-        let user = self.users[u].name.clone();
-        let path = folder_path(&root, dir);
-        let sep = self.config.scan.info_sep;
-        let has_keywords = ops
+        let letters = parsed
             .iter()
-            .filter_map(|o| name::parse(&o.name, sep))
-            .any(|p| p.flags.keyword_indexes().next().is_some())
+            .any(|(_, p)| p.flags.keyword_indexes().next().is_some())
             || states
                 .values()
                 .any(|s| s.flags.keyword_indexes().next().is_some());
-        let keywords = if has_keywords {
+        let keywords = if letters {
             std::fs::read(path.join("dovecot-keywords"))
                 .map(|b| Keywords::parse(&b))
                 .unwrap_or_default()
         } else {
             Keywords::default()
         };
+        // Dovecot names a new keyword 1-5 ms after its letter shows in a
+        // file name: wait for the name as for a UID.
+        if has_uidlist {
+            missing |= parsed.iter().any(|(present, p)| {
+                *present
+                    && p.flags
+                        .keyword_indexes()
+                        .any(|i| keywords.name(i).is_none())
+            });
+        }
+        Ok(Some(View {
+            states,
+            server,
+            keywords,
+            missing,
+        }))
+    }
+
+    fn apply_now(
+        &mut self,
+        u: usize,
+        dir: &[u8],
+        folder: &FolderSnapshot,
+        ops: &[Op],
+        view: View,
+        rescan: &mut BTreeSet<usize>,
+    ) -> Result<(), Error> {
+        let root = self.users[u].root.clone();
+        let user = self.users[u].name.clone();
+        let path = folder_path(&root, dir);
         let store = &*self.store;
         let elsewhere = |base: &[u8]| store.base_elsewhere(&user, dir, base).unwrap_or(false);
         let applied = live::apply(
             &LiveFolder {
                 folder,
-                states,
-                server,
-                keywords: &keywords,
-                info_sep: sep,
+                states: &view.states,
+                server: view.server.as_ref(),
+                keywords: &view.keywords,
+                info_sep: self.config.scan.info_sep,
                 elsewhere: &elsewhere,
             },
             ops,
@@ -529,6 +540,8 @@ impl Daemon<'_> {
             timestamp: &timestamp,
             pid: std::process::id(),
             simple_flags: self.config.simple_flag_events,
+            filter: &self.config.filter,
+            tags: &self.config.sources[self.users[u].source].tags,
         };
         let events = event::build(&diff, &ctx);
         self.events += events.len() as u64;
@@ -546,46 +559,32 @@ impl Daemon<'_> {
         Ok(())
     }
 
-    /// Applies deferred folders whose UIDs have appeared, or whose wait is
-    /// over (then without UIDs), or all of them when stopping.
+    /// Applies deferred folders whose UIDs and keyword names have appeared,
+    /// or whose wait is over (then as they are), or all when stopping.
     fn retry_deferred(&mut self, all: bool) -> Result<(), Error> {
         let keys: Vec<FolderKey> = self.deferred.keys().cloned().collect();
         for key in keys {
             let Some(d) = self.deferred.get(&key) else {
                 continue;
             };
-            let (u, dir) = (key.0, key.1.clone());
-            let Some(folder) = self.users[u].folders.get(&dir).cloned() else {
+            let expired = all || Instant::now() >= d.deadline;
+            let ops = d.ops.clone();
+            let Some(folder) = self.users[key.0].folders.get(&key.1).cloned() else {
                 self.deferred.remove(&key);
                 continue;
             };
-            let expired = all || Instant::now() >= d.deadline;
-            let path = folder_path(&self.users[u].root, &dir).join("dovecot-uidlist");
-            let tail = self.tails.entry(key.clone()).or_default();
-            let fresh = tail.refresh(&path).unwrap_or(false);
-            let sep = self.config.scan.info_sep;
-            let states = self.store.load_states(
-                folder.id,
-                d.ops
-                    .iter()
-                    .filter_map(|o| name::parse(&o.name, sep).map(|p| p.base)),
-            )?;
-            let uids = tail.uids().clone();
-            let missing = d.ops.iter().any(|o| {
-                o.present
-                    && name::parse(&o.name, sep).is_some_and(|p| {
-                        !states.contains_key(p.base) && !uids.by_base.contains_key(p.base)
-                    })
-            });
-            if missing && !expired {
-                continue;
-            }
-            let Some(d) = self.deferred.remove(&key) else {
-                continue;
-            };
             let mut rescan = BTreeSet::new();
-            let server = fresh.then_some(&uids);
-            self.apply_now(u, &dir, &folder, &d.ops, &states, server, &mut rescan)?;
+            let view = self.view(&key, &folder, &ops, &mut rescan)?;
+            match view {
+                Some(v) if v.missing && !expired => continue,
+                Some(v) => {
+                    self.deferred.remove(&key);
+                    self.apply_now(key.0, &key.1, &folder, &ops, v, &mut rescan)?;
+                }
+                None => {
+                    self.deferred.remove(&key);
+                }
+            }
             for r in rescan {
                 self.rescan_user(r, false)?;
             }
@@ -600,8 +599,8 @@ impl Daemon<'_> {
         // created between the listing and the watch is then still found.
         for _ in 0..3 {
             let parents;
-            (found, parents) = match &self.config.sources[s] {
-                Source::Maildir { path, user } => {
+            (found, parents) = match &self.config.sources[s].kind {
+                SourceKind::Maildir { path, user } => {
                     // Until the Maildir exists, watch its nearest existing parent.
                     let parent = (!path.is_dir())
                         .then(|| {
@@ -616,7 +615,7 @@ impl Daemon<'_> {
                         parent.into_iter().collect(),
                     )
                 }
-                Source::Template(t) => scan::discover_with_dirs(t),
+                SourceKind::Template(t) => scan::discover_with_dirs(t),
             };
             let Some(w) = self.watcher.as_mut() else {
                 break;
@@ -690,8 +689,14 @@ impl Daemon<'_> {
             let mut config = self.config.clone();
             config.scan.full |= full;
             let mut summary = Summary::default();
+            let tags = self.config.sources[self.users[u].source].tags.clone();
+            let who = pipeline::UserRef {
+                name: &name,
+                root: &root,
+                tags: &tags,
+            };
             self.events +=
-                pipeline::scan_user(&config, self.store, &name, &root, old, silent, &mut summary)?;
+                pipeline::scan_user(&config, self.store, who, old, silent, &mut summary)?;
             self.users[u].folders = self
                 .store
                 .load_user(&name)?

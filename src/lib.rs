@@ -21,6 +21,7 @@ pub mod host;
 pub mod live;
 pub mod maildir;
 pub mod pipeline;
+pub mod quota;
 pub mod scan;
 pub mod sink;
 pub mod snapshot;

@@ -5,7 +5,7 @@ use std::time::{Instant, SystemTime};
 
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, Source};
+use crate::config::{Config, SourceKind};
 use crate::diff::{self, Change, DiffInput};
 use crate::error::Error;
 use crate::event::{self, EventContext};
@@ -23,6 +23,15 @@ pub struct Summary {
     pub events: u64,
 }
 
+/// One user of a source, as a scan needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct UserRef<'a> {
+    pub name: &'a str,
+    pub root: &'a Path,
+    /// RFC 5423 `tags` of the user's store.
+    pub tags: &'a [String],
+}
+
 /// How many outbox rows a sink gets at once.
 const BATCH: usize = 1000;
 
@@ -35,9 +44,9 @@ pub fn run_scan(config: &Config, store: &mut Store, sink: &mut dyn Sink) -> Resu
     for source in &config.sources {
         let spec = source.spec();
         let first_run = !store.source_known(&spec)?;
-        let users = match source {
-            Source::Maildir { path, user } => vec![(user.clone(), path.clone())],
-            Source::Template(t) => scan::discover(t),
+        let users = match &source.kind {
+            SourceKind::Maildir { path, user } => vec![(user.clone(), path.clone())],
+            SourceKind::Template(t) => scan::discover(t),
         };
         if users.is_empty() {
             warn!(source = %spec, "no Maildir found");
@@ -52,7 +61,12 @@ pub fn run_scan(config: &Config, store: &mut Store, sink: &mut dyn Sink) -> Resu
             // A user's first sight is a silent baseline only on the first run
             // over its source; users who appear later are new and reported.
             let silent = old.is_none() && first_run && !config.emit_existing;
-            summary.events += scan_user(config, store, &user, &root, old, silent, &mut summary)?;
+            let who = UserRef {
+                name: &user,
+                root: &root,
+                tags: &source.tags,
+            };
+            summary.events += scan_user(config, store, who, old, silent, &mut summary)?;
             store.set_user_source(&user, &spec)?;
             summary.users += 1;
             deliver(store, sink)?;
@@ -74,12 +88,16 @@ pub fn run_scan(config: &Config, store: &mut Store, sink: &mut dyn Sink) -> Resu
 pub fn scan_user(
     config: &Config,
     store: &mut Store,
-    user: &str,
-    root: &Path,
+    who: UserRef,
     old: Option<UserSnapshot>,
     silent: bool,
     summary: &mut Summary,
 ) -> Result<u64, Error> {
+    let UserRef {
+        name: user,
+        root,
+        tags,
+    } = who;
     let mut old = old.unwrap_or_default();
     let mut listing = scan::scan_user(root, Some(&old), &config.scan);
     if !listing.exists {
@@ -166,6 +184,8 @@ pub fn scan_user(
         timestamp: &timestamp,
         pid: std::process::id(),
         simple_flags: config.simple_flag_events,
+        filter: &config.filter,
+        tags,
     };
     let events = event::build(&diff, &ctx);
     let n = events.len() as u64;

@@ -35,6 +35,8 @@ pub struct ScanOptions {
     pub utf8_names: bool,
     /// List every folder even when its directory stamps are unchanged.
     pub full: bool,
+    /// `stat` message files without `S=` in their name, for quota.
+    pub stat_sizes: bool,
 }
 
 /// One message file found in `new/` or `cur/`.

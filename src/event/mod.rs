@@ -6,6 +6,7 @@
 //! `vnd.maildir.`. The sequence number and event id are added by the store
 //! when the event is committed to the outbox.
 
+pub mod filter;
 pub mod imapurl;
 pub mod uidset;
 
@@ -16,6 +17,7 @@ use serde_json::{Map, Value, json};
 use crate::diff::{Arrival, Change, FlagChange, MailboxRef, UserDiff};
 use crate::maildir::keywords::Keywords;
 use crate::maildir::name::Flags;
+use filter::Filter;
 
 /// What every event of one batch shares.
 #[derive(Clone, Debug)]
@@ -28,6 +30,10 @@ pub struct EventContext<'a> {
     /// `\Seen` → MessageRead and `\Deleted` → MessageTrash, rather than
     /// FlagsSet.
     pub simple_flags: bool,
+    /// What not to send.
+    pub filter: &'a Filter,
+    /// RFC 5423 `tags` of the store.
+    pub tags: &'a [String],
 }
 
 /// One event, before it is numbered.
@@ -49,15 +55,36 @@ pub fn timestamp_now() -> String {
 /// names, keywords by their Dovecot names. Keyword letters without a name
 /// are left out, as Dovecot ignores them when reading.
 pub fn flag_names(flags: Flags, keywords: &Keywords) -> String {
+    flag_name_list(flags, keywords).join(" ")
+}
+
+fn flag_name_list(flags: Flags, keywords: &Keywords) -> Vec<&str> {
     let mut names: Vec<&str> = flags.system_names();
     names.extend(flags.keyword_indexes().filter_map(|i| keywords.name(i)));
-    names.join(" ")
+    names
 }
 
 /// Turns one user's changes into events, in order.
 pub fn build(diff: &UserDiff, ctx: &EventContext) -> Vec<Event> {
     let mut out = Vec::new();
+    let name_of = |i: &usize| diff.mailboxes[*i].name.as_str();
     for change in &diff.changes {
+        let sends = |name: &str| ctx.filter.sends_folder(name);
+        let wanted = match change {
+            Change::MailboxCreate { mailbox }
+            | Change::Arrived { mailbox, .. }
+            | Change::Flags { mailbox, .. }
+            | Change::Expunge { mailbox, .. } => sends(name_of(mailbox)),
+            Change::MailboxRename {
+                mailbox, old_name, ..
+            } => sends(name_of(mailbox)) || sends(old_name),
+            Change::MailboxDelete { name, .. }
+            | Change::Subscribe { name }
+            | Change::Unsubscribe { name } => sends(name),
+        };
+        if !wanted {
+            continue;
+        }
         match change {
             Change::MailboxCreate { mailbox } => {
                 let m = &diff.mailboxes[*mailbox];
@@ -185,8 +212,12 @@ pub fn build(diff: &UserDiff, ctx: &EventContext) -> Vec<Event> {
             }
         }
     }
+    out.retain(|e| ctx.filter.sends(e.kind));
     // Process parameters last, so the interesting keys lead each line.
     for e in &mut out {
+        if !ctx.tags.is_empty() {
+            e.fields.insert("tags".into(), json!(ctx.tags));
+        }
         e.fields.insert("pid".into(), json!(ctx.pid));
         e.fields.insert("process".into(), json!("maildir-events"));
     }
@@ -251,7 +282,9 @@ fn flag_events(ctx: &EventContext, m: &MailboxRef, changes: &[FlagChange]) -> Ve
     // (order, kind, flagNames) → (uids, unassigned)
     let mut groups: BTreeMap<(u8, &'static str, String), (Vec<u32>, u32)> = BTreeMap::new();
     let mut add = |order: u8, kind: &'static str, flags: Flags, uid: u32| {
-        let names = flag_names(flags, &m.keywords);
+        let mut list = flag_name_list(flags, &m.keywords);
+        list.retain(|n| ctx.filter.sends_flag(n));
+        let names = list.join(" ");
         if names.is_empty() {
             return;
         }

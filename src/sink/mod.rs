@@ -1,7 +1,10 @@
 //! Where events go: sinks take rows from the outbox and say when they have
 //! them, so the outbox moves only after delivery.
 
+pub mod file;
+pub mod nats;
 pub mod stdout;
+pub mod webhook;
 
 use std::fmt;
 
