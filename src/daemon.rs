@@ -45,6 +45,7 @@ struct User {
     root: PathBuf,
     source: usize,
     folders: BTreeMap<Vec<u8>, FolderSnapshot>,
+    quota: Option<crate::quota::QuotaState>,
 }
 
 /// A folder of a user: (user index, folder directory).
@@ -497,6 +498,20 @@ impl Daemon<'_> {
         let path = folder_path(&root, dir);
         let store = &*self.store;
         let elsewhere = |base: &[u8]| store.base_elsewhere(&user, dir, base).unwrap_or(false);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let expired =
+            |base: &[u8]| crate::config::expires(&self.config.expire, now, &folder.name, base);
+        let stat = self.config.quota.is_some();
+        let size_of = |in_new: bool, file: &[u8]| {
+            use std::os::unix::ffi::OsStrExt;
+            let p = path
+                .join(if in_new { "new" } else { "cur" })
+                .join(std::ffi::OsStr::from_bytes(file));
+            stat.then(|| std::fs::symlink_metadata(p).ok().map(|m| m.len()))
+                .flatten()
+        };
         let applied = live::apply(
             &LiveFolder {
                 folder,
@@ -505,6 +520,8 @@ impl Daemon<'_> {
                 keywords: &view.keywords,
                 info_sep: self.config.scan.info_sep,
                 elsewhere: &elsewhere,
+                expired: &expired,
+                size_of: &size_of,
             },
             ops,
             0,
@@ -524,6 +541,23 @@ impl Daemon<'_> {
                 && entry.vsize.is_none()
             {
                 entry.vsize = scan::virtual_size(&message_path(&path, entry)).ok();
+            }
+        }
+        // Quota: the cached folder totals with this folder's new ones.
+        if self.config.quota.is_some() {
+            let changed = &diff.updates[0].folder;
+            let folders: Vec<(String, u64, u32)> = self.users[u]
+                .folders
+                .values()
+                .map(|f| if f.id == changed.id { changed } else { f })
+                .map(|f| (f.name.clone(), f.bytes, f.count))
+                .collect();
+            if let Some((state, changes)) =
+                pipeline::check_quota(self.config, &user, &root, &folders, self.users[u].quota)
+            {
+                diff.quota = Some(state);
+                diff.changes.extend(changes);
+                self.users[u].quota = Some(state);
             }
         }
         self.commit(u, diff)?;
@@ -655,6 +689,7 @@ impl Daemon<'_> {
                         root,
                         source: s,
                         folders: BTreeMap::new(),
+                        quota: None,
                     });
                     self.by_name.insert(user, self.users.len() - 1);
                     self.users.len() - 1
@@ -697,11 +732,9 @@ impl Daemon<'_> {
             };
             self.events +=
                 pipeline::scan_user(&config, self.store, who, old, silent, &mut summary)?;
-            self.users[u].folders = self
-                .store
-                .load_user(&name)?
-                .map(|s| s.folders)
-                .unwrap_or_default();
+            let snap = self.store.load_user(&name)?.unwrap_or_default();
+            self.users[u].folders = snap.folders;
+            self.users[u].quota = snap.quota;
             if self.watcher.is_none() || !self.watch_folders(u) || round == 3 {
                 break;
             }

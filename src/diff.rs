@@ -12,6 +12,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use crate::maildir::folders;
 use crate::maildir::keywords::Keywords;
 use crate::maildir::name::{self, Flags};
+use crate::quota::{Limits, QuotaEvent, QuotaState, Usage};
 use crate::scan::{Contents, Entry, FolderListing, UserListing};
 use crate::snapshot::{FolderSnapshot, MessageState, UidSource, UserSnapshot};
 
@@ -72,10 +73,18 @@ pub enum Change {
         changes: Vec<FlagChange>,
     },
     /// `unassigned`: base names of expunged messages that never had a UID.
+    /// `expire`: the messages matched an expire rule (MessageExpire).
     Expunge {
         mailbox: usize,
         uids: Vec<u32>,
         unassigned: Vec<Vec<u8>>,
+        expire: bool,
+    },
+    /// A quota limit changed, or usage crossed it.
+    Quota {
+        event: QuotaEvent,
+        limits: Limits,
+        usage: Usage,
     },
     Subscribe {
         name: String,
@@ -105,6 +114,8 @@ pub struct UserDiff {
     pub deleted: Vec<i64>,
     /// The new subscription set, when it changed.
     pub subscriptions: Option<BTreeSet<String>>,
+    /// The new quota state, when quota is on.
+    pub quota: Option<QuotaState>,
 }
 
 /// Inputs of a diff besides the two sides.
@@ -117,6 +128,9 @@ pub struct DiffInput<'a> {
     /// Is this base name in another folder (not `dir`) of the user, in the
     /// part of the snapshot that was not loaded?
     pub elsewhere: &'a dyn Fn(&[u8], &[u8]) -> bool,
+    /// Does an expunge of this base name from this mailbox match an expire
+    /// rule?
+    pub expired: &'a dyn Fn(&str, &[u8]) -> bool,
 }
 
 /// Compares a user's snapshot (messages loaded for every folder not
@@ -400,21 +414,21 @@ fn diff_folder(
             }
         }
     }
-    let mut expunged = Vec::new();
-    let mut unassigned = Vec::new();
+    // Expunges, and separately those an expire rule matches.
+    let mut gone: [(Vec<u32>, Vec<Vec<u8>>); 2] = Default::default();
     let mut deletes = Vec::new();
     for (base, o) in old_msgs {
         if !listed.contains_key(base) {
+            let g = &mut gone[usize::from((input.expired)(&f.name, base))];
             // Under a new UIDVALIDITY the old UID means nothing any more.
             if o.uid != 0 && same_validity {
-                expunged.push(o.uid);
+                g.0.push(o.uid);
             } else {
-                unassigned.push(base.clone());
+                g.1.push(base.clone());
             }
             deletes.push(base.clone());
         }
     }
-    expunged.sort_unstable();
     changes.extend(arrivals);
     if !flag_changes.is_empty() {
         changes.push(Change::Flags {
@@ -422,12 +436,16 @@ fn diff_folder(
             changes: flag_changes,
         });
     }
-    if !expunged.is_empty() || !unassigned.is_empty() {
-        changes.push(Change::Expunge {
-            mailbox,
-            uids: expunged,
-            unassigned,
-        });
+    for (i, (mut uids, unassigned)) in gone.into_iter().enumerate() {
+        if !uids.is_empty() || !unassigned.is_empty() {
+            uids.sort_unstable();
+            changes.push(Change::Expunge {
+                mailbox,
+                uids,
+                unassigned,
+                expire: i == 1,
+            });
+        }
     }
     let folder = FolderSnapshot {
         id: prior.map(|p| p.id).unwrap_or(0),
@@ -442,6 +460,7 @@ fn diff_folder(
         stamp: f.stamp,
         pending: states.iter().any(|(_, s)| s.uid == 0),
         count: listed.len() as u32,
+        bytes: states.iter().map(|(_, s)| s.size).sum(),
         messages: None,
     };
     Some(FolderUpdate {

@@ -96,6 +96,8 @@ fn input<'a>(elsewhere: &'a dyn Fn(&[u8], &[u8]) -> bool) -> DiffInput<'a> {
         own_uidvalidity: 1_700_000_000,
         hier_sep: '.',
         elsewhere,
+        // Everything expunged from Trash has expired.
+        expired: &|folder: &str, _: &[u8]| folder == "Trash",
     }
 }
 
@@ -128,7 +130,14 @@ fn summary(d: &UserDiff) -> Vec<String> {
                 mailbox,
                 uids,
                 unassigned,
-            } => format!("Expunge {} {uids:?}+{}", name(mailbox), unassigned.len()),
+                expire,
+            } => format!(
+                "{} {} {uids:?}+{}",
+                if *expire { "Expire" } else { "Expunge" },
+                name(mailbox),
+                unassigned.len()
+            ),
+            Change::Quota { event, .. } => format!("{event:?}"),
             Change::Subscribe { name } => format!("Subscribe {name}"),
             Change::Unsubscribe { name } => format!("Unsubscribe {name}"),
         })
@@ -432,4 +441,54 @@ fn unreadable_and_unchanged_folders_keep_their_snapshot() {
         assert_eq!(summary(&d), Vec::<String>::new(), "{contents:?}");
         assert!(d.updates.is_empty() && d.deleted.is_empty() && d.subscriptions.is_none());
     }
+}
+
+#[test]
+fn expunges_matching_an_expire_rule_are_expiries() {
+    let before = listing(
+        &[
+            Disk {
+                dir: "",
+                ino: 1,
+                uids: None,
+                files: &["cur/1.M1P1.h:2,S"],
+            },
+            Disk {
+                dir: ".Trash",
+                ino: 2,
+                uids: None,
+                files: &["cur/2.M1P1.h:2,S", "cur/3.M1P1.h:2,S"],
+            },
+        ],
+        &[],
+    );
+    let old = snapshot(&before);
+    let after = listing(
+        &[
+            Disk {
+                dir: "",
+                ino: 1,
+                uids: None,
+                files: &[],
+            },
+            Disk {
+                dir: ".Trash",
+                ino: 2,
+                uids: None,
+                files: &[],
+            },
+        ],
+        &[],
+    );
+    let d = diff_user(&old, &after, &input(&|_, _| false));
+    assert_eq!(
+        summary(&d),
+        ["Expunge INBOX [1]+0", "Expire Trash [1, 2]+0"]
+    );
+    let trash = d
+        .updates
+        .iter()
+        .find(|u| u.folder.dir == b".Trash")
+        .unwrap();
+    assert_eq!((trash.folder.count, trash.folder.bytes), (0, 0));
 }

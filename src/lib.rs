@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod content;
 pub mod daemon;
 pub mod diff;
 pub mod error;

@@ -39,6 +39,11 @@ pub struct LiveFolder<'a> {
     pub info_sep: u8,
     /// Does the user have this base name in another folder (a copy)?
     pub elsewhere: &'a dyn Fn(&[u8]) -> bool,
+    /// Does an expunge of this base name match an expire rule?
+    pub expired: &'a dyn Fn(&[u8]) -> bool,
+    /// The size of a file without `S=` in its name (`stat`, when quota
+    /// needs it), by (in new/, file name).
+    pub size_of: &'a dyn Fn(bool, &[u8]) -> Option<u64>,
 }
 
 /// The outcome of a batch for one folder.
@@ -98,7 +103,7 @@ pub fn apply(f: &LiveFolder, ops: &[Op], mailbox: usize) -> Applied {
                         file: op.name.clone(),
                         in_new: op.in_new,
                         flags: parsed.flags,
-                        size: parsed.size,
+                        size: parsed.size.or_else(|| (f.size_of)(op.in_new, &op.name)),
                         vsize: parsed.vsize,
                     });
                 }
@@ -159,6 +164,7 @@ pub fn apply(f: &LiveFolder, ops: &[Op], mailbox: usize) -> Applied {
     let own = folder.uid_source == UidSource::Own && f.server.is_none();
     let mut uidnext = folder.uidnext.max(1);
     let mut count = folder.count as i64;
+    let mut bytes = folder.bytes as i64;
     let mut upserts = Vec::new();
     let mut deletes = Vec::new();
     let mut uids: HashMap<Vec<u8>, u32> = HashMap::new();
@@ -203,10 +209,12 @@ pub fn apply(f: &LiveFolder, ops: &[Op], mailbox: usize) -> Applied {
                 if t.initial.is_none() {
                     count += 1;
                 }
+                bytes += size as i64 - t.initial.map_or(0, |s| s.size as i64);
             }
             None => {
                 deletes.push(base.clone());
                 count -= 1;
+                bytes -= t.initial.map_or(0, |s| s.size as i64);
             }
         }
     }
@@ -267,11 +275,14 @@ pub fn apply(f: &LiveFolder, ops: &[Op], mailbox: usize) -> Applied {
             }
             Ev::Gone(base) => {
                 let uid = uids[&base];
-                if !matches!(changes.last(), Some(Change::Expunge { .. })) {
+                let expire = (f.expired)(&base);
+                if !matches!(changes.last(), Some(Change::Expunge { expire: e, .. }) if *e == expire)
+                {
                     changes.push(Change::Expunge {
                         mailbox,
                         uids: Vec::new(),
                         unassigned: Vec::new(),
+                        expire,
                     });
                 }
                 if let Some(Change::Expunge {
@@ -298,6 +309,7 @@ pub fn apply(f: &LiveFolder, ops: &[Op], mailbox: usize) -> Applied {
     row.messages = None;
     row.uidnext = uidnext;
     row.count = count;
+    row.bytes = bytes.max(0) as u64;
     // The stamps no longer describe what we know; the next catch-up lists
     // this folder again.
     row.stamp.trusted = false;

@@ -17,6 +17,7 @@ fn folder(source: UidSource, count: u32, uidnext: u32) -> FolderSnapshot {
         stamp: DirStamp::default(),
         pending: false,
         count,
+        bytes: 0,
         messages: None,
     }
 }
@@ -68,6 +69,8 @@ fn run(
         keywords: &kw,
         info_sep: b':',
         elsewhere: &|b: &[u8]| b == b"copied",
+        expired: &|b: &[u8]| b.starts_with(b"old"),
+        size_of: &|_: bool, _: &[u8]| Some(100),
     };
     let ops: Vec<Op> = ops.iter().map(|s| op(s)).collect();
     let applied = apply(&live, &ops, 0);
@@ -82,8 +85,15 @@ fn run(
                 .collect::<Vec<_>>()
                 .join(","),
             Change::Expunge {
-                uids, unassigned, ..
-            } => format!("Expunge {uids:?}+{}", unassigned.len()),
+                uids,
+                unassigned,
+                expire,
+                ..
+            } => format!(
+                "{} {uids:?}+{}",
+                if *expire { "Expire" } else { "Expunge" },
+                unassigned.len()
+            ),
             other => format!("{other:?}"),
         })
         .collect();
@@ -122,6 +132,8 @@ fn batches_report_what_happened_in_order() {
         ("expunges merge", &two, &[], &["-cur/b:2,", "-cur/a:2,"], &["Expunge [1, 2]+0"]),
         ("arrival then flag change", &[], &[("x", 7)], &["+new/x", "-new/x", "+cur/x:2,F"], &["New 7", "7+F-"]),
         ("P is no flag", &one, &[], &["-cur/a:2,S", "+cur/a:2,PS"], &[]),
+        ("expunge then expiry are two events", &[("a", state(1, "", false)), ("old1", state(2, "", false))], &[],
+            &["-cur/a:2,", "-cur/old1:2,"], &["Expunge [1]+0", "Expire [2]+0"]),
     ];
     for (what, states, server, ops, want) in cases {
         let (got, _) = run(states, server, ops);
@@ -182,6 +194,8 @@ fn own_uids_are_assigned_in_arrival_order() {
         keywords: &kw,
         info_sep: b':',
         elsewhere: &|_: &[u8]| false,
+        expired: &|_: &[u8]| false,
+        size_of: &|_: bool, _: &[u8]| None,
     };
     let a = apply(&live, &[op("+new/p"), op("+new/q")], 0);
     let uids: Vec<u32> = a

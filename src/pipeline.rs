@@ -1,5 +1,6 @@
 //! One cycle of the flow: scan → diff → events → commit → deliver.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
@@ -9,6 +10,7 @@ use crate::config::{Config, SourceKind};
 use crate::diff::{self, Change, DiffInput};
 use crate::error::Error;
 use crate::event::{self, EventContext};
+use crate::quota::{self, QuotaState, Usage};
 use crate::scan::{self, Contents};
 use crate::sink::{Sink, SinkError};
 use crate::snapshot::UserSnapshot;
@@ -150,12 +152,43 @@ pub fn scan_user(
                 }
             }
     };
+    let now = now_secs();
+    let expired = |folder: &str, base: &[u8]| {
+        crate::config::expires(&config.expire, now as u64, folder, base)
+    };
     let input = DiffInput {
-        own_uidvalidity: now_secs(),
+        own_uidvalidity: now,
         hier_sep: config.scan.hier_sep,
         elsewhere: &elsewhere,
+        expired: &expired,
     };
     let mut diff = diff::diff_user(&old, &listing, &input);
+    if listing.exists {
+        // Folder totals after the diff: the old rows, less the gone ones,
+        // with the updated ones replaced.
+        let mut totals: HashMap<i64, (String, u64, u32)> = old
+            .folders
+            .values()
+            .map(|f| (f.id, (f.name.clone(), f.bytes, f.count)))
+            .collect();
+        for id in &diff.deleted {
+            totals.remove(id);
+        }
+        let mut fresh = Vec::new();
+        for u in &diff.updates {
+            let t = (u.folder.name.clone(), u.folder.bytes, u.folder.count);
+            if u.folder.id == 0 {
+                fresh.push(t);
+            } else {
+                totals.insert(u.folder.id, t);
+            }
+        }
+        let folders: Vec<(String, u64, u32)> = totals.into_values().chain(fresh).collect();
+        if let Some((state, changes)) = check_quota(config, user, root, &folders, old.quota) {
+            diff.quota = Some(state);
+            diff.changes.extend(changes);
+        }
+    }
     if let Some(e) = lookup_error.take() {
         return Err(e.into());
     }
@@ -191,6 +224,36 @@ pub fn scan_user(
     let n = events.len() as u64;
     store.commit(user, root, &diff, events)?;
     Ok(n)
+}
+
+/// Evaluates a user's quota from folder totals (name, bytes, messages):
+/// the new state and the quota events, or `None` when quota is off.
+pub fn check_quota(
+    config: &Config,
+    user: &str,
+    root: &Path,
+    folders: &[(String, u64, u32)],
+    prev: Option<QuotaState>,
+) -> Option<(QuotaState, Vec<Change>)> {
+    let rules = config.quota.as_ref()?;
+    let limits = rules.limits_for(user, scan::read_maildirsize(root));
+    let usage = folders
+        .iter()
+        .filter(|(name, _, _)| rules.counts(name))
+        .fold(Usage::default(), |u, (_, bytes, count)| Usage {
+            bytes: u.bytes + bytes,
+            messages: u.messages + *count as u64,
+        });
+    let (state, events) = quota::evaluate(prev, limits, usage, rules.hysteresis);
+    let changes = events
+        .into_iter()
+        .map(|event| Change::Quota {
+            event,
+            limits,
+            usage,
+        })
+        .collect();
+    Some((state, changes))
 }
 
 /// Delivers the outbox to the sink, batch by batch, deleting each batch

@@ -311,6 +311,15 @@ fn scan_folder(
             }
         }
     }
+    if opts.stat_sizes {
+        // Quota needs sizes; only names without S= cost a stat.
+        for e in messages.values_mut().filter(|e| e.size.is_none()) {
+            let p = path
+                .join(if e.in_new { "new" } else { "cur" })
+                .join(std::ffi::OsStr::from_bytes(&e.file));
+            e.size = fs::symlink_metadata(&p).ok().map(|m| m.len());
+        }
+    }
     listing.contents = Contents::Listed(messages);
     read_uids(&path, &mut listing);
     listing.keywords = read_keywords(&path);
@@ -444,6 +453,29 @@ pub fn wait_for_server(listing: &mut UserListing, known: &KnownUid, deadline: In
                 read_uids(&path, f);
                 f.keywords = read_keywords(&path);
             }
+        }
+    }
+}
+
+/// The limits `maildirsize` sets, if the file exists and is readable.
+pub fn read_maildirsize(root: &Path) -> Option<crate::quota::Limits> {
+    let p = root.join("maildirsize");
+    let bytes = match fs::read(&p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            warn!(path = %p.display(), "cannot read: {e}; using the configured quota");
+            return None;
+        }
+    };
+    match crate::maildir::quota::parse(&bytes) {
+        Ok(m) => Some(crate::quota::Limits {
+            bytes: m.storage,
+            messages: m.messages,
+        }),
+        Err(e) => {
+            warn!(path = %p.display(), "unusable ({e}); using the configured quota");
+            None
         }
     }
 }

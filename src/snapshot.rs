@@ -106,6 +106,8 @@ pub struct FolderSnapshot {
     pub pending: bool,
     /// How many messages the folder holds.
     pub count: u32,
+    /// Their physical size in bytes, as far as known (`S=` or `stat`).
+    pub bytes: u64,
     /// The messages by base name; `None` until loaded.
     pub messages: Option<HashMap<Vec<u8>, MessageState>>,
 }
@@ -117,4 +119,6 @@ pub struct UserSnapshot {
     pub folders: BTreeMap<Vec<u8>, FolderSnapshot>,
     /// Subscribed IMAP names.
     pub subscriptions: BTreeSet<String>,
+    /// Quota limits and state as last evaluated.
+    pub quota: Option<crate::quota::QuotaState>,
 }

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use crate::diff::UserDiff;
 use crate::event::Event;
 use crate::maildir::name::Flags;
+use crate::quota::{Limits, QuotaState};
 use crate::sink::Rejected;
 use crate::snapshot::{DirStamp, FolderSnapshot, MessageState, UidSource, UserSnapshot};
 
@@ -252,25 +253,37 @@ impl Store {
 
     /// The user's snapshot without messages, or `None` for a user never seen.
     pub fn load_user(&self, user: &str) -> Result<Option<UserSnapshot>, StoreError> {
-        let subs: Option<String> = self
+        let row = self
             .conn
             .query_row(
-                "SELECT subscriptions FROM users WHERE user = ?1",
+                "SELECT subscriptions, quota_known, quota_bytes, quota_messages, quota_over FROM users WHERE user = ?1",
                 [user],
-                |r| r.get(0),
+                |r| {
+                    let state = QuotaState {
+                        limits: Limits {
+                            bytes: r.get::<_, Option<i64>>(2)?.map(|n| n as u64),
+                            messages: r.get::<_, Option<i64>>(3)?.map(|n| n as u64),
+                        },
+                        over: r.get(4)?,
+                    };
+                    Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?.then_some(state)))
+                },
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        let Some(subs) = subs else { return Ok(None) };
+        let Some((subs, quota)) = row else {
+            return Ok(None);
+        };
         let mut snap = UserSnapshot {
             subscriptions: serde_json::from_str::<BTreeSet<String>>(&subs).unwrap_or_default(),
+            quota,
             ..UserSnapshot::default()
         };
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT id, dir, name, dev, ino, uid_source, uidvalidity, guid, uidnext,
-                        new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending, count
+                        new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending, count, bytes
                  FROM folders WHERE user = ?1",
             )
             .map_err(|e| self.err(e))?;
@@ -295,6 +308,7 @@ impl Store {
                     },
                     pending: r.get(14)?,
                     count: r.get(15)?,
+                    bytes: r.get::<_, i64>(16)? as u64,
                     messages: None,
                 })
             })
@@ -484,6 +498,17 @@ fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rus
             params![user, root_bytes, json!(subs).to_string()],
         )?;
     }
+    if let Some(q) = &diff.quota {
+        tx.execute(
+            "UPDATE users SET quota_known = 1, quota_bytes = ?2, quota_messages = ?3, quota_over = ?4 WHERE user = ?1",
+            params![
+                user,
+                q.limits.bytes.map(|n| n as i64),
+                q.limits.messages.map(|n| n as i64),
+                q.over
+            ],
+        )?;
+    }
     for id in &diff.deleted {
         tx.execute("DELETE FROM messages WHERE folder = ?1", [id])?;
         tx.execute("DELETE FROM folders WHERE id = ?1", [id])?;
@@ -520,12 +545,13 @@ fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rus
             f.stamp.trusted,
             f.pending,
             f.count,
+            f.bytes as i64,
         ];
         let id = if f.id == 0 {
             tx.execute(
                 "INSERT INTO folders(user, dir, name, dev, ino, uid_source, uidvalidity, guid, uidnext,
-                     new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending, count)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                     new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending, count, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
                 values,
             )?;
             tx.last_insert_rowid()
@@ -533,8 +559,8 @@ fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rus
             tx.execute(
                 "UPDATE folders SET user = ?1, dir = ?2, name = ?3, dev = ?4, ino = ?5, uid_source = ?6,
                      uidvalidity = ?7, guid = ?8, uidnext = ?9, new_mtime = ?10, cur_mtime = ?11,
-                     uidlist_mtime = ?12, uidlist_len = ?13, trusted = ?14, pending = ?15, count = ?16
-                 WHERE id = ?17",
+                     uidlist_mtime = ?12, uidlist_len = ?13, trusted = ?14, pending = ?15, count = ?16, bytes = ?17
+                 WHERE id = ?18",
                 rusqlite::params_from_iter(values.iter().copied().chain([&f.id as &dyn rusqlite::ToSql])),
             )?;
             f.id
@@ -637,7 +663,17 @@ PRAGMA application_id = 1296319830;
 PRAGMA user_version = 1;
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE sources(spec TEXT PRIMARY KEY);
-CREATE TABLE users(user TEXT PRIMARY KEY, root BLOB NOT NULL, subscriptions TEXT NOT NULL, source TEXT);
+CREATE TABLE users(
+    user TEXT PRIMARY KEY,
+    root BLOB NOT NULL,
+    subscriptions TEXT NOT NULL,
+    source TEXT,
+    -- quota as last evaluated: limits (NULL: none) and whether usage was over
+    quota_known INTEGER NOT NULL DEFAULT 0,
+    quota_bytes INTEGER,
+    quota_messages INTEGER,
+    quota_over INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE folders(
     id INTEGER PRIMARY KEY,
     user TEXT NOT NULL,
@@ -656,6 +692,7 @@ CREATE TABLE folders(
     trusted INTEGER NOT NULL,
     pending INTEGER NOT NULL,
     count INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
     UNIQUE(user, dir)
 );
 CREATE TABLE messages(

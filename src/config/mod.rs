@@ -52,6 +52,24 @@ pub struct ExpireRule {
     pub min_age: u64,
 }
 
+/// Whether an expunge of `base` from `folder` at `now` (seconds since the
+/// epoch) is an expiry: a rule's folder glob matches and the message is at
+/// least `min_age` old. The age comes from the seconds every Maildir
+/// writer puts at the start of the name (the delivery time), because the
+/// file is gone and its mtime with it.
+pub fn expires(rules: &[ExpireRule], now: u64, folder: &str, base: &[u8]) -> bool {
+    let digits = base.iter().take_while(|b| b.is_ascii_digit()).count();
+    let Some(received) = std::str::from_utf8(&base[..digits])
+        .ok()
+        .and_then(|d| d.parse::<u64>().ok())
+    else {
+        return false;
+    };
+    rules.iter().any(|r| {
+        crate::event::filter::glob(&r.folder, folder) && now.saturating_sub(received) >= r.min_age
+    })
+}
+
 /// Which optional message parameters to compute (see `content`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContentSettings {

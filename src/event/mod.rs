@@ -81,6 +81,7 @@ pub fn build(diff: &UserDiff, ctx: &EventContext) -> Vec<Event> {
             Change::MailboxDelete { name, .. }
             | Change::Subscribe { name }
             | Change::Unsubscribe { name } => sends(name),
+            Change::Quota { .. } => true,
         };
         if !wanted {
             continue;
@@ -121,6 +122,25 @@ pub fn build(diff: &UserDiff, ctx: &EventContext) -> Vec<Event> {
                     "MailboxDelete",
                     [("uri", json!(url)), ("mailboxID", json!(url))],
                 ));
+            }
+            Change::Quota {
+                event: quota_event,
+                limits,
+                usage,
+            } => {
+                // RFC 5423 §5: sizes in KiB; the mailbox is the user's INBOX.
+                let url = imapurl::mailbox_url(ctx.server, ctx.user, "INBOX", None);
+                let mut e = event(ctx, quota_event.name(), [("uri", json!(url))]);
+                if let Some(b) = limits.bytes {
+                    e.fields.insert("diskQuota".into(), json!(b / 1024));
+                }
+                e.fields
+                    .insert("diskUsed".into(), json!(usage.bytes.div_ceil(1024)));
+                if let Some(m) = limits.messages {
+                    e.fields.insert("maxMessages".into(), json!(m));
+                }
+                e.fields.insert("messages".into(), json!(usage.messages));
+                out.push(e);
             }
             Change::Subscribe { name } | Change::Unsubscribe { name } => {
                 let kind = if matches!(change, Change::Subscribe { .. }) {
@@ -190,16 +210,15 @@ pub fn build(diff: &UserDiff, ctx: &EventContext) -> Vec<Event> {
                 mailbox,
                 uids,
                 unassigned,
+                expire,
             } => {
                 let m = &diff.mailboxes[*mailbox];
-                let mut e = uid_event(
-                    ctx,
-                    m,
-                    "MessageExpunge",
-                    None,
-                    uids,
-                    unassigned.len() as u32,
-                );
+                let kind = if *expire {
+                    "MessageExpire"
+                } else {
+                    "MessageExpunge"
+                };
+                let mut e = uid_event(ctx, m, kind, None, uids, unassigned.len() as u32);
                 if !unassigned.is_empty() {
                     let names: Vec<String> = unassigned
                         .iter()

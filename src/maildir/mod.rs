@@ -8,5 +8,6 @@ pub mod folders;
 pub mod keywords;
 pub mod mutf7;
 pub mod name;
+pub mod quota;
 pub mod subscriptions;
 pub mod uidlist;
