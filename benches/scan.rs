@@ -595,14 +595,15 @@ fn main() {
     let mutate_secs = t.elapsed().as_secs_f64();
     let mutated = Instant::now();
     println!(
-        "    (applied {} changes in {}: {} flag renames of which {} new/→cur/, {} deliveries, {} expunges, in {} folders)",
+        "    (applied {} changes in {}: {} flag renames of which {} new/→cur/, {} deliveries, {} expunges, in {} folders holding {} messages)",
         opts.changes,
         fmt_s(mutate_secs),
         m.flag_changes,
         m.moved_to_cur,
         m.deliveries,
         m.expunges,
-        m.folders_touched
+        m.folders_touched,
+        m.messages_in_touched
     );
     settle(mutated);
     let mut catchup = Step {
@@ -748,7 +749,8 @@ fn main() {
                       "users": store.users.len(), "files": store.files, "dirs": store.dirs, "skew": cfg.skew, "seed": cfg.seed,
                       "generate_s": gen_secs},
             "changes": {"requested": opts.changes, "flag_changes": m.flag_changes, "moved_to_cur": m.moved_to_cur,
-                        "deliveries": m.deliveries, "expunges": m.expunges, "folders_touched": m.folders_touched},
+                        "deliveries": m.deliveries, "expunges": m.expunges, "folders_touched": m.folders_touched,
+                        "messages_in_touched_folders": m.messages_in_touched},
             "steps": steps_json,
             "state_bytes_baseline": cold_size.0 + cold_size.1, "state_bytes_final": final_size.0 + final_size.1,
             "state_breakdown": breakdown.iter().map(|(n, b)| json!({"name": n, "bytes": b})).collect::<Vec<_>>(),

@@ -492,6 +492,8 @@ pub struct Mutations {
     pub expunges: u64,
     /// Folders that got at least one change.
     pub folders_touched: u64,
+    /// Messages in those folders afterwards: what a catch-up has to list.
+    pub messages_in_touched: u64,
 }
 
 /// Applies `changes` random changes to the store: about 60 % flag renames,
@@ -595,6 +597,7 @@ pub fn mutate(store: &mut Store, changes: u64, seed: u64) -> io::Result<Mutation
                 done.expunges += 1;
             }
         }
+        done.messages_in_touched += folder.messages;
         if !appended.is_empty() {
             let mut ul = fs::OpenOptions::new()
                 .append(true)

@@ -197,7 +197,7 @@ fn lf_and_crlf_give_the_same_structure() {
     assert_eq!(bs(lf), bs(&crlf));
     assert_eq!(
         bs(lf),
-        r#"(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 10 2 NIL NIL NIL NIL)("application" "x" NIL NIL NIL "7bit" 4 NIL NIL NIL NIL) "mixed" ("boundary" "b") NIL NIL NIL)"#
+        r#"(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 8 1 NIL NIL NIL NIL)("application" "x" NIL NIL NIL "7bit" 4 NIL NIL NIL NIL) "mixed" ("boundary" "b") NIL NIL NIL)"#
     );
 }
 
@@ -223,7 +223,7 @@ fn literals_for_8bit_newlines_and_many_quotes() {
     // Description: newline removed; five quote-specials → literal.
     assert_eq!(
         bs(msg),
-        "(\"text\" \"plain\" (\"name\" {6}\r\n\u{e9}t\u{e9} \"charset\" \"us-ascii\") NIL {14}\r\na \"b\" \"c\" \\d \"7bit\" 0 0 NIL NIL NIL NIL)"
+        "(\"text\" \"plain\" (\"name\" {5}\r\n\u{e9}t\u{e9} \"charset\" \"us-ascii\") NIL {12}\r\na \"b\" \"c\" \\d \"7bit\" 0 0 NIL NIL NIL NIL)"
     );
 }
 
@@ -233,7 +233,7 @@ fn digest_parts_default_to_message_rfc822() {
                Subject: inner\n\nbody\n--d--\n";
     assert_eq!(
         bs(msg),
-        r#"(("message" "rfc822" NIL NIL NIL "7bit" 22 (NIL "inner" NIL NIL NIL NIL NIL NIL NIL NIL) ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 4 1 NIL NIL NIL NIL) 3 NIL NIL NIL NIL) "digest" ("boundary" "d") NIL NIL NIL)"#
+        r#"(("message" "rfc822" NIL NIL NIL "7bit" 22 (NIL "inner" NIL NIL NIL NIL NIL NIL NIL NIL) ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 4 0 NIL NIL NIL NIL) 2 NIL NIL NIL NIL) "digest" ("boundary" "d") NIL NIL NIL)"#
     );
 }
 
@@ -277,23 +277,23 @@ fn needs_file_only_when_something_is_on() {
 
 #[test]
 fn inclusion_modes_and_cap() {
-    // CRLF form: header "From: a@example.test\r\nSubject: hi\r\n\r\n" = 38
-    // bytes, body "line one\r\nline two\r\n" = 20 bytes, total 58.
+    // CRLF form: header "From: a@example.test\r\nSubject: hi\r\n\r\n" = 37
+    // bytes, body "line one\r\nline two\r\n" = 20 bytes, total 57.
     let header = "From: a@example.test\r\nSubject: hi\r\n\r\n";
     let body = "line one\r\nline two\r\n";
-    assert_eq!(header.len(), 38);
+    assert_eq!(header.len(), 37);
     let whole = format!("{header}{body}");
     use InclusionMode::*;
     let cases: &[(InclusionMode, usize, Option<&str>)] = &[
         (Standard, 0, Some(&whole)),
-        (Standard, 58, Some(&whole)),
-        (Standard, 57, None),
+        (Standard, 57, Some(&whole)),
+        (Standard, 56, None),
         (Message, 0, Some(&whole)),
         (Message, 5, Some("From:")),
         (Message, 100, Some(&whole)),
         (Header, 0, Some(header)),
         (Header, 4, Some("From")),
-        (Header, 38, Some(header)),
+        (Header, 37, Some(header)),
         (Body, 0, Some(body)),
         (Body, 8, Some("line one")),
         (Body, 1000, Some(body)),
@@ -416,10 +416,16 @@ fn smtp_envelope_cases() {
 
 #[test]
 fn smtp_envelope_refuses_injection() {
+    // A folded value cannot smuggle a line into the envelope.
     let (envelope, warnings) =
-        envelope_of("Return-Path: <a@b>\nDelivered-To: <x@y>\n RCPT TO:<evil@z>\n\nb\n");
+        envelope_of("Return-Path: <a@b>\nDelivered-To: x@y\n RCPT TO:<evil@z>\n\nb\n");
     assert_eq!(envelope, None);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
+    // In angle brackets only the address counts.
+    let (envelope, warnings) =
+        envelope_of("Return-Path: <a@b>\nDelivered-To: <x@y>\n RCPT TO:<evil@z>\n\nb\n");
+    assert_eq!(envelope.as_deref(), Some("MAIL FROM:<a@b>\r\nRCPT TO:<x@y>"));
+    assert!(warnings.is_empty());
     let (envelope, warnings) = envelope_of("Return-Path: <a b@c>\n\nb\n");
     assert_eq!(envelope, None);
     assert_eq!(warnings.len(), 1);
