@@ -17,15 +17,16 @@ use inotify::EventMask;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, SourceKind, WatchOptions};
+use crate::delivery::{Dispatcher, Outlet};
 use crate::diff::{Change, UserDiff};
 use crate::error::Error;
 use crate::event::{self, EventContext};
 use crate::live::{self, LiveFolder, Op};
 use crate::maildir::keywords::Keywords;
 use crate::maildir::{folders, name};
+use crate::outbox::Outbox;
 use crate::pipeline::{self, Summary};
 use crate::scan::{self, folder_path};
-use crate::sink::Sink;
 use crate::snapshot::{FolderSnapshot, UidSource};
 use crate::store::Store;
 use crate::uidtail::UidTail;
@@ -71,7 +72,8 @@ struct Daemon<'a> {
     config: &'a Config,
     opts: &'a WatchOptions,
     store: &'a mut Store,
-    sink: &'a mut dyn Sink,
+    dispatcher: Option<Dispatcher>,
+    outbox: Outbox,
     watcher: Option<Watcher>,
     users: Vec<User>,
     by_name: HashMap<String, usize>,
@@ -79,17 +81,21 @@ struct Daemon<'a> {
     tails: HashMap<FolderKey, UidTail>,
     deferred: BTreeMap<FolderKey, Deferred>,
     stop: bool,
+    /// Back-pressure: changes are not being taken.
+    paused: bool,
     events: u64,
     last_rescan_all: Option<Instant>,
     rescan_all_due: bool,
 }
 
 /// Runs `watch` until SIGTERM or SIGINT.
-pub fn run(config: &Config, store: &mut Store, sink: &mut dyn Sink) -> Result<(), Error> {
+pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(), Error> {
     let opts = &config.watch;
     let (tx, rx) = bounded(CHANNEL);
     catch_signals(tx.clone());
-    pipeline::deliver(store, sink)?;
+    // What an earlier run left undelivered goes out first.
+    let dispatcher = Dispatcher::start(store.path(), outlets)?;
+    let outbox = Outbox::open(store.path())?;
     let watcher = match opts.poll {
         Some(_) => None,
         None => Some(Watcher::start(tx).map_err(|e| {
@@ -102,7 +108,8 @@ pub fn run(config: &Config, store: &mut Store, sink: &mut dyn Sink) -> Result<()
         config,
         opts,
         store,
-        sink,
+        dispatcher: Some(dispatcher),
+        outbox,
         watcher,
         users: Vec::new(),
         by_name: HashMap::new(),
@@ -110,6 +117,7 @@ pub fn run(config: &Config, store: &mut Store, sink: &mut dyn Sink) -> Result<()
         tails: HashMap::new(),
         deferred: BTreeMap::new(),
         stop: false,
+        paused: false,
         events: 0,
         last_rescan_all: None,
         rescan_all_due: false,
@@ -135,8 +143,13 @@ pub fn run(config: &Config, store: &mut Store, sink: &mut dyn Sink) -> Result<()
         None => d.live_loop(&rx),
     };
     notify(&[sd_notify::NotifyState::Stopping]);
+    if let Some(dispatcher) = d.dispatcher.take() {
+        // Deliver what is committed before leaving, within reason; the
+        // rest waits in the outbox for the next start.
+        dispatcher.stop(Duration::from_secs(10));
+    }
+    let _ = d.trim();
     result?;
-    d.deliver()?;
     info!(events = d.events, "stopped");
     Ok(())
 }
@@ -145,6 +158,7 @@ impl Daemon<'_> {
     fn live_loop(&mut self, rx: &Receiver<Signal>) -> Result<(), Error> {
         let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
         let mut last_watchdog = Instant::now();
+        let mut last_trim = Instant::now();
         let mut next_rescan = self.opts.rescan_interval.map(|i| Instant::now() + i);
         while !self.stop {
             let now = Instant::now();
@@ -191,6 +205,30 @@ impl Daemon<'_> {
                     }
                 }
             }
+            if self.backed_up()? {
+                // Back-pressure: the sinks are too far behind. Take no new
+                // changes (they stay in the Maildir); rescan once they catch up.
+                if !self.paused {
+                    warn!(
+                        limit = self.config.outbox_limit,
+                        "outbox full; pausing until the sinks catch up"
+                    );
+                    self.paused = true;
+                }
+                if batch.iter().any(|s| matches!(s, Signal::Stop)) {
+                    self.stop = true;
+                }
+                let _ = self.watcher.as_ref().map(Watcher::take_overflow);
+                self.deliver()?;
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            if self.paused {
+                info!("sinks caught up; rescanning what changed meanwhile");
+                self.paused = false;
+                self.rescan_all_due = true;
+                batch.retain(|s| matches!(s, Signal::Stop));
+            }
             let overflow = self.watcher.as_ref().is_some_and(Watcher::take_overflow);
             if overflow {
                 warn!("events were lost (queue overflow); rescanning everything");
@@ -212,6 +250,10 @@ impl Daemon<'_> {
                 next_rescan = self.opts.rescan_interval.map(|i| Instant::now() + i);
             }
             self.deliver()?;
+            if last_trim.elapsed() >= Duration::from_millis(200) {
+                self.trim()?;
+                last_trim = Instant::now();
+            }
             if watchdog.is_some() && last_watchdog.elapsed() >= watchdog.unwrap_or_default() {
                 notify(&[sd_notify::NotifyState::Watchdog]);
                 self.status();
@@ -264,7 +306,12 @@ impl Daemon<'_> {
                     self.stop = true;
                     continue;
                 }
-                Signal::Reopen => continue,
+                Signal::Reopen => {
+                    if let Some(d) = &self.dispatcher {
+                        d.reopen();
+                    }
+                    continue;
+                }
                 Signal::Overflow | Signal::Failed(_) => {
                     self.rescan_all_due = true;
                     continue;
@@ -810,9 +857,31 @@ impl Daemon<'_> {
         Ok(())
     }
 
+    /// Wakes the sinks, and fails when one cannot go on.
     fn deliver(&mut self) -> Result<(), Error> {
-        pipeline::deliver(self.store, self.sink)?;
+        if let Some(d) = &self.dispatcher {
+            d.wake();
+            if let Some(e) = d.fatal() {
+                return Err(e);
+            }
+        }
         Ok(())
+    }
+
+    /// Forgets the events every sink has taken.
+    fn trim(&self) -> Result<(), Error> {
+        if let Some(d) = &self.dispatcher {
+            self.outbox.trim(d.names())?;
+        }
+        Ok(())
+    }
+
+    /// Whether the sinks are so far behind that no new change may be taken.
+    fn backed_up(&self) -> Result<bool, Error> {
+        Ok(match &self.dispatcher {
+            Some(d) => self.outbox.depth(d.names())? >= self.config.outbox_limit,
+            None => false,
+        })
     }
 
     fn status(&self) {

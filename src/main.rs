@@ -11,9 +11,8 @@ use maildir_events::cli::{Cli, Command};
 use maildir_events::config::file::{DEFAULT_PATH, FileConfig};
 use maildir_events::config::{self, Config, ConfigError};
 use maildir_events::error::{EX_OK, Error};
-use maildir_events::sink::stdout::StdoutSink;
 use maildir_events::store::Store;
-use maildir_events::{daemon, host, pipeline};
+use maildir_events::{daemon, delivery, host, pipeline};
 
 fn main() -> ExitCode {
     // Logging first, so even configuration errors are logged the same way.
@@ -48,11 +47,13 @@ fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Scan(_) => {
             let mut store = Store::open(&config.state_dir)?;
-            pipeline::run_scan(&config, &mut store, &mut StdoutSink::new())?;
+            let mut outlets = delivery::outlets(&config)?;
+            pipeline::run_scan(&config, &mut store, &mut outlets)?;
         }
         Command::Watch(_) => {
             let mut store = Store::open(&config.state_dir)?;
-            daemon::run(&config, &mut store, &mut StdoutSink::new())?;
+            let outlets = delivery::outlets(&config)?;
+            daemon::run(&config, &mut store, outlets)?;
         }
         Command::CheckConfig(_) => print!("{}", config::describe(&config, &merged)),
     }

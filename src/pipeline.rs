@@ -7,12 +7,13 @@ use std::time::{Instant, SystemTime};
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, SourceKind};
+use crate::delivery::{self, Outlet};
 use crate::diff::{self, Change, DiffInput};
 use crate::error::Error;
 use crate::event::{self, EventContext};
+use crate::outbox::Outbox;
 use crate::quota::{self, QuotaState, Usage};
 use crate::scan::{self, Contents};
-use crate::sink::{Sink, SinkError};
 use crate::snapshot::UserSnapshot;
 use crate::store::Store;
 
@@ -34,14 +35,16 @@ pub struct UserRef<'a> {
     pub tags: &'a [String],
 }
 
-/// How many outbox rows a sink gets at once.
-const BATCH: usize = 1000;
-
 /// Runs one `scan`: delivers what an earlier run left in the outbox, then
 /// diffs every user of every source against the snapshot, committing and
 /// delivering user by user.
-pub fn run_scan(config: &Config, store: &mut Store, sink: &mut dyn Sink) -> Result<Summary, Error> {
-    deliver(store, sink)?;
+pub fn run_scan(
+    config: &Config,
+    store: &mut Store,
+    outlets: &mut [Outlet],
+) -> Result<Summary, Error> {
+    let mut outbox = Outbox::open(store.path())?;
+    delivery::deliver(&mut outbox, outlets)?;
     let mut summary = Summary::default();
     for source in &config.sources {
         let spec = source.spec();
@@ -71,7 +74,7 @@ pub fn run_scan(config: &Config, store: &mut Store, sink: &mut dyn Sink) -> Resu
             summary.events += scan_user(config, store, who, old, silent, &mut summary)?;
             store.set_user_source(&user, &spec)?;
             summary.users += 1;
-            deliver(store, sink)?;
+            delivery::deliver(&mut outbox, outlets)?;
         }
         store.mark_source(&spec)?;
     }
@@ -254,39 +257,6 @@ pub fn check_quota(
         })
         .collect();
     Some((state, changes))
-}
-
-/// Delivers the outbox to the sink, batch by batch, deleting each batch
-/// only after the sink took it.
-pub fn deliver(store: &mut Store, sink: &mut dyn Sink) -> Result<u64, Error> {
-    let mut sent = 0;
-    loop {
-        let batch = store.pending(BATCH)?;
-        let Some(last) = batch.last() else {
-            return Ok(sent);
-        };
-        let last = last.seq;
-        let rejected = match sink.send(&batch) {
-            Ok(r) => r,
-            Err(error) => {
-                let kept = store.outbox_len()?;
-                if matches!(error, SinkError::Closed) {
-                    debug!(sink = sink.name(), "output closed");
-                }
-                return Err(Error::Sink { error, kept });
-            }
-        };
-        for r in &rejected {
-            warn!(
-                sink = sink.name(),
-                seq = r.seq,
-                "event rejected: {}; kept in the dead-letter table",
-                r.reason
-            );
-        }
-        store.acknowledge(last, sink.name(), &rejected)?;
-        sent += batch.len() as u64;
-    }
 }
 
 fn now_secs() -> u32 {

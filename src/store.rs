@@ -21,7 +21,6 @@ use crate::diff::UserDiff;
 use crate::event::Event;
 use crate::maildir::name::Flags;
 use crate::quota::{Limits, QuotaState};
-use crate::sink::Rejected;
 use crate::snapshot::{DirStamp, FolderSnapshot, MessageState, UidSource, UserSnapshot};
 
 /// `PRAGMA application_id`: "MDEV". Tells our file from any other SQLite file.
@@ -205,6 +204,11 @@ impl Store {
 
     fn err(&self, e: rusqlite::Error) -> StoreError {
         sql_err(&self.path, e)
+    }
+
+    /// The database file, for the outbox connections of sinks.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Whether a source (see `Source::spec`) has had its first run.
@@ -416,68 +420,6 @@ impl Store {
         enqueue(&tx, &instance, events).map_err(|e| sql_err(&path, e))?;
         tx.commit().map_err(|e| sql_err(&path, e))
     }
-
-    /// The oldest `limit` events waiting for delivery.
-    pub fn pending(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT seq, event_id, body FROM outbox ORDER BY seq LIMIT ?1")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([limit as i64], |r| {
-                Ok(OutboxRow {
-                    seq: r.get(0)?,
-                    event_id: r.get(1)?,
-                    body: r.get(2)?,
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
-    }
-
-    /// Removes delivered events, up to and including `seq`; the ones the
-    /// sink rejected for good move to the dead-letter table in the same
-    /// transaction, so none is lost.
-    pub fn acknowledge(
-        &mut self,
-        seq: i64,
-        sink: &str,
-        rejected: &[Rejected],
-    ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| sql_err(&path, e))?;
-        for r in rejected {
-            tx.execute(
-                "INSERT OR REPLACE INTO dead_letters(seq, event_id, sink, reason, body, at)
-                 SELECT seq, event_id, ?2, ?3, body, strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM outbox WHERE seq = ?1",
-                params![r.seq, sink, r.reason],
-            )
-            .map_err(|e| sql_err(&path, e))?;
-        }
-        tx.execute("DELETE FROM outbox WHERE seq <= ?1", [seq])
-            .map_err(|e| sql_err(&path, e))?;
-        tx.commit().map_err(|e| sql_err(&path, e))
-    }
-
-    /// Events a sink rejected for good, oldest first: (seq, sink, reason, body).
-    pub fn dead_letters(&self) -> Result<Vec<(i64, String, String, String)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT seq, sink, reason, body FROM dead_letters ORDER BY seq")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
-    }
-
-    /// How many events wait in the outbox.
-    pub fn outbox_len(&self) -> Result<u64, StoreError> {
-        self.conn
-            .query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0))
-            .map(|n| n as u64)
-            .map_err(|e| self.err(e))
-    }
 }
 
 fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rusqlite::Result<()> {
@@ -593,8 +535,11 @@ fn enqueue(tx: &Transaction, instance: &str, events: Vec<Event>) -> rusqlite::Re
         |r| r.get(0),
     )?;
     let mut insert = tx.prepare_cached(
-        "INSERT INTO outbox(seq, event_id, user, event, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO outbox(seq, event_id, user, event, body, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     for mut e in events {
         let id = format!("{instance}-{seq}");
         e.fields.insert("vnd.maildir.seq".into(), json!(seq));
@@ -606,7 +551,7 @@ fn enqueue(tx: &Transaction, instance: &str, events: Vec<Event>) -> rusqlite::Re
             .unwrap_or("")
             .to_string();
         let body = Value::Object(e.fields).to_string();
-        insert.execute(params![seq, id, user, e.kind, body])?;
+        insert.execute(params![seq, id, user, e.kind, body, now_ms])?;
         seq += 1;
     }
     tx.execute(
@@ -617,7 +562,7 @@ fn enqueue(tx: &Transaction, instance: &str, events: Vec<Event>) -> rusqlite::Re
     Ok(())
 }
 
-fn sql_err(path: &Path, e: rusqlite::Error) -> StoreError {
+pub(crate) fn sql_err(path: &Path, e: rusqlite::Error) -> StoreError {
     let kind = match e.sqlite_error_code() {
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreErrorKind::Corrupt,
         Some(
@@ -718,8 +663,10 @@ CREATE TABLE outbox(
     event_id TEXT NOT NULL,
     user TEXT NOT NULL,
     event TEXT NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    at INTEGER NOT NULL  -- unix milliseconds of the commit
 );
+CREATE TABLE sink_positions(sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 ";
 
 #[cfg(test)]

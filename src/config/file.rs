@@ -15,7 +15,7 @@ use super::ConfigError;
 pub const DEFAULT_PATH: &str = "/etc/maildir-events/config.toml";
 
 /// Everything settable, each optional so files and the command line merge.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Directory of the state database.
@@ -46,6 +46,12 @@ pub struct FileConfig {
     /// Expunges matching a rule are MessageExpire.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expire: Vec<ExpireConfig>,
+    /// Where events go (default: stdout).
+    #[serde(default, skip_serializing)]
+    pub sink: Vec<crate::sink::SinkConfig>,
+    /// At this many undelivered events the engine stops taking changes
+    /// (they stay in the Maildir and the next rescan finds them).
+    pub outbox_limit: Option<u64>,
 }
 
 /// One store: a template of many users, or one Maildir of one user.
@@ -177,8 +183,12 @@ impl FileConfig {
             full,
             filter,
             content,
-            quota
+            quota,
+            outbox_limit
         );
+        if !over.sink.is_empty() {
+            self.sink = over.sink;
+        }
         if !over.store.is_empty() {
             self.store = over.store;
         }

@@ -127,6 +127,10 @@ pub struct Config {
     pub quota: Option<QuotaRules>,
     pub expire: Vec<ExpireRule>,
     pub watch: WatchOptions,
+    /// Where events go; empty means stdout.
+    pub sinks: Vec<crate::sink::SinkConfig>,
+    /// Undelivered events at which `watch` stops taking changes.
+    pub outbox_limit: u64,
 }
 
 /// A configuration error; the message names the option.
@@ -363,6 +367,8 @@ pub fn resolve(
         quota,
         expire,
         watch,
+        sinks: fc.sink.clone(),
+        outbox_limit: fc.outbox_limit.unwrap_or(1_000_000).max(1),
     })
 }
 

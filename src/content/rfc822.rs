@@ -298,23 +298,34 @@ impl<'a> Rfc822<'a> {
         }
     }
 
-    /// `type/subtype` into `out`; what was parsed stays in `out` on errors.
+    /// `type/subtype` into `out` (Dovecot 2.3.19's strict version): when
+    /// the `/`, the subtype or what follows it is broken, `out` is emptied
+    /// again; a lone type at the end stays (`text` → `text`, `text/` → ``).
     pub(crate) fn parse_content_type(&mut self, out: &mut Vec<u8>) -> i32 {
+        let start = out.len();
         if self.skip_lwsp() <= 0 {
             return -1;
         }
-        if self.parse_mime_token(out) <= 0 {
+        if self.parse_mime_token(out) <= 0 || out.len() == start {
             return -1;
         }
         if self.cur() != b'/' {
+            out.truncate(start);
             return -1;
         }
         self.pos += 1;
         if self.skip_lwsp() <= 0 {
+            out.truncate(start);
             return -1;
         }
         out.push(b'/');
-        self.parse_mime_token(out)
+        let subtype = out.len();
+        let ret = self.parse_mime_token(out);
+        if ret < 0 || out.len() == subtype || (!self.at_end() && self.cur() != b';') {
+            out.truncate(start);
+            return -1;
+        }
+        ret
     }
 
     /// `; key=value`: `1` with the pair, `0` at the end, `-1` when broken.

@@ -272,7 +272,10 @@ fn needs_file_only_when_something_is_on() {
     assert!(!needs_file(&opts), "mode and size alone enable nothing");
     opts.subject = true;
     assert!(needs_file(&opts));
-    assert_eq!(extract(b"anything", &ContentOptions::default()), Content::default());
+    assert_eq!(
+        extract(b"anything", &ContentOptions::default()),
+        Content::default()
+    );
 }
 
 #[test]
@@ -298,7 +301,11 @@ fn inclusion_modes_and_cap() {
         (Body, 8, Some("line one")),
         (Body, 1000, Some(body)),
         (HeaderBody, 0, Some(&whole)),
-        (HeaderBody, 4, Some("From: a@example.test\r\nSubject: hi\r\n\r\nline")),
+        (
+            HeaderBody,
+            4,
+            Some("From: a@example.test\r\nSubject: hi\r\n\r\nline"),
+        ),
         (HeaderBody, 20, Some(&whole)),
     ];
     for &(mode, max_size, expected) in cases {
@@ -340,7 +347,13 @@ fn to_crlf_adds_cr_only_where_missing() {
 #[test]
 fn cut_never_splits_a_utf8_character() {
     let raw = "Subject: x\n\n\u{20ac}\u{20ac}".as_bytes(); // body: 6 bytes
-    for (cap, expected) in [(1, ""), (2, ""), (3, "\u{20ac}"), (4, "\u{20ac}"), (6, "\u{20ac}\u{20ac}")] {
+    for (cap, expected) in [
+        (1, ""),
+        (2, ""),
+        (3, "\u{20ac}"),
+        (4, "\u{20ac}"),
+        (6, "\u{20ac}\u{20ac}"),
+    ] {
         let opts = ContentOptions {
             message_content: true,
             mode: InclusionMode::Body,
@@ -424,7 +437,10 @@ fn smtp_envelope_refuses_injection() {
     // In angle brackets only the address counts.
     let (envelope, warnings) =
         envelope_of("Return-Path: <a@b>\nDelivered-To: <x@y>\n RCPT TO:<evil@z>\n\nb\n");
-    assert_eq!(envelope.as_deref(), Some("MAIL FROM:<a@b>\r\nRCPT TO:<x@y>"));
+    assert_eq!(
+        envelope.as_deref(),
+        Some("MAIL FROM:<a@b>\r\nRCPT TO:<x@y>")
+    );
     assert!(warnings.is_empty());
     let (envelope, warnings) = envelope_of("Return-Path: <a b@c>\n\nb\n");
     assert_eq!(envelope, None);
@@ -481,7 +497,10 @@ fn empty_and_garbage_input() {
 
     let garbage = b"\x00\xff\xfe binary \x89PNG\r\n\x1a\n\x00\x00";
     let c = extract(garbage, &all_on());
-    assert!(c.body_structure.is_some(), "Dovecot reports a structure for anything");
+    assert!(
+        c.body_structure.is_some(),
+        "Dovecot reports a structure for anything"
+    );
     assert_eq!(c.message_id, None);
     assert_eq!(c.envelope, None);
     // A file without any header field: the header fields cannot be found.
@@ -611,7 +630,11 @@ fn fuzz_never_panics_and_lf_equals_crlf() {
         let _ = extract(&msg, &opts);
         // Our parser, not behind extract's catch_unwind.
         let bs = body_structure(&msg);
-        assert!(well_formed(&bs), "round {round}: {}", String::from_utf8_lossy(&bs));
+        assert!(
+            well_formed(&bs),
+            "round {round}: {}",
+            String::from_utf8_lossy(&bs)
+        );
         assert_eq!(
             bs,
             body_structure(&to_crlf(&msg)),

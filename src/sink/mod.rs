@@ -8,7 +8,46 @@ pub mod webhook;
 
 use std::fmt;
 
+use serde::Deserialize;
+
 use crate::store::OutboxRow;
+
+/// One configured destination (`[[sink]]` in the configuration file).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SinkConfig {
+    /// JSON Lines on standard output (the default when no sink is set).
+    Stdout,
+    /// JSON Lines appended to a file, fsync per batch, reopened on SIGHUP.
+    File(file::FileConfig),
+    /// HTTP POST with retries, signatures and a dead-letter table.
+    Webhook(webhook::WebhookConfig),
+    /// NATS JetStream, acknowledged per event.
+    Nats(nats::NatsConfig),
+}
+
+impl SinkConfig {
+    /// A stable name for the sink's position in the outbox: its type and
+    /// destination, so reordering the configuration moves no position.
+    pub fn name(&self) -> String {
+        match self {
+            SinkConfig::Stdout => "stdout".into(),
+            SinkConfig::File(c) => format!("file:{}", c.path.display()),
+            SinkConfig::Webhook(c) => format!("webhook:{}", c.url),
+            SinkConfig::Nats(c) => format!("nats:{}:{}", c.url, c.subject),
+        }
+    }
+
+    /// Builds the sink; the error says what to fix.
+    pub fn build(&self) -> Result<Box<dyn Sink + Send>, String> {
+        Ok(match self {
+            SinkConfig::Stdout => Box::new(stdout::StdoutSink::new()),
+            SinkConfig::File(c) => Box::new(file::FileSink::new(c.clone())?),
+            SinkConfig::Webhook(c) => Box::new(webhook::WebhookSink::new(c.clone())?),
+            SinkConfig::Nats(c) => Box::new(nats::NatsSink::new(c.clone())?),
+        })
+    }
+}
 
 /// Why a sink did not take a batch.
 #[derive(Debug)]

@@ -1,0 +1,247 @@
+//! The outbox side of the state database: each sink's position, what it
+//! has yet to take, what it rejected for good.
+//!
+//! Every sink has its own position (the last sequence number it took), so a
+//! slow webhook does not hold back the file sink; a row leaves the outbox
+//! only when every configured sink is past it. Each sink thread opens its
+//! own connection (SQLite's WAL lets it read while the engine writes).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::sink::Rejected;
+use crate::store::{OutboxRow, StoreError, sql_err};
+
+/// A connection to the outbox of a state database.
+pub struct Outbox {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// One event a sink rejected for good.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub seq: i64,
+    pub event_id: String,
+    pub sink: String,
+    pub reason: String,
+    pub at: String,
+    pub body: String,
+}
+
+/// How far behind a sink is.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Backlog {
+    pub events: u64,
+    /// Age of the oldest event the sink has not taken, in seconds.
+    pub oldest_secs: Option<f64>,
+}
+
+impl Outbox {
+    /// Opens another connection to the state database at `path`.
+    pub fn open(path: &Path) -> Result<Outbox, StoreError> {
+        let conn = Connection::open(path).map_err(|e| sql_err(path, e))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|e| sql_err(path, e))?;
+        Ok(Outbox {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        sql_err(&self.path, e)
+    }
+
+    /// The last sequence number `sink` took (0 for a new sink: it gets
+    /// everything still in the outbox).
+    pub fn position(&self, sink: &str) -> Result<i64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT seq FROM sink_positions WHERE sink = ?1",
+                [sink],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(|o| o.unwrap_or(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Up to `limit` events after `seq`, in order.
+    pub fn rows_after(&self, seq: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, event_id, body FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![seq, limit as i64], |r| {
+                Ok(OutboxRow {
+                    seq: r.get(0)?,
+                    event_id: r.get(1)?,
+                    body: r.get(2)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Moves `sink` past `seq`; the events it rejected go to the dead-letter
+    /// table in the same transaction, so none is lost.
+    pub fn advance(
+        &mut self,
+        sink: &str,
+        seq: i64,
+        rejected: &[Rejected],
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| sql_err(&path, e))?;
+        for r in rejected {
+            tx.execute(
+                "INSERT OR REPLACE INTO dead_letters(seq, event_id, sink, reason, body, at)
+                 SELECT seq, event_id, ?2, ?3, body, strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM outbox WHERE seq = ?1",
+                params![r.seq, sink, r.reason],
+            )
+            .map_err(|e| sql_err(&path, e))?;
+        }
+        tx.execute(
+            "INSERT INTO sink_positions(sink, seq) VALUES (?1, ?2)
+             ON CONFLICT(sink) DO UPDATE SET seq = max(seq, excluded.seq)",
+            params![sink, seq],
+        )
+        .map_err(|e| sql_err(&path, e))?;
+        tx.commit().map_err(|e| sql_err(&path, e))
+    }
+
+    /// Deletes the events every one of `sinks` has taken.
+    pub fn trim(&self, sinks: &[String]) -> Result<(), StoreError> {
+        let mut low = i64::MAX;
+        for s in sinks {
+            low = low.min(self.position(s)?);
+        }
+        if low == i64::MAX || low == 0 {
+            return Ok(());
+        }
+        self.conn
+            .execute("DELETE FROM outbox WHERE seq <= ?1", [low])
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// How far behind `sink` is.
+    pub fn backlog(&self, sink: &str) -> Result<Backlog, StoreError> {
+        let pos = self.position(sink)?;
+        self.conn
+            .query_row(
+                "SELECT count(*), (strftime('%s','now') * 1000.0 - min(at)) / 1000.0 FROM outbox WHERE seq > ?1",
+                [pos],
+                |r| {
+                    Ok(Backlog {
+                        events: r.get::<_, i64>(0)? as u64,
+                        oldest_secs: r.get::<_, Option<f64>>(1)?.map(|a| a.max(0.0)),
+                    })
+                },
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Events waiting for the slowest of `sinks`, cheaply: the span of
+    /// sequence numbers (for back-pressure, checked on every batch).
+    pub fn depth(&self, sinks: &[String]) -> Result<u64, StoreError> {
+        let mut low = i64::MAX;
+        for s in sinks {
+            low = low.min(self.position(s)?);
+        }
+        let high: Option<i64> = self
+            .conn
+            .query_row("SELECT max(seq) FROM outbox", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        Ok(high.map_or(0, |h| (h - low.min(h)).max(0) as u64))
+    }
+
+    /// The dead-letter table, oldest first.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, event_id, sink, reason, at, body FROM dead_letters ORDER BY seq")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(DeadLetter {
+                    seq: r.get(0)?,
+                    event_id: r.get(1)?,
+                    sink: r.get(2)?,
+                    reason: r.get(3)?,
+                    at: r.get(4)?,
+                    body: r.get(5)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Puts dead letters back for delivery to the sink that rejected them
+    /// (after the receiver was fixed). They keep their event id, so a
+    /// receiver that did take one drops the repeat. Returns how many.
+    pub fn replay(&mut self, seqs: Option<&[i64]>) -> Result<u64, StoreError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| sql_err(&path, e))?;
+        let letters: Vec<(i64, String, String, String)> = {
+            let mut stmt = tx
+                .prepare("SELECT seq, event_id, sink, body FROM dead_letters ORDER BY seq")
+                .map_err(|e| sql_err(&path, e))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .map_err(|e| sql_err(&path, e))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(|e| sql_err(&path, e))?
+        };
+        let mut n = 0;
+        for (seq, id, sink, body) in letters {
+            if seqs.is_some_and(|s| !s.contains(&seq)) {
+                continue;
+            }
+            // A new row at the end of the outbox, so order is kept for the
+            // sinks; only the sink that rejected it is behind it.
+            let next: i64 = tx
+                .query_row(
+                    "SELECT coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'next_seq'), 1)",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| sql_err(&path, e))?;
+            let user = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("user").and_then(|u| u.as_str()).map(str::to_string))
+                .unwrap_or_default();
+            let kind = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("event").and_then(|u| u.as_str()).map(str::to_string))
+                .unwrap_or_default();
+            tx.execute(
+                "INSERT INTO outbox(seq, event_id, user, event, body, at) VALUES (?1, ?2, ?3, ?4, ?5, CAST(strftime('%s','now') AS INTEGER) * 1000)",
+                params![next, id, user, kind, body],
+            )
+            .map_err(|e| sql_err(&path, e))?;
+            tx.execute(
+                "INSERT INTO meta(key, value) VALUES ('next_seq', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [(next + 1).to_string()],
+            )
+            .map_err(|e| sql_err(&path, e))?;
+            // Every other sink is already past it.
+            tx.execute(
+                "UPDATE sink_positions SET seq = max(seq, ?1) WHERE sink != ?2 AND seq = ?3",
+                params![next, sink, next - 1],
+            )
+            .map_err(|e| sql_err(&path, e))?;
+            tx.execute("DELETE FROM dead_letters WHERE seq = ?1", [seq])
+                .map_err(|e| sql_err(&path, e))?;
+            n += 1;
+        }
+        tx.commit().map_err(|e| sql_err(&path, e))?;
+        Ok(n)
+    }
+}
