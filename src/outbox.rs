@@ -98,7 +98,10 @@ impl Outbox {
         rejected: &[Rejected],
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| sql_err(&path, e))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| sql_err(&path, e))?;
         for r in rejected {
             tx.execute(
                 "INSERT OR REPLACE INTO dead_letters(seq, event_id, sink, reason, body, at)
@@ -188,7 +191,10 @@ impl Outbox {
     /// receiver that did take one drops the repeat. Returns how many.
     pub fn replay(&mut self, seqs: Option<&[i64]>) -> Result<u64, StoreError> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| sql_err(&path, e))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| sql_err(&path, e))?;
         let letters: Vec<(i64, String, String, String)> = {
             let mut stmt = tx
                 .prepare("SELECT seq, event_id, sink, body FROM dead_letters ORDER BY seq")

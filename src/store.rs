@@ -415,7 +415,10 @@ impl Store {
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let instance = self.instance.clone();
-        let tx = self.conn.transaction().map_err(|e| sql_err(&path, e))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| sql_err(&path, e))?;
         write_user(&tx, user, root, diff).map_err(|e| sql_err(&path, e))?;
         enqueue(&tx, &instance, events).map_err(|e| sql_err(&path, e))?;
         tx.commit().map_err(|e| sql_err(&path, e))

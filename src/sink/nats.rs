@@ -184,7 +184,8 @@ impl NatsSink {
             .spawn(move || run_worker(runtime, worker_settings, rx))
             .map_err(|e| format!("nats: cannot start the worker thread: {e}"))?;
         let sink = NatsSink {
-            name: format!("nats:{}", config.url),
+            // The same name as `SinkConfig::name`: it keys the outbox position.
+            name: format!("nats:{}:{}", config.url, config.subject),
             template,
             deadline: settings.retry.deadline,
             jobs: Some(tx),

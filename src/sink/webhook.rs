@@ -109,17 +109,22 @@ pub struct WebhookConfig {
     /// Time to wait for the response, in milliseconds.
     #[serde(default = "default_read_timeout_ms")]
     pub read_timeout_ms: u64,
-    /// Retry settings: how many retries per request and the deadline of one
-    /// `send`.
+    /// Retries of one request after its first try.
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// The time one `send` may take, in milliseconds; then it fails and the
+    /// engine sends the batch again later.
     #[serde(default = "default_deadline_ms")]
     pub deadline_ms: u64,
+    /// The first backoff between retries, in milliseconds (doubles, with
+    /// jitter).
     #[serde(default = "default_backoff_initial_ms")]
     pub backoff_initial_ms: u64,
+    /// The longest backoff between retries, in milliseconds.
     #[serde(default = "default_backoff_max_ms")]
     pub backoff_max_ms: u64,
-    /// The longest `Retry-After` wait honoured, in milliseconds.
+    /// The longest `Retry-After` wait honoured, in milliseconds; a longer
+    /// one is shortened to this.
     #[serde(default = "default_retry_after_max_ms")]
     pub retry_after_max_ms: u64,
 }
