@@ -34,6 +34,32 @@ pub enum Command {
     /// Check the configuration file and options, and print the resolved
     /// configuration as TOML.
     CheckConfig(ScanArgs),
+    /// Print what the state database holds: users, folders and messages
+    /// tracked, and per sink the events waiting and the oldest one's age
+    /// (JSON). Safe to run while `watch` runs.
+    Status(StateArgs),
+    /// List the events sinks rejected for good (JSON Lines), or put them
+    /// back for delivery with --replay.
+    DeadLetters(DeadLetterArgs),
+}
+
+/// Just the state directory.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// Directory of the state database [default: as for scan].
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeadLetterArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    /// Put the dead letters (all, or those with these vnd.maildir.seq
+    /// numbers) back in the outbox for the sink that rejected them.
+    #[arg(long, value_name = "SEQ", num_args = 0..)]
+    pub replay: Option<Vec<i64>>,
 }
 
 #[derive(Debug, Args)]

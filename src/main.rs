@@ -7,11 +7,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use maildir_events::cli::{Cli, Command};
+use maildir_events::cli::{Cli, Command, DeadLetterArgs, StateArgs};
 use maildir_events::config::file::{DEFAULT_PATH, FileConfig};
 use maildir_events::config::{self, Config, ConfigError};
 use maildir_events::error::{EX_OK, Error};
-use maildir_events::store::Store;
+use maildir_events::outbox::Outbox;
+use maildir_events::store::{self, Store};
 use maildir_events::{daemon, delivery, host, pipeline};
 
 fn main() -> ExitCode {
@@ -40,6 +41,8 @@ fn run(cli: Cli) -> Result<(), Error> {
     let overlay = match &cli.command {
         Command::Scan(a) | Command::CheckConfig(a) => a.store.overlay(),
         Command::Watch(a) => a.overlay(),
+        Command::Status(a) => return status(cli.config.as_deref(), a),
+        Command::DeadLetters(a) => return dead_letters(cli.config.as_deref(), a),
     }
     .map_err(ConfigError)?;
     let merged = load_file(cli.config.as_deref())?.merge(overlay);
@@ -56,6 +59,75 @@ fn run(cli: Cli) -> Result<(), Error> {
             daemon::run(&config, &mut store, outlets)?;
         }
         Command::CheckConfig(_) => print!("{}", config::describe(&config, &merged)),
+        Command::Status(_) | Command::DeadLetters(_) => {}
+    }
+    Ok(())
+}
+
+/// The state database for the inspection commands, which need no store
+/// and take no lock (they may run beside `watch`).
+fn state_outbox(file: Option<&Path>, args: &StateArgs) -> Result<(Outbox, Vec<String>), Error> {
+    let fc = load_file(file)?;
+    let dir = match args.state.clone().or(fc.state_dir.clone()) {
+        Some(d) => d,
+        None => config::default_state_dir(&|k| std::env::var(k).ok()).ok_or_else(|| {
+            ConfigError("no --state given and neither $STATE_DIRECTORY nor $HOME is set".into())
+        })?,
+    };
+    let db = dir.join(store::FILE_NAME);
+    if !db.exists() {
+        return Err(ConfigError(format!(
+            "no state database at {} (run scan or watch first)",
+            db.display()
+        ))
+        .into());
+    }
+    let outbox = Outbox::open(&db)?;
+    let mut sinks: Vec<String> = fc.sink.iter().map(|s| s.name()).collect();
+    if sinks.is_empty() {
+        sinks = outbox.known_sinks()?;
+    }
+    Ok((outbox, sinks))
+}
+
+fn status(file: Option<&Path>, args: &StateArgs) -> Result<(), Error> {
+    let (outbox, sinks) = state_outbox(file, args)?;
+    let (users, folders, messages) = outbox.totals()?;
+    let mut per_sink = serde_json::Map::new();
+    for s in &sinks {
+        let b = outbox.backlog(s)?;
+        per_sink.insert(
+            s.clone(),
+            serde_json::json!({"waiting": b.events, "oldestSeconds": b.oldest_secs}),
+        );
+    }
+    let out = serde_json::json!({
+        "users": users,
+        "folders": folders,
+        "messages": messages,
+        "sinks": per_sink,
+        "deadLetters": outbox.dead_letters()?.len(),
+    });
+    println!("{out}");
+    Ok(())
+}
+
+fn dead_letters(file: Option<&Path>, args: &DeadLetterArgs) -> Result<(), Error> {
+    let (mut outbox, _) = state_outbox(file, &args.state)?;
+    match &args.replay {
+        None => {
+            for d in outbox.dead_letters()? {
+                let event: serde_json::Value =
+                    serde_json::from_str(&d.body).unwrap_or(serde_json::Value::Null);
+                let line = serde_json::json!({"seq": d.seq, "eventId": d.event_id, "sink": d.sink,
+                    "reason": d.reason, "at": d.at, "event": event});
+                println!("{line}");
+            }
+        }
+        Some(seqs) => {
+            let n = outbox.replay((!seqs.is_empty()).then_some(seqs.as_slice()))?;
+            eprintln!("maildir-events: {n} dead letter(s) put back in the outbox");
+        }
     }
     Ok(())
 }

@@ -165,6 +165,27 @@ impl Outbox {
         Ok(high.map_or(0, |h| (h - low.min(h)).max(0) as u64))
     }
 
+    /// Users, folders and messages tracked.
+    pub fn totals(&self) -> Result<(u64, u64, u64), StoreError> {
+        self.conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM users), count(*), coalesce(sum(count), 0) FROM folders",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// The names of every sink that ever took an event.
+    pub fn known_sinks(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT sink FROM sink_positions ORDER BY sink")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
     /// The dead-letter table, oldest first.
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
         let mut stmt = self

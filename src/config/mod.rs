@@ -415,7 +415,17 @@ pub fn describe(config: &Config, merged: &FileConfig) -> String {
         max_size: Some(config.content.max_size),
         include: config.content.include.clone(),
     });
-    format!("# maildir-events: resolved configuration\n{}", fc.to_toml())
+    fc.outbox_limit = Some(config.outbox_limit);
+    let sinks: Vec<String> = if config.sinks.is_empty() {
+        vec!["stdout".into()]
+    } else {
+        config.sinks.iter().map(|s| s.name()).collect()
+    };
+    format!(
+        "# maildir-events: resolved configuration\n# sinks: {}\n{}",
+        sinks.join(", "),
+        fc.to_toml()
+    )
 }
 
 /// The default state directory: systemd's `$STATE_DIRECTORY`, else the XDG

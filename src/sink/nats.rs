@@ -57,13 +57,16 @@ use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::webhook::{Backoff, RetryPolicy};
+use super::webhook::{Backoff, RetryPolicy, check_timeout};
 use super::{Rejected, Sink, SinkError};
 use crate::store::OutboxRow;
 
 /// Extra time `send` waits for the worker beyond the batch deadline before
 /// it stops waiting; the worker itself keeps to the deadline.
 const WORKER_GRACE: Duration = Duration::from_secs(5);
+/// The longest duplicate window accepted: a week. Longer windows make the
+/// server keep every id that long, in memory.
+const MAX_DUPLICATE_WINDOW_SECS: u64 = 7 * 24 * 3600;
 
 /// Configuration of the NATS JetStream sink.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -161,9 +164,35 @@ impl NatsConfig {
 pub struct NatsSink {
     name: String,
     template: SubjectTemplate,
-    deadline: Duration,
-    jobs: Option<mpsc::UnboundedSender<Job>>,
-    worker: Option<JoinHandle<()>>,
+    settings: Arc<Settings>,
+    worker: Option<Worker>,
+}
+
+/// The worker thread and the channel to it.
+struct Worker {
+    jobs: mpsc::UnboundedSender<Job>,
+    thread: JoinHandle<()>,
+}
+
+impl Worker {
+    /// Starts a thread with its own current-thread runtime.
+    fn start(settings: &Arc<Settings>) -> Result<Worker, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("nats: cannot start the async runtime: {e}"))?;
+        let (jobs, rx) = mpsc::unbounded_channel();
+        let settings = Arc::clone(settings);
+        let thread = thread::Builder::new()
+            .name("nats-sink".into())
+            .spawn(move || run_worker(runtime, settings, rx))
+            .map_err(|e| format!("nats: cannot start the worker thread: {e}"))?;
+        Ok(Worker { jobs, thread })
+    }
+
+    fn alive(&self) -> bool {
+        !self.jobs.is_closed()
+    }
 }
 
 impl NatsSink {
@@ -173,26 +202,15 @@ impl NatsSink {
     pub fn new(config: NatsConfig) -> Result<NatsSink, String> {
         let template = SubjectTemplate::parse(&config.subject)?;
         let settings = Arc::new(Settings::from_config(&config, &template)?);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("nats: cannot start the async runtime: {e}"))?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let worker_settings = Arc::clone(&settings);
-        let worker = thread::Builder::new()
-            .name("nats-sink".into())
-            .spawn(move || run_worker(runtime, worker_settings, rx))
-            .map_err(|e| format!("nats: cannot start the worker thread: {e}"))?;
         let sink = NatsSink {
             // The same name as `SinkConfig::name`: it keys the outbox position.
             name: format!("nats:{}:{}", config.url, config.subject),
             template,
-            deadline: settings.retry.deadline,
-            jobs: Some(tx),
-            worker: Some(worker),
+            worker: Some(Worker::start(&settings)?),
+            settings,
         };
-        if settings.stream.is_some() {
-            sink.setup_stream(settings.connect_timeout + settings.ack_timeout)?;
+        if sink.settings.stream.is_some() {
+            sink.setup_stream(sink.settings.connect_timeout + sink.settings.ack_timeout)?;
         }
         Ok(sink)
     }
@@ -223,11 +241,27 @@ impl NatsSink {
     }
 
     fn submit(&self, job: Job) -> Result<(), String> {
-        self.jobs
+        self.worker
             .as_ref()
             .ok_or("the worker is gone")?
+            .jobs
             .send(job)
             .map_err(|_| "the NATS worker thread stopped".to_string())
+    }
+
+    /// Starts a new worker if the old one ended (it only would by a panic
+    /// inside the client), so one bad moment does not stop delivery for
+    /// good.
+    fn revive_worker(&mut self) -> Result<(), SinkError> {
+        if self.worker.as_ref().is_some_and(Worker::alive) {
+            return Ok(());
+        }
+        warn!("nats: the worker thread ended; starting a new one");
+        if let Some(old) = self.worker.take() {
+            let _ = old.thread.join();
+        }
+        self.worker = Some(Worker::start(&self.settings).map_err(SinkError::Failed)?);
+        Ok(())
     }
 
     /// The messages of a batch; rows whose body is not a JSON object are
@@ -266,11 +300,12 @@ impl Sink for NatsSink {
         if messages.is_empty() {
             return Ok(rejected);
         }
+        self.revive_worker()?;
         let (reply, answer) = std_mpsc::channel();
         self.submit(Job::Publish { messages, reply })
             .map_err(SinkError::Failed)?;
         let published = answer
-            .recv_timeout(self.deadline + WORKER_GRACE)
+            .recv_timeout(self.settings.retry.deadline + WORKER_GRACE)
             .map_err(|_| SinkError::Failed("nats: the worker did not answer in time".into()))??;
         rejected.extend(published);
         rejected.sort_by_key(|r| r.seq);
@@ -283,9 +318,9 @@ impl Drop for NatsSink {
     /// by the deadline), then waits for it, so the connection is closed
     /// when the sink is gone.
     fn drop(&mut self) {
-        self.jobs = None;
-        if let Some(worker) = self.worker.take() {
-            let _ = worker.join();
+        if let Some(Worker { jobs, thread }) = self.worker.take() {
+            drop(jobs);
+            let _ = thread.join();
         }
     }
 }
@@ -302,8 +337,11 @@ struct Settings {
 impl Settings {
     fn from_config(config: &NatsConfig, template: &SubjectTemplate) -> Result<Settings, String> {
         let servers = parse_servers(&config.url)?;
-        if config.connect_timeout_ms == 0 || config.ack_timeout_ms == 0 {
-            return Err("nats: `connect_timeout_ms` and `ack_timeout_ms` must be above 0".into());
+        for (key, ms) in [
+            ("connect_timeout_ms", config.connect_timeout_ms),
+            ("ack_timeout_ms", config.ack_timeout_ms),
+        ] {
+            check_timeout("nats", key, ms)?;
         }
         let retry = RetryPolicy::from_settings(
             "nats",
@@ -383,10 +421,10 @@ impl StreamSetup {
                  add {wanted:?} to `subjects`"
             ));
         }
-        if config.duplicate_window_secs == 0 {
-            return Err(
-                "nats: `duplicate_window_secs` must be above 0, or repeats are not dropped".into(),
-            );
+        if !(1..=MAX_DUPLICATE_WINDOW_SECS).contains(&config.duplicate_window_secs) {
+            return Err(format!(
+                "nats: `duplicate_window_secs` must be from 1 (repeats are dropped only within it) to {MAX_DUPLICATE_WINDOW_SECS}"
+            ));
         }
         Ok(StreamSetup {
             name: name.into(),

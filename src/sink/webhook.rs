@@ -177,6 +177,7 @@ pub struct WebhookSink {
     url: String,
     agent: Agent,
     signer: Option<Hmac<Sha256>>,
+    secret_file: Option<PathBuf>,
     headers: Vec<(HeaderName, HeaderValue)>,
     batch_size: Option<usize>,
     retry: RetryPolicy,
@@ -194,10 +195,12 @@ impl WebhookSink {
                     .into(),
             );
         }
-        if config.connect_timeout_ms == 0 || config.read_timeout_ms == 0 {
-            return Err(
-                "webhook: `connect_timeout_ms` and `read_timeout_ms` must be above 0".into(),
-            );
+        for (key, ms) in [
+            ("connect_timeout_ms", config.connect_timeout_ms),
+            ("read_timeout_ms", config.read_timeout_ms),
+            ("retry_after_max_ms", config.retry_after_max_ms),
+        ] {
+            check_timeout("webhook", key, ms)?;
         }
         let retry = RetryPolicy::from_settings(
             "webhook",
@@ -224,6 +227,7 @@ impl WebhookSink {
             url: config.url,
             agent,
             signer,
+            secret_file: config.secret_file,
             headers,
             batch_size: config.batch_size,
             retry,
@@ -356,6 +360,18 @@ impl WebhookSink {
 impl Sink for WebhookSink {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Reads `secret_file` again, so the secret can be rotated with a
+    /// SIGHUP; if it cannot be read, the old secret stays in use.
+    fn reopen(&mut self) -> Result<(), SinkError> {
+        if let Some(path) = &self.secret_file {
+            let fresh = read_secret(path)
+                .and_then(|secret| signer(&secret))
+                .map_err(SinkError::Failed)?;
+            self.signer = Some(fresh);
+        }
+        Ok(())
     }
 
     fn send(&mut self, batch: &[OutboxRow]) -> Result<Vec<Rejected>, SinkError> {
@@ -654,9 +670,8 @@ impl RetryPolicy {
         initial_ms: u64,
         max_ms: u64,
     ) -> Result<RetryPolicy, String> {
-        if deadline_ms == 0 {
-            return Err(format!("{sink}: `deadline_ms` must be above 0"));
-        }
+        check_timeout(sink, "deadline_ms", deadline_ms)?;
+        check_timeout(sink, "backoff_max_ms", max_ms)?;
         if initial_ms == 0 || max_ms < initial_ms {
             return Err(format!(
                 "{sink}: need 0 < `backoff_initial_ms` ≤ `backoff_max_ms` (got {initial_ms} and {max_ms})"
@@ -668,6 +683,22 @@ impl RetryPolicy {
             initial: Duration::from_millis(initial_ms),
             max: Duration::from_millis(max_ms),
         })
+    }
+}
+
+/// The longest timeout or deadline accepted, an hour: longer ones would
+/// hold a batch (and the engine) for no good reason, and huge ones would
+/// overflow clock arithmetic.
+const MAX_TIMEOUT_MS: u64 = 3_600_000;
+
+/// Checks that a duration setting is above 0 and at most an hour.
+pub(crate) fn check_timeout(sink: &str, key: &str, ms: u64) -> Result<(), String> {
+    if (1..=MAX_TIMEOUT_MS).contains(&ms) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{sink}: `{key}` must be from 1 to {MAX_TIMEOUT_MS} (milliseconds), not {ms}"
+        ))
     }
 }
 
