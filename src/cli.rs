@@ -97,6 +97,10 @@ pub struct WatchArgs {
     /// With --poll: list every folder every N polls [default: 60].
     #[arg(long, value_name = "N")]
     pub full_every: Option<u32>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9898).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
 }
 
 /// Where the stores are and how to read and report them.
@@ -206,6 +210,12 @@ impl WatchArgs {
             poll: self.poll,
             full_every: self.full_every,
         });
+        fc.metrics = self
+            .metrics
+            .clone()
+            .map(|listen| crate::config::file::MetricsConfig {
+                listen: Some(listen),
+            });
         Ok(fc)
     }
 }

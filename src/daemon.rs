@@ -9,6 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,7 @@ use crate::event::{self, EventContext};
 use crate::live::{self, LiveFolder, Op};
 use crate::maildir::keywords::Keywords;
 use crate::maildir::{folders, name};
+use crate::metrics::{self, Metrics};
 use crate::outbox::Outbox;
 use crate::pipeline::{self, Summary};
 use crate::scan::{self, folder_path};
@@ -73,6 +76,7 @@ struct Daemon<'a> {
     opts: &'a WatchOptions,
     store: &'a mut Store,
     dispatcher: Option<Dispatcher>,
+    metrics: Arc<Metrics>,
     outbox: Outbox,
     watcher: Option<Watcher>,
     users: Vec<User>,
@@ -94,7 +98,13 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
     let (tx, rx) = bounded(CHANNEL);
     catch_signals(tx.clone());
     // What an earlier run left undelivered goes out first.
-    let dispatcher = Dispatcher::start(store.path(), outlets)?;
+    let metrics = Arc::new(Metrics::default());
+    let names = crate::delivery::names(&outlets);
+    if let Some(listen) = &config.metrics_listen {
+        metrics::serve(listen, metrics.clone(), store.path(), names)
+            .map_err(|e| Error::Config(crate::config::ConfigError(e)))?;
+    }
+    let dispatcher = Dispatcher::start(store.path(), outlets, metrics.clone())?;
     let outbox = Outbox::open(store.path())?;
     let watcher = match opts.poll {
         Some(_) => None,
@@ -109,6 +119,7 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
         opts,
         store,
         dispatcher: Some(dispatcher),
+        metrics,
         outbox,
         watcher,
         users: Vec::new(),
@@ -159,6 +170,7 @@ impl Daemon<'_> {
         let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
         let mut last_watchdog = Instant::now();
         let mut last_trim = Instant::now();
+        let mut last_status = Instant::now();
         let mut next_rescan = self.opts.rescan_interval.map(|i| Instant::now() + i);
         while !self.stop {
             let now = Instant::now();
@@ -231,9 +243,13 @@ impl Daemon<'_> {
             }
             let overflow = self.watcher.as_ref().is_some_and(Watcher::take_overflow);
             if overflow {
+                self.metrics.overflows.fetch_add(1, Ordering::Relaxed);
                 warn!("events were lost (queue overflow); rescanning everything");
                 self.rescan_all_due = true;
                 batch.retain(|s| matches!(s, Signal::Stop));
+            }
+            if !batch.is_empty() {
+                self.metrics.batches.fetch_add(1, Ordering::Relaxed);
             }
             self.handle(batch)?;
             self.retry_deferred(false)?;
@@ -253,6 +269,10 @@ impl Daemon<'_> {
             if last_trim.elapsed() >= Duration::from_millis(200) {
                 self.trim()?;
                 last_trim = Instant::now();
+            }
+            if last_status.elapsed() >= Duration::from_secs(2) {
+                self.status();
+                last_status = Instant::now();
             }
             if watchdog.is_some() && last_watchdog.elapsed() >= watchdog.unwrap_or_default() {
                 notify(&[sd_notify::NotifyState::Watchdog]);
@@ -626,6 +646,9 @@ impl Daemon<'_> {
         };
         let events = event::build(&diff, &ctx);
         self.events += events.len() as u64;
+        for e in &events {
+            self.metrics.event(e.kind);
+        }
         let root = self.users[u].root.clone();
         self.store.commit(&user, &root, &diff, events)?;
         for up in diff.updates {
@@ -758,6 +781,16 @@ impl Daemon<'_> {
     /// the folders found; a folder watched for the first time is read once
     /// more, as files may have come before its watch.
     fn rescan_user(&mut self, u: usize, full: bool) -> Result<(), Error> {
+        let started = Instant::now();
+        self.metrics.rescans.fetch_add(1, Ordering::Relaxed);
+        let result = self.rescan_user_now(u, full);
+        self.metrics
+            .rescan_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        result
+    }
+
+    fn rescan_user_now(&mut self, u: usize, full: bool) -> Result<(), Error> {
         self.deferred.retain(|k, _| k.0 != u);
         for round in 0..4 {
             if self.watcher.is_some() {
@@ -892,6 +925,14 @@ impl Daemon<'_> {
             .flat_map(|u| u.folders.values())
             .map(|f| f.count as u64)
             .sum();
+        let m = &self.metrics;
+        m.users.store(self.users.len() as u64, Ordering::Relaxed);
+        m.folders.store(folders as u64, Ordering::Relaxed);
+        m.messages.store(messages, Ordering::Relaxed);
+        m.watches.store(
+            self.watcher.as_ref().map_or(0, Watcher::len) as u64,
+            Ordering::Relaxed,
+        );
         let text = format!(
             "watching {} users, {folders} folders, {messages} messages; {} events",
             self.users.len(),

@@ -17,6 +17,7 @@ use tracing::{debug, error, warn};
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::sink::{Sink, SinkConfig, SinkError};
 use crate::store::StoreError;
@@ -137,7 +138,11 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// Starts one thread per sink.
-    pub fn start(db: &Path, outlets: Vec<Outlet>) -> Result<Dispatcher, Error> {
+    pub fn start(
+        db: &Path,
+        outlets: Vec<Outlet>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Dispatcher, Error> {
         let stop = Arc::new(AtomicBool::new(false));
         let (fatal_tx, fatal) = unbounded();
         let names = names(&outlets);
@@ -146,11 +151,26 @@ impl Dispatcher {
             let mut outbox = Outbox::open(db)?;
             let (wake, woken) = bounded(1);
             let reopen = Arc::new(AtomicBool::new(false));
-            let (stop, reopen2, fatal_tx) = (stop.clone(), reopen.clone(), fatal_tx.clone());
+            let (stop, reopen2, fatal_tx, metrics) = (
+                stop.clone(),
+                reopen.clone(),
+                fatal_tx.clone(),
+                metrics.clone(),
+            );
             let name = o.name.clone();
             let handle = thread::Builder::new()
                 .name(format!("sink {name}"))
-                .spawn(move || run_worker(&mut outbox, &mut o, &woken, &stop, &reopen2, &fatal_tx))
+                .spawn(move || {
+                    run_worker(
+                        &mut outbox,
+                        &mut o,
+                        &woken,
+                        &stop,
+                        &reopen2,
+                        &fatal_tx,
+                        &metrics,
+                    )
+                })
                 .map_err(|e| {
                     Error::Config(crate::config::ConfigError(format!(
                         "cannot start a thread: {e}"
@@ -225,6 +245,7 @@ fn run_worker(
     stop: &AtomicBool,
     reopen: &AtomicBool,
     fatal: &Sender<Error>,
+    metrics: &Metrics,
 ) {
     let mut backoff = Duration::from_millis(100);
     let mut failing_since: Option<Instant> = None;
@@ -257,6 +278,7 @@ fn run_worker(
                 return;
             }
             Err(DrainError::Sink(e)) => {
+                metrics.sink_failure(&o.name);
                 if failing_since.is_none() {
                     warn!(
                         sink = o.name,

@@ -22,6 +22,7 @@ pub mod event;
 pub mod host;
 pub mod live;
 pub mod maildir;
+pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod quota;

@@ -49,6 +49,9 @@ pub struct FileConfig {
     /// Where events go (default: stdout).
     #[serde(default, skip_serializing)]
     pub sink: Vec<crate::sink::SinkConfig>,
+    /// `[metrics] listen = "127.0.0.1:9898"`: the Prometheus endpoint of
+    /// `watch` (off when absent).
+    pub metrics: Option<MetricsConfig>,
     /// At this many undelivered events the engine stops taking changes
     /// (they stay in the Maildir and the next rescan finds them).
     pub outbox_limit: Option<u64>,
@@ -140,6 +143,14 @@ pub struct UserQuotaConfig {
     pub force: Option<bool>,
 }
 
+/// The Prometheus endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address and port; keep it on loopback unless a firewall guards it.
+    pub listen: Option<String>,
+}
+
 /// An expire rule, like Dovecot's `autoexpunge`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -184,7 +195,8 @@ impl FileConfig {
             filter,
             content,
             quota,
-            outbox_limit
+            outbox_limit,
+            metrics
         );
         if !over.sink.is_empty() {
             self.sink = over.sink;

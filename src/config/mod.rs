@@ -131,6 +131,8 @@ pub struct Config {
     pub sinks: Vec<crate::sink::SinkConfig>,
     /// Undelivered events at which `watch` stops taking changes.
     pub outbox_limit: u64,
+    /// Where `watch` serves Prometheus metrics, if anywhere.
+    pub metrics_listen: Option<String>,
 }
 
 /// A configuration error; the message names the option.
@@ -369,6 +371,10 @@ pub fn resolve(
         watch,
         sinks: fc.sink.clone(),
         outbox_limit: fc.outbox_limit.unwrap_or(1_000_000).max(1),
+        metrics_listen: fc
+            .metrics
+            .as_ref()
+            .map(|m| m.listen.clone().unwrap_or_else(|| "127.0.0.1:9898".into())),
     })
 }
 

@@ -936,6 +936,18 @@ mod tests {
     }
 
     #[test]
+    fn config_defaults_and_unknown_keys() {
+        let c: NatsConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(c.url, "nats://127.0.0.1:4222");
+        assert_eq!(c.subject, "mail.events.{user}.{event}");
+        assert_eq!((c.duplicate_window_secs, c.deadline_ms), (120, 30_000));
+        let err = serde_json::from_str::<NatsConfig>(r#"{"streams":"X"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `streams`"), "{err}");
+    }
+
+    #[test]
     fn config_mistakes_are_named() {
         let err = |c: NatsConfig| NatsSink::new(c).err().unwrap_or_default();
         assert!(err(NatsConfig::new("http://x")).contains("invalid scheme"));
@@ -949,5 +961,12 @@ mod tests {
         c.stream = Some("S".into());
         c.subjects = vec!["other.>".into()];
         assert!(err(c).contains("do not cover"));
+        let mut c = NatsConfig::new("nats://127.0.0.1:1");
+        c.ack_timeout_ms = 0;
+        assert!(err(c).contains("ack_timeout_ms"));
+        let mut c = NatsConfig::new("nats://127.0.0.1:1");
+        c.stream = Some("S".into());
+        c.duplicate_window_secs = 0;
+        assert!(err(c).contains("duplicate_window_secs"));
     }
 }

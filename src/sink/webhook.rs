@@ -861,6 +861,42 @@ mod tests {
     }
 
     #[test]
+    fn reopen_rereads_the_secret_and_keeps_the_old_one_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s");
+        fs::write(&p, "old\n").unwrap();
+        let mut c = WebhookConfig::new("http://127.0.0.1:9/");
+        c.secret_file = Some(p.clone());
+        let mut s = WebhookSink::new(c).unwrap();
+        let with = |secret: &[u8]| sign(&signer(secret).unwrap(), b"body");
+        let current = |s: &WebhookSink| sign(s.signer.as_ref().unwrap(), b"body");
+        fs::write(&p, "new\n").unwrap();
+        s.reopen().unwrap();
+        assert_eq!(current(&s), with(b"new"));
+        fs::write(&p, "").unwrap();
+        assert!(s.reopen().is_err());
+        assert_eq!(current(&s), with(b"new"));
+    }
+
+    #[test]
+    fn config_defaults_and_unknown_keys() {
+        let c: WebhookConfig = serde_json::from_str(r#"{"url":"http://h/"}"#).unwrap();
+        assert_eq!((c.batch_size, c.retries, c.deadline_ms), (None, 10, 30_000));
+        let err = serde_json::from_str::<WebhookConfig>(r#"{"url":"http://h/","secret":"x"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `secret`"), "{err}");
+        let mut c = WebhookConfig::new("http://h/");
+        c.deadline_ms = u64::MAX;
+        assert!(
+            WebhookSink::new(c)
+                .err()
+                .unwrap_or_default()
+                .contains("deadline_ms")
+        );
+    }
+
+    #[test]
     fn backoff_grows_within_bounds_and_stops() {
         let policy = RetryPolicy::from_settings("t", 3, 60_000, 100, 400).unwrap();
         let mut b = Backoff::new(&policy);
