@@ -250,10 +250,10 @@ fn run_worker(
     let mut backoff = Duration::from_millis(100);
     let mut failing_since: Option<Instant> = None;
     loop {
-        if reopen.swap(false, Ordering::SeqCst) {
-            if let Err(e) = o.sink.reopen() {
-                error!(sink = o.name, "cannot reopen: {e}");
-            }
+        if reopen.swap(false, Ordering::SeqCst)
+            && let Err(e) = o.sink.reopen()
+        {
+            error!(sink = o.name, "cannot reopen: {e}");
         }
         let stopping = stop.load(Ordering::SeqCst);
         match drain(outbox, o, Some(stop)) {

@@ -8,8 +8,9 @@
 //!   (`"filename*" "utf-8''%E2%82%AC.txt"`);
 //! - a string becomes a literal `{n}\r\n…` when it holds CR, LF, 8-bit
 //!   bytes or more than four `"`/`\`; otherwise a quoted string;
-//! - `Content-ID`, `-Description`, `-MD5`, `-Location` lose their folding
-//!   newlines first;
+//! - `Content-ID`, `-Description`, `-MD5`, `-Location` and the envelope's
+//!   Date, In-Reply-To and Message-ID lose their folding newlines first;
+//!   the Subject and display names have whitespace runs squeezed;
 //! - text parts without a charset get `("charset" "us-ascii")`;
 //! - sizes and line counts are those of the message with CRLF line ends.
 
@@ -173,7 +174,7 @@ fn write_envelope(out: &mut Vec<u8>, env: Option<&Envelope>) {
         out.extend_from_slice(b"NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL");
         return;
     };
-    append_nstring(out, env.date.as_deref());
+    append_nstring_nolf(out, env.date.as_deref());
     out.push(b' ');
     match &env.subject {
         None => out.extend_from_slice(b"NIL"),
@@ -198,9 +199,9 @@ fn write_envelope(out: &mut Vec<u8>, env: Option<&Envelope>) {
         write_addresses(out, &list);
     }
     out.push(b' ');
-    append_nstring(out, env.in_reply_to.as_deref());
+    append_nstring_nolf(out, env.in_reply_to.as_deref());
     out.push(b' ');
-    append_nstring(out, env.message_id.as_deref());
+    append_nstring_nolf(out, env.message_id.as_deref());
 }
 
 fn write_addresses(out: &mut Vec<u8>, list: &[Address]) {

@@ -750,18 +750,19 @@ fn parse_data_content_type(data: &mut PartData, value: &[u8]) {
 fn parse_envelope_header(env: &mut Envelope, field: &HeaderLine) {
     let name = cstr(&field.name).to_ascii_lowercase();
     let value = &field.value;
-    // The last field of each kind wins, as in Dovecot.
+    // As Dovecot 2.3.19 does it (checked against it): of repeated string
+    // fields the last one counts, repeated address fields add up.
     match name.as_slice() {
         b"date" => env.date = Some(header_strdup(value)),
         b"subject" => env.subject = Some(header_strdup(value)),
         b"message-id" => env.message_id = Some(header_strdup(value)),
         b"in-reply-to" => env.in_reply_to = Some(header_strdup(value)),
-        b"from" => env.from = address::parse(value),
-        b"sender" => env.sender = address::parse(value),
-        b"reply-to" => env.reply_to = address::parse(value),
-        b"to" => env.to = address::parse(value),
-        b"cc" => env.cc = address::parse(value),
-        b"bcc" => env.bcc = address::parse(value),
+        b"from" => env.from.extend(address::parse(value)),
+        b"sender" => env.sender.extend(address::parse(value)),
+        b"reply-to" => env.reply_to.extend(address::parse(value)),
+        b"to" => env.to.extend(address::parse(value)),
+        b"cc" => env.cc.extend(address::parse(value)),
+        b"bcc" => env.bcc.extend(address::parse(value)),
         _ => {}
     }
 }

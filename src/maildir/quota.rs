@@ -64,8 +64,10 @@ mod tests {
 
     #[test]
     fn courier_and_dovecot_files() {
+        // (file, storage limit, count limit, byte sum, count sum)
+        type Case<'a> = (&'a str, Option<u64>, Option<u64>, i64, i64);
         #[rustfmt::skip]
-        let cases: &[(&str, Option<u64>, Option<u64>, i64, i64)] = &[
+        let cases: &[Case] = &[
             ("10000000S,1000C\n      2872            1\n     -2872           -1\n", Some(10_000_000), Some(1000), 0, 0),
             ("1073741824S\n123456 10\n100 1\n", Some(1 << 30), None, 123_556, 11),
             ("0S\n5 1\n", None, None, 5, 1),

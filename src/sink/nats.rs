@@ -306,7 +306,19 @@ impl Sink for NatsSink {
             .map_err(SinkError::Failed)?;
         let published = answer
             .recv_timeout(self.settings.retry.deadline + WORKER_GRACE)
-            .map_err(|_| SinkError::Failed("nats: the worker did not answer in time".into()))??;
+            .map_err(|e| {
+                SinkError::Failed(
+                    match e {
+                        std_mpsc::RecvTimeoutError::Timeout => {
+                            "nats: the worker did not answer in time"
+                        }
+                        std_mpsc::RecvTimeoutError::Disconnected => {
+                            "nats: the worker thread stopped"
+                        }
+                    }
+                    .into(),
+                )
+            })??;
         rejected.extend(published);
         rejected.sort_by_key(|r| r.seq);
         Ok(rejected)

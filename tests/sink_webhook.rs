@@ -1,0 +1,478 @@
+//! The webhook sink against a real HTTP server on 127.0.0.1 that is down
+//! at first, fails, is slow, rate-limits and refuses one event: every
+//! other event arrives in order, signed, and the refused one is rejected.
+
+mod sinkutil;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, KeyInit, Mac};
+use maildir_events::sink::Sink;
+use maildir_events::sink::webhook::{WebhookConfig, WebhookSink};
+use serde_json::Value;
+use sha2::Sha256;
+use sinkutil::{free_port, id, rows};
+
+const SECRET: &[u8] = b"s3cret shared";
+
+/// What the server answers to one request.
+#[derive(Clone, Debug)]
+struct Answer {
+    status: u16,
+    body: String,
+    delay: Duration,
+    retry_after: Option<u64>,
+}
+
+impl Answer {
+    fn status(status: u16) -> Answer {
+        Answer {
+            status,
+            body: format!("status {status}"),
+            delay: Duration::ZERO,
+            retry_after: None,
+        }
+    }
+}
+
+/// One request as the server saw it.
+#[derive(Clone, Debug)]
+struct Hit {
+    key: String,
+    ids: Option<String>,
+    body: String,
+    content_type: String,
+    signature_ok: bool,
+    custom: Option<String>,
+    at: Instant,
+    answer: Answer,
+}
+
+impl Hit {
+    /// The event ids of the body (one object, or an array of them).
+    fn event_ids(&self) -> Vec<String> {
+        let v: Value = serde_json::from_str(&self.body).expect("body is JSON");
+        let one = |e: &Value| e["vnd.maildir.eventId"].as_str().unwrap_or("").to_string();
+        match &v {
+            Value::Array(items) => items.iter().map(one).collect(),
+            other => vec![one(other)],
+        }
+    }
+
+    fn ok(&self) -> bool {
+        (200..300).contains(&self.answer.status)
+    }
+}
+
+type Script = dyn Fn(usize, &str) -> Answer + Send + Sync;
+
+/// A tiny_http server on `port`, started after `start_after`, answering
+/// request n (from 0) with `script(n, body)` and logging every request.
+struct Server {
+    hits: Arc<Mutex<Vec<Hit>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Without a delay, returns once the server listens, so the first
+    /// request cannot be refused.
+    fn start(port: u16, start_after: Duration, script: Box<Script>) -> Server {
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (h, s) = (Arc::clone(&hits), Arc::clone(&stop));
+        let (bound, listening) = mpsc::channel();
+        let thread = thread::spawn(move || {
+            thread::sleep(start_after);
+            let server =
+                tiny_http::Server::http(("127.0.0.1", port)).expect("bind the test server");
+            let _ = bound.send(());
+            while !s.load(Ordering::SeqCst) {
+                let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(50)) else {
+                    continue;
+                };
+                serve(req, &h, &*script);
+            }
+        });
+        if start_after.is_zero() {
+            listening.recv().expect("the test server started");
+        }
+        Server {
+            hits,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn header(req: &tiny_http::Request, name: &str) -> Option<String> {
+    req.headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str().to_string())
+}
+
+fn serve(mut req: tiny_http::Request, hits: &Mutex<Vec<Hit>>, script: &Script) {
+    let mut body = String::new();
+    req.as_reader().read_to_string(&mut body).unwrap();
+    let n = hits.lock().unwrap().len();
+    let answer = script(n, &body);
+    let signature = header(&req, "X-Maildir-Events-Signature").unwrap_or_default();
+    hits.lock().unwrap().push(Hit {
+        key: header(&req, "Idempotency-Key").unwrap_or_default(),
+        ids: header(&req, "X-Maildir-Events-Ids"),
+        content_type: header(&req, "Content-Type").unwrap_or_default(),
+        signature_ok: signature == expected_signature(body.as_bytes()),
+        custom: header(&req, "X-Tenant"),
+        body,
+        at: Instant::now(),
+        answer: answer.clone(),
+    });
+    thread::sleep(answer.delay);
+    let mut resp = tiny_http::Response::from_string(answer.body).with_status_code(answer.status);
+    if let Some(secs) = answer.retry_after {
+        resp.add_header(tiny_http::Header::from_bytes("Retry-After", secs.to_string()).unwrap());
+    }
+    if (300..400).contains(&answer.status) {
+        resp.add_header(tiny_http::Header::from_bytes("Location", "http://elsewhere/").unwrap());
+    }
+    // The client may have given up (timeout); that is part of the test.
+    let _ = req.respond(resp);
+}
+
+/// What the server expects, computed independently of the sink.
+fn expected_signature(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET).unwrap();
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+/// A config with short timeouts and a secret file in `dir`.
+fn config(port: u16, dir: &tempfile::TempDir) -> WebhookConfig {
+    let secret = dir.path().join("secret");
+    let mut content = SECRET.to_vec();
+    content.push(b'\n');
+    std::fs::write(&secret, content).unwrap();
+    let mut c = WebhookConfig::new(format!("http://127.0.0.1:{port}/hook"));
+    c.secret_file = Some(secret);
+    c.connect_timeout_ms = 300;
+    c.read_timeout_ms = 400;
+    c.backoff_initial_ms = 20;
+    c.backoff_max_ms = 200;
+    c.retries = 100;
+    c.deadline_ms = 20_000;
+    c
+}
+
+/// Removes the entries that were immediately retried (same key as the
+/// next entry), leaving one per delivered body.
+fn collapse(keys: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for k in keys {
+        if out.last() != Some(k) {
+            out.push(k.clone());
+        }
+    }
+    out
+}
+
+#[test]
+fn down_failing_slow_and_refusing_server_gets_every_good_event_in_order() {
+    let port = free_port();
+    let bad = id(6);
+    let script = Box::new(move |n: usize, body: &str| match n {
+        0 | 1 => Answer::status(500),
+        2 => Answer {
+            delay: Duration::from_millis(900),
+            ..Answer::status(200)
+        },
+        _ if body.contains(&format!("\"{bad}\"")) => Answer {
+            body: "bad event: nope".into(),
+            ..Answer::status(400)
+        },
+        _ => Answer::status(200),
+    });
+    // Down for the first 600 ms: connections are refused and retried.
+    let server = Server::start(port, Duration::from_millis(600), script);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(port, &dir);
+    c.headers.insert("X-Tenant".into(), "acme".into());
+    let mut sink = WebhookSink::new(c).unwrap();
+    let batch = rows(1, 10);
+
+    let started = Instant::now();
+    let rejected = sink
+        .send(&batch)
+        .expect("send succeeds within the deadline");
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "it waited for the server"
+    );
+
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].seq, 6);
+    assert!(
+        rejected[0].reason.contains("HTTP 400"),
+        "{}",
+        rejected[0].reason
+    );
+    assert!(
+        rejected[0].reason.contains("bad event: nope"),
+        "{}",
+        rejected[0].reason
+    );
+
+    let hits = server.hits();
+    for h in &hits {
+        assert!(h.signature_ok, "bad signature on {h:?}");
+        assert_eq!(h.content_type, "application/json");
+        assert_eq!(h.custom.as_deref(), Some("acme"));
+        assert_eq!(
+            h.event_ids(),
+            vec![h.key.clone()],
+            "single mode: key = the event's id"
+        );
+        assert!(h.ids.is_none(), "no id list in single mode");
+    }
+    assert_eq!(
+        hits[0].key,
+        id(1),
+        "nothing was skipped while the server was down"
+    );
+    // The first three requests failed (500, 500, too slow): all event 1.
+    assert!(hits[..3].iter().all(|h| h.key == id(1)));
+
+    let accepted: Vec<&Hit> = hits.iter().filter(|h| h.ok()).collect();
+    let keys: Vec<String> = accepted.iter().map(|h| h.key.clone()).collect();
+    let want: Vec<String> = (1..=10).filter(|&s| s != 6).map(id).collect();
+    assert_eq!(collapse(&keys), want, "every good event, in order");
+    // Only the slow answer (which the client never saw) is repeated.
+    for w in accepted.windows(2) {
+        if w[0].key == w[1].key {
+            assert!(
+                !w[0].answer.delay.is_zero(),
+                "repeat without a failure: {}",
+                w[0].key
+            );
+        }
+    }
+    assert_eq!(accepted.len(), want.len() + 1);
+}
+
+#[test]
+fn retry_after_is_honoured() {
+    let port = free_port();
+    let script = Box::new(|n: usize, _: &str| match n {
+        0 => Answer {
+            retry_after: Some(1),
+            ..Answer::status(429)
+        },
+        _ => Answer::status(200),
+    });
+    let server = Server::start(port, Duration::ZERO, script);
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = WebhookSink::new(config(port, &dir)).unwrap();
+    let rejected = sink.send(&rows(1, 2)).expect("send");
+    assert!(rejected.is_empty());
+    let hits = server.hits();
+    assert_eq!(hits.len(), 3);
+    assert_eq!(hits[0].key, hits[1].key);
+    let waited = hits[1].at - hits[0].at;
+    assert!(
+        waited >= Duration::from_millis(950),
+        "waited only {waited:?}"
+    );
+}
+
+#[test]
+fn a_server_that_keeps_failing_fails_the_batch_at_the_deadline() {
+    let port = free_port();
+    let _server = Server::start(
+        port,
+        Duration::ZERO,
+        Box::new(|_, _: &str| Answer::status(503)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(port, &dir);
+    c.deadline_ms = 1_000;
+    let mut sink = WebhookSink::new(c).unwrap();
+    let started = Instant::now();
+    let err = sink.send(&rows(1, 3)).expect_err("never accepted");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("deadline") && msg.contains("HTTP 503"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn the_retry_count_is_bounded_too() {
+    let port = free_port();
+    let server = Server::start(
+        port,
+        Duration::ZERO,
+        Box::new(|_, _: &str| Answer::status(500)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(port, &dir);
+    c.retries = 2;
+    let mut sink = WebhookSink::new(c).unwrap();
+    let err = sink.send(&rows(1, 1)).expect_err("never accepted");
+    assert!(
+        err.to_string().contains("gave up after 3 attempts"),
+        "{err}"
+    );
+    assert_eq!(server.hits().len(), 3);
+}
+
+#[test]
+fn a_refused_batch_is_split_to_find_the_bad_event() {
+    let port = free_port();
+    let bad = id(5);
+    let long = "x".repeat(300);
+    let script = Box::new(move |_: usize, body: &str| {
+        if body.contains(&format!("\"{bad}\"")) {
+            Answer {
+                body: long.clone(),
+                ..Answer::status(422)
+            }
+        } else {
+            Answer::status(200)
+        }
+    });
+    let server = Server::start(port, Duration::ZERO, script);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(port, &dir);
+    c.batch_size = Some(3);
+    let mut sink = WebhookSink::new(c).unwrap();
+    let rejected = sink.send(&rows(1, 8)).expect("send");
+
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].seq, 5);
+    assert_eq!(
+        rejected[0].reason,
+        format!("HTTP 422: {}", "x".repeat(200)),
+        "status and the first 200 bytes of the answer"
+    );
+
+    let hits = server.hits();
+    let requests: Vec<(String, Option<String>)> = hits
+        .iter()
+        .map(|h| (h.key.clone(), h.ids.clone()))
+        .collect();
+    let r = |key: &str, ids: &str| (key.to_string(), Some(ids.to_string()));
+    assert_eq!(
+        requests,
+        vec![
+            r("t-1..t-3", "t-1,t-2,t-3"),
+            r("t-4..t-6", "t-4,t-5,t-6"),
+            r("t-4", "t-4"),
+            r("t-5", "t-5"),
+            r("t-6", "t-6"),
+            r("t-7..t-8", "t-7,t-8"),
+        ]
+    );
+    for h in &hits {
+        assert!(h.signature_ok);
+        assert!(
+            h.body.starts_with('['),
+            "batch bodies are arrays: {}",
+            h.body
+        );
+        assert_eq!(h.ids.as_deref(), Some(h.event_ids().join(",").as_str()));
+    }
+    let delivered: Vec<String> = hits
+        .iter()
+        .filter(|h| h.ok())
+        .flat_map(|h| h.event_ids())
+        .collect();
+    let want: Vec<String> = (1..=8).filter(|&s| s != 5).map(id).collect();
+    assert_eq!(delivered, want);
+}
+
+#[test]
+fn a_redirect_fails_the_batch_without_rejecting_it() {
+    let port = free_port();
+    let server = Server::start(
+        port,
+        Duration::ZERO,
+        Box::new(|_, _: &str| Answer::status(301)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = WebhookSink::new(config(port, &dir)).unwrap();
+    let err = sink
+        .send(&rows(1, 2))
+        .expect_err("a redirect is a configuration error");
+    assert!(err.to_string().contains("http://elsewhere/"), "{err}");
+    assert_eq!(server.hits().len(), 1, "no retries: they cannot help");
+}
+
+#[test]
+fn an_empty_secret_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "\n").unwrap();
+    let mut c = WebhookConfig::new("http://127.0.0.1:9/");
+    c.secret_file = Some(secret);
+    let err = WebhookSink::new(c).err().unwrap_or_default();
+    assert!(err.contains("is empty"), "{err}");
+}
+
+#[test]
+fn a_ca_file_must_hold_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    let mut c = WebhookConfig::new("https://127.0.0.1:9/");
+    c.ca_file = Some(ca.clone());
+    let err = WebhookSink::new(c.clone()).err().unwrap_or_default();
+    assert!(err.contains("no PEM certificate"), "{err}");
+    std::fs::write(&ca, TEST_CA).unwrap();
+    assert!(WebhookSink::new(c).is_ok());
+}
+
+/// A throwaway self-signed CA certificate (its key was thrown away); it
+/// is only parsed here.
+const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBnDCCAUGgAwIBAgIULNwT9udgAhETcZfLlpKXtH+f58wwCgYIKoZIzj0EAwIw
+IzEhMB8GA1UEAwwYbWFpbGRpci1ldmVudHMgdGVzdCByb290MB4XDTI2MTEyODA0
+MDg1NVoXDTM2MTEyNTA0MDg1NVowIzEhMB8GA1UEAwwYbWFpbGRpci1ldmVudHMg
+dGVzdCByb290MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEeoFmL2levgyZ2vIE
+45+oIe6g1CrtyHPir76Qseos6ZK32ecggFcwXGiqJHpqpunH0uomae8TUxQjeVIc
+T46Z46NTMFEwHQYDVR0OBBYEFCD4vb3/kWSiZtRVOjiCYR5RDI6yMB8GA1UdIwQY
+MBaAFCD4vb3/kWSiZtRVOjiCYR5RDI6yMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZI
+zj0EAwIDSQAwRgIhAOBebgHDvOZf9hg4ow5ZYx60jjrfCcI6nZU26/vG7FhlAiEA
+9PqWJdScBmvwFHLRKDtS5q/N7jiIxjp2viaO8P/sXwY=
+-----END CERTIFICATE-----
+";
+
+/// The engine runs each sink on its own delivery thread.
+#[test]
+fn the_sink_can_move_to_a_delivery_thread() {
+    fn send<T: Send + 'static>() {}
+    send::<WebhookSink>();
+}
