@@ -15,7 +15,7 @@
 //! - sizes and line counts are those of the message with CRLF line ends.
 
 use super::address::Address;
-use super::mime::{self, Envelope, FLAG_MESSAGE_RFC822, FLAG_MULTIPART, Part};
+use super::mime::{self, Envelope, FLAG_MESSAGE_RFC822, FLAG_MULTIPART, FLAG_OVERFLOW, Part};
 use super::rfc822::eq_ci;
 
 const EMPTY_BODYSTRUCTURE: &[u8] =
@@ -72,6 +72,9 @@ fn write_body(parts: &[Part], idx: usize, out: &mut Vec<u8>) {
     let rfc822 = part.flags & FLAG_MESSAGE_RFC822 != 0;
     let text = if rfc822 {
         out.extend_from_slice(b"\"message\" \"rfc822\"");
+        false
+    } else if part.flags & FLAG_OVERFLOW != 0 {
+        out.extend_from_slice(b"\"application\" \"octet-stream\"");
         false
     } else if let Some(ty) = &data.content_type {
         append_string(out, ty);

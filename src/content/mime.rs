@@ -17,8 +17,9 @@
 //!   matching open boundary wins;
 //! - the (CR)LF before a boundary line belongs to the boundary, and a part
 //!   whose header ends at a boundary gives its last newline to the parent;
-//! - at most 100 nested parts; beyond that multipart and message/rfc822
-//!   bodies are treated as plain bodies.
+//! - at most 100 nested parts; beyond that a multipart or message/rfc822
+//!   part is a plain application/octet-stream body (its parameters kept);
+//!   after 10,000 parts no more boundaries are looked for.
 
 use super::address::{self, Address};
 use super::rfc822::{Rfc822, cstr, eq_ci};
@@ -28,6 +29,9 @@ pub(crate) const FLAG_TEXT: u8 = 2;
 pub(crate) const FLAG_MULTIPART: u8 = 4;
 pub(crate) const FLAG_MULTIPART_DIGEST: u8 = 8;
 pub(crate) const FLAG_MESSAGE_RFC822: u8 = 16;
+/// A multipart or message/rfc822 part cut off by the nesting limit:
+/// written as application/octet-stream.
+pub(crate) const FLAG_OVERFLOW: u8 = 32;
 
 /// Dovecot's `MESSAGE_PARSER_DEFAULT_MAX_NESTED_MIME_PARTS`.
 const MAX_NESTED_MIME_PARTS: usize = 100;
@@ -418,6 +422,7 @@ impl Parser<'_> {
                 self.multipart = true;
             } else {
                 self.parts[self.cur].flags &= !FLAG_MULTIPART;
+                self.parts[self.cur].flags |= FLAG_OVERFLOW;
             }
         }
         let mut field = None;
@@ -548,7 +553,10 @@ impl Parser<'_> {
         } else if self.parts[cur].flags & FLAG_MESSAGE_RFC822 != 0 && !self.too_many_nested() {
             Step::Rfc822Init
         } else {
-            self.parts[cur].flags &= !FLAG_MESSAGE_RFC822;
+            if self.parts[cur].flags & FLAG_MESSAGE_RFC822 != 0 {
+                self.parts[cur].flags &= !FLAG_MESSAGE_RFC822;
+                self.parts[cur].flags |= FLAG_OVERFLOW;
+            }
             if self.boundaries.is_empty() {
                 Step::BodyToEof
             } else {

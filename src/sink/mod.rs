@@ -26,6 +26,20 @@ pub enum SinkConfig {
     Nats(nats::NatsConfig),
 }
 
+/// A URL without credentials or query (where tokens hide), for names that
+/// end up in logs, metrics and the state database.
+fn redact(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or("");
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
 impl SinkConfig {
     /// A stable name for the sink's position in the outbox: its type and
     /// destination, so reordering the configuration moves no position.
@@ -33,8 +47,8 @@ impl SinkConfig {
         match self {
             SinkConfig::Stdout => "stdout".into(),
             SinkConfig::File(c) => format!("file:{}", c.path.display()),
-            SinkConfig::Webhook(c) => format!("webhook:{}", c.url),
-            SinkConfig::Nats(c) => format!("nats:{}:{}", c.url, c.subject),
+            SinkConfig::Webhook(c) => format!("webhook:{}", redact(&c.url)),
+            SinkConfig::Nats(c) => format!("nats:{}:{}", redact(&c.url), c.subject),
         }
     }
 
@@ -88,5 +102,28 @@ pub trait Sink {
     /// Reopens outputs (SIGHUP, after logrotate moved a file away).
     fn reopen(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn names_carry_no_secrets() {
+        for (url, want) in [
+            (
+                "https://hooks.example.org/mail",
+                "https://hooks.example.org/mail",
+            ),
+            (
+                "https://user:pw@hooks.example.org/mail?token=x",
+                "https://hooks.example.org/mail",
+            ),
+            ("nats://a:b@127.0.0.1:4222", "nats://127.0.0.1:4222"),
+            ("nats://h1:4222,h2:4222", "nats://h1:4222,h2:4222"),
+        ] {
+            assert_eq!(redact(url), want);
+        }
     }
 }
