@@ -7,7 +7,7 @@
 //! subscriptions change, or anything is in doubt. Every batch is committed
 //! with its events in one transaction and then delivered.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -188,6 +188,10 @@ impl Daemon<'_> {
             if self.rescan_all_due {
                 wake = wake.min(self.last_rescan_all.map_or(now, |t| t + RESCAN_ALL_GAP));
             }
+            if self.paused {
+                // Look at the sinks' progress even when the store is quiet.
+                wake = wake.min(now + Duration::from_millis(50));
+            }
             let mut batch = Vec::new();
             match rx.recv_timeout(wake.saturating_duration_since(now)) {
                 Ok(sig) => batch.push(sig),
@@ -212,6 +216,14 @@ impl Daemon<'_> {
                         break;
                     }
                     match rx.recv_timeout(self.opts.batch_quiet.min(left)) {
+                        Ok(sig) => batch.push(sig),
+                        Err(_) => break,
+                    }
+                }
+                // Never cut between the two halves of a rename: the kernel
+                // queues them together, so the second is already on its way.
+                while batch.last().is_some_and(is_moved_from) {
+                    match rx.recv_timeout(Duration::from_millis(2)) {
                         Ok(sig) => batch.push(sig),
                         Err(_) => break,
                     }
@@ -320,6 +332,7 @@ impl Daemon<'_> {
         let mut slot: HashMap<FolderKey, usize> = HashMap::new();
         let mut rescan: BTreeSet<usize> = BTreeSet::new();
         let mut rediscover: BTreeSet<usize> = BTreeSet::new();
+        let mut quota: BTreeSet<usize> = BTreeSet::new();
         for sig in batch {
             let (wd, mask, name) = match sig {
                 Signal::Stop => {
@@ -384,7 +397,15 @@ impl Daemon<'_> {
                         in_new,
                         name,
                         present,
+                        renamed: mask.intersects(EventMask::MOVED_FROM | EventMask::MOVED_TO),
                     });
+                }
+                Kind::FolderDir => {
+                    let sub = name.as_deref().is_some_and(|n| n == b"new" || n == b"cur");
+                    if sub || mask.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF) {
+                        self.flush(&mut ops, &mut slot, t.owner)?;
+                        rescan.insert(t.owner);
+                    }
                 }
                 Kind::Root => {
                     let structural = mask.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF)
@@ -398,6 +419,10 @@ impl Daemon<'_> {
                     if structural {
                         self.flush(&mut ops, &mut slot, t.owner)?;
                         rescan.insert(t.owner);
+                    } else if name.as_deref() == Some(b"maildirsize") && self.config.quota.is_some()
+                    {
+                        // Replaced (by rename): the limits may have changed.
+                        quota.insert(t.owner);
                     }
                 }
             }
@@ -406,6 +431,9 @@ impl Daemon<'_> {
             if !list.is_empty() && !rescan.contains(&user) {
                 self.apply(user, &dir, list, &mut rescan)?;
             }
+        }
+        for u in quota.difference(&rescan) {
+            self.check_quota(*u)?;
         }
         for u in rescan {
             self.rescan_user(u, false)?;
@@ -425,9 +453,22 @@ impl Daemon<'_> {
         user: usize,
     ) -> Result<(), Error> {
         let mut rescan = BTreeSet::new();
+        // A file renamed away whose new name is not in the batch yet may
+        // come back under the structural change (a folder renamed): leave it
+        // to the rescan rather than report it expunged.
+        let sep = self.config.scan.info_sep;
+        let base = |o: &Op| name::parse(&o.name, sep).map(|p| p.base.to_vec());
+        let back: HashSet<Vec<u8>> = ops
+            .iter()
+            .filter(|(k, _)| k.0 == user)
+            .flat_map(|(_, l)| l.iter().filter(|o| o.present).filter_map(base))
+            .collect();
         for (key, list) in ops.iter_mut() {
             if key.0 == user && !list.is_empty() {
-                let list = std::mem::take(list);
+                let mut list = std::mem::take(list);
+                list.retain(|o| {
+                    o.present || !o.renamed || base(o).is_some_and(|b| back.contains(&b))
+                });
                 self.apply(user, &key.1.clone(), list, &mut rescan)?;
             }
         }
@@ -629,6 +670,31 @@ impl Daemon<'_> {
         }
         self.commit(u, diff)?;
         Ok(())
+    }
+
+    /// Re-evaluates a user's quota alone (its `maildirsize` was replaced).
+    fn check_quota(&mut self, u: usize) -> Result<(), Error> {
+        let folders: Vec<(String, u64, u32)> = self.users[u]
+            .folders
+            .values()
+            .map(|f| (f.name.clone(), f.bytes, f.count))
+            .collect();
+        let (user, root) = (self.users[u].name.clone(), self.users[u].root.clone());
+        let Some((state, changes)) =
+            pipeline::check_quota(self.config, &user, &root, &folders, self.users[u].quota)
+        else {
+            return Ok(());
+        };
+        if changes.is_empty() && Some(state) == self.users[u].quota {
+            return Ok(());
+        }
+        self.users[u].quota = Some(state);
+        let diff = UserDiff {
+            changes,
+            quota: Some(state),
+            ..UserDiff::default()
+        };
+        self.commit(u, diff)
     }
 
     /// Commits a user's diff with its events and updates the folder cache.
@@ -866,14 +932,28 @@ impl Daemon<'_> {
                 };
                 match w.add(&path.join(sub), target) {
                     Ok(new) => added |= new && !dir.is_empty(),
-                    Err(e) if e.is_not_found() => debug!("{e}"),
+                    Err(e) if e.is_not_found() => {
+                        // Made by hand, the folder may get its new/ and
+                        // cur/ a moment later: watch for them.
+                        debug!("{e}");
+                        let target = Target {
+                            owner: u,
+                            dir: dir.clone(),
+                            kind: Kind::FolderDir,
+                        };
+                        if let Err(e) = w.add(&path, target) {
+                            debug!("{e}");
+                        }
+                    }
                     // Changes there are found by the periodic rescan only.
                     Err(e) => warn!("{e}"),
                 }
             }
         }
         w.retain(|t| {
-            t.owner != u || !matches!(t.kind, Kind::Messages { .. }) || dirs.contains(&t.dir)
+            t.owner != u
+                || !matches!(t.kind, Kind::Messages { .. } | Kind::FolderDir)
+                || dirs.contains(&t.dir)
         });
         added
     }
@@ -947,6 +1027,11 @@ fn message_path(folder: &Path, entry: &scan::Entry) -> PathBuf {
     folder
         .join(if entry.in_new { "new" } else { "cur" })
         .join(std::ffi::OsStr::from_bytes(&entry.file))
+}
+
+/// The first half of a rename.
+fn is_moved_from(sig: &Signal) -> bool {
+    matches!(sig, Signal::Fs { mask, .. } if mask.contains(EventMask::MOVED_FROM))
 }
 
 /// Tells systemd, when it is listening; a no-op elsewhere.

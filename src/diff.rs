@@ -419,7 +419,9 @@ fn diff_folder(
     let mut deletes = Vec::new();
     for (base, o) in old_msgs {
         if !listed.contains_key(base) {
-            let g = &mut gone[usize::from((input.expired)(&f.name, base))];
+            // A message moved out (restored from Trash) did not expire.
+            let expired = (input.expired)(&f.name, base) && !copied(&f.dir, base);
+            let g = &mut gone[usize::from(expired)];
             // Under a new UIDVALIDITY the old UID means nothing any more.
             if o.uid != 0 && same_validity {
                 g.0.push(o.uid);

@@ -25,6 +25,9 @@ pub struct Op {
     pub in_new: bool,
     pub name: Vec<u8>,
     pub present: bool,
+    /// Half of a rename (`MOVED_FROM`/`MOVED_TO`) rather than a create or
+    /// unlink.
+    pub renamed: bool,
 }
 
 /// What applying needs to know about the folder.
@@ -275,7 +278,8 @@ pub fn apply(f: &LiveFolder, ops: &[Op], mailbox: usize) -> Applied {
             }
             Ev::Gone(base) => {
                 let uid = uids[&base];
-                let expire = (f.expired)(&base);
+                // A message moved out (restored from Trash) did not expire.
+                let expire = (f.expired)(&base) && !(f.elsewhere)(&base);
                 if !matches!(changes.last(), Some(Change::Expunge { expire: e, .. }) if *e == expire)
                 {
                     changes.push(Change::Expunge {

@@ -30,6 +30,7 @@ fn op(spec: &str) -> Op {
         in_new: sub == "new",
         name: name.as_bytes().to_vec(),
         present: sign == "+",
+        renamed: false,
     }
 }
 

@@ -27,6 +27,9 @@ pub enum Kind {
     Root,
     /// A folder's `new/` (true) or `cur/` (false).
     Messages { in_new: bool },
+    /// A folder directory whose `new/` or `cur/` does not exist yet (a
+    /// folder being made by hand): watched until they appear.
+    FolderDir,
     /// A directory above Maildirs where users may appear (template levels,
     /// or the nearest existing parent of a missing Maildir).
     Parent,
@@ -167,7 +170,7 @@ impl Watcher {
     pub fn add(&mut self, path: &Path, target: Target) -> Result<bool, WatchError> {
         let mask = match target.kind {
             Kind::Messages { .. } => MESSAGES_MASK,
-            Kind::Root | Kind::Parent => DIR_MASK,
+            Kind::Root | Kind::Parent | Kind::FolderDir => DIR_MASK,
         };
         match self.watches.add(path, mask) {
             Ok(wd) => Ok(self

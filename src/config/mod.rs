@@ -422,6 +422,14 @@ pub fn describe(config: &Config, merged: &FileConfig) -> String {
         include: config.content.include.clone(),
     });
     fc.outbox_limit = Some(config.outbox_limit);
+    let filter = fc.filter.get_or_insert_with(Default::default);
+    filter
+        .groups
+        .get_or_insert_with(|| Group::ALL.iter().map(|g| g.name().to_string()).collect());
+    if let Some(q) = &mut fc.quota {
+        q.force.get_or_insert(false);
+        q.hysteresis_percent.get_or_insert(1.0);
+    }
     let sinks: Vec<String> = if config.sinks.is_empty() {
         vec!["stdout".into()]
     } else {

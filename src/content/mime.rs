@@ -427,11 +427,12 @@ impl Parser<'_> {
         }
         let mut field = None;
         let mut at_boundary = false;
-        if have_data && !self.boundaries.is_empty() {
-            if let Some(b) = self.boundary_line_find(self.pos) {
-                // Our own body may begin with our own boundary: not yet.
-                at_boundary = self.boundaries[b].part != self.cur;
-            }
+        if have_data
+            && !self.boundaries.is_empty()
+            && let Some(b) = self.boundary_line_find(self.pos)
+        {
+            // Our own body may begin with our own boundary: not yet.
+            at_boundary = self.boundaries[b].part != self.cur;
         }
         if at_boundary {
             // The header ends at a boundary; its last newline belongs to

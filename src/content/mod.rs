@@ -32,8 +32,13 @@
 //! # bodyStructure
 //!
 //! The IMAP BODYSTRUCTURE exactly as Dovecot 2.3 returns it for `FETCH
-//! BODYSTRUCTURE` (see [`body_structure`] and `tests/dovecot_bodystructure.rs`),
-//! as a string (lossy UTF-8 for the rare 8-bit header bytes in literals).
+//! BODYSTRUCTURE` (checked byte for byte against 2.3.19.1 by
+//! `tests/dovecot_bodystructure.rs`; see [`body_structure`]). It is
+//! computed from the file as stored; LF or CRLF line ends give the same
+//! result, with the sizes and line counts of the CRLF form. As a string:
+//! header bytes that are not UTF-8 (a raw Latin-1 file name, say) sit in
+//! IMAP literals and are decoded lossily, so such a literal's `{n}` no
+//! longer counts its characters; [`body_structure`] gives the exact bytes.
 //!
 //! # envelope
 //!
@@ -54,7 +59,6 @@ mod rfc822;
 #[cfg(test)]
 mod tests;
 
-use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use serde::Deserialize;
@@ -110,7 +114,7 @@ pub struct Content {
     pub body_structure: Option<String>,
     /// RFC 5423 `envelope`: `MAIL FROM:<…>[\r\nRCPT TO:<…>]`.
     pub envelope: Option<String>,
-    /// `<id@host>` as in the header, unfolded.
+    /// The Message-ID in angle brackets, `<id@host>`.
     pub message_id: Option<String>,
     /// The Subject with RFC 2047 words decoded.
     pub subject: Option<String>,
@@ -149,7 +153,8 @@ pub fn needs_file(opts: &ContentOptions) -> bool {
 }
 
 /// Computes the parameters `opts` asks for from the message as stored.
-/// Never panics; what cannot be computed is `None` with a warning.
+/// Never panics; what cannot be computed is `None` with a warning. An
+/// empty file is no message: nothing but a warning.
 pub fn extract(raw: &[u8], opts: &ContentOptions) -> Content {
     let mut content = Content::default();
     if !needs_file(opts) {
@@ -160,8 +165,7 @@ pub fn extract(raw: &[u8], opts: &ContentOptions) -> Content {
         return content;
     }
     if opts.message_content {
-        let crlf = to_crlf(raw);
-        content.message_content = message_content(&crlf, opts);
+        content.message_content = message_content(raw, opts);
     }
     if opts.body_structure {
         match catch_unwind(|| body_structure(raw)) {
@@ -183,29 +187,44 @@ pub fn extract(raw: &[u8], opts: &ContentOptions) -> Content {
     content
 }
 
-/// The message with every bare LF turned into CRLF, as IMAP sends it.
-pub(crate) fn to_crlf(raw: &[u8]) -> Cow<'_, [u8]> {
-    let bare = raw
-        .iter()
-        .enumerate()
-        .filter(|&(i, &c)| c == b'\n' && (i == 0 || raw[i - 1] != b'\r'))
-        .count();
-    if bare == 0 {
-        return Cow::Borrowed(raw);
-    }
-    let mut out = Vec::with_capacity(raw.len() + bare);
+/// Is `raw[i]` an LF without CR before it (one more byte in CRLF form)?
+fn bare_lf(raw: &[u8], i: usize) -> bool {
+    raw[i] == b'\n' && (i == 0 || raw[i - 1] != b'\r')
+}
+
+/// Size of `raw` with CRLF line ends.
+fn crlf_len(raw: &[u8]) -> usize {
+    raw.len() + (0..raw.len()).filter(|&i| bare_lf(raw, i)).count()
+}
+
+/// Bytes `start..end` of `raw` in CRLF form, without converting the rest.
+fn crlf_slice(raw: &[u8], start: usize, end: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(end.saturating_sub(start).min(raw.len() * 2));
+    let mut pos = 0;
     for (i, &c) in raw.iter().enumerate() {
-        if c == b'\n' && (i == 0 || raw[i - 1] != b'\r') {
-            out.push(b'\r');
+        if bare_lf(raw, i) {
+            if pos >= end {
+                break;
+            }
+            if pos >= start {
+                out.push(b'\r');
+            }
+            pos += 1;
         }
-        out.push(c);
+        if pos >= end {
+            break;
+        }
+        if pos >= start {
+            out.push(c);
+        }
+        pos += 1;
     }
-    Cow::Owned(out)
+    out
 }
 
 /// Length of the header including the empty line that ends it; the whole
 /// message when there is no empty line.
-pub(crate) fn header_len(msg: &[u8]) -> usize {
+fn header_len(msg: &[u8]) -> usize {
     let mut pos = 0;
     while pos < msg.len() {
         let line_end = msg[pos..]
@@ -221,14 +240,14 @@ pub(crate) fn header_len(msg: &[u8]) -> usize {
     msg.len()
 }
 
-fn message_content(crlf: &[u8], opts: &ContentOptions) -> Option<String> {
+fn message_content(raw: &[u8], opts: &ContentOptions) -> Option<String> {
     let cap = if opts.max_size == 0 {
         usize::MAX
     } else {
         opts.max_size
     };
-    let size = crlf.len();
-    let header = header_len(crlf);
+    let size = crlf_len(raw);
+    let header = crlf_len(&raw[..header_len(raw)]);
     let body = size - header;
     let (start, end) = match opts.mode {
         InclusionMode::Standard if size <= cap => (0, size),
@@ -238,11 +257,11 @@ fn message_content(crlf: &[u8], opts: &ContentOptions) -> Option<String> {
         InclusionMode::Body => (header, header + body.min(cap)),
         InclusionMode::HeaderBody => (0, header + body.min(cap)),
     };
-    let mut slice = &crlf[start..end];
+    let mut slice = crlf_slice(raw, start, end);
     if end < size {
-        slice = &slice[..utf8_cut(slice)];
+        slice.truncate(utf8_cut(&slice));
     }
-    Some(String::from_utf8_lossy(slice).into_owned())
+    Some(String::from_utf8_lossy(&slice).into_owned())
 }
 
 /// Where to cut `s` so that it does not end inside a UTF-8 sequence.

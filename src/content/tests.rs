@@ -1,5 +1,10 @@
 use super::*;
 
+/// The whole message with CRLF line ends.
+fn to_crlf(raw: &[u8]) -> Vec<u8> {
+    crlf_slice(raw, 0, usize::MAX)
+}
+
 fn bs(msg: &str) -> String {
     String::from_utf8(body_structure(msg.as_bytes())).unwrap()
 }
@@ -338,10 +343,22 @@ fn header_body_split() {
 }
 
 #[test]
-fn to_crlf_adds_cr_only_where_missing() {
-    assert_eq!(&*to_crlf(b"a\nb\r\nc\r\rd\n"), b"a\r\nb\r\nc\r\rd\r\n");
-    assert!(matches!(to_crlf(b"a\r\nb"), Cow::Borrowed(_)));
-    assert_eq!(&*to_crlf(b"\n"), b"\r\n");
+fn crlf_form_adds_cr_only_where_missing() {
+    let raw = b"a\nb\r\nc\r\rd\n";
+    assert_eq!(to_crlf(raw), b"a\r\nb\r\nc\r\rd\r\n");
+    assert_eq!(crlf_len(raw), 12);
+    assert_eq!(to_crlf(b"\n"), b"\r\n");
+    // Any window of the CRLF form, without converting the rest.
+    let whole = to_crlf(raw);
+    for start in 0..=whole.len() {
+        for end in start..=whole.len() + 1 {
+            assert_eq!(
+                crlf_slice(raw, start, end),
+                whole[start..end.min(whole.len())],
+                "{start}..{end}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -1,0 +1,1022 @@
+//! Helpers for the end-to-end delivery tests (`tests/delivery.rs`): a
+//! multi-user Maildir store changed by the test, which records what it did
+//! as the ground truth of events; the real binary (`watch` with its
+//! sd_notify socket, or one-shot commands); a `nats-server` child; and a
+//! tiny_http webhook receiver that checks signatures.
+//!
+//! Nothing here asserts speed: every wait is a bounded poll.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_maildir-events");
+pub const SERVER: &str = "mx.example.org";
+/// How long the catch-up before `READY=1` may take.
+pub const READY_WAIT: Duration = Duration::from_secs(30);
+/// How long expected events may take to arrive at a sink.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+// ------------------------------------------------------------ polling
+
+/// Polls `f` until it gives `Some`, for at most `timeout`; then panics with
+/// `what` and whatever `explain` says about the state.
+pub fn poll<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Option<T>,
+    explain: impl Fn() -> String,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!(
+                "timed out after {timeout:?} waiting for: {what}\n{}",
+                explain()
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+pub fn tail(s: &str, n: usize) -> &str {
+    let mut i = s.len().saturating_sub(n);
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    &s[i..]
+}
+
+// ------------------------------------------------------------ events
+
+/// What an event says about one message or mailbox: the ground truth is a
+/// multiset of these (events with a `uidset` count once per UID).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    pub event: String,
+    pub user: String,
+    pub mailbox: String,
+    pub uid: Option<u32>,
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.event, self.user, self.mailbox)?;
+        if let Some(u) = self.uid {
+            write!(f, " uid {u}")?;
+        }
+        Ok(())
+    }
+}
+
+pub fn str_of<'a>(ev: &'a Value, key: &str) -> &'a str {
+    ev[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no string {key:?} in {ev}"))
+}
+
+pub fn seq_of(ev: &Value) -> u64 {
+    ev["vnd.maildir.seq"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no vnd.maildir.seq in {ev}"))
+}
+
+pub fn id_of(ev: &Value) -> String {
+    str_of(ev, "vnd.maildir.eventId").to_string()
+}
+
+/// The mailbox name of a URL `imap://USER@SERVER/NAME;UIDVALIDITY=…`.
+pub fn mailbox_of(url: &str) -> String {
+    let at = url
+        .find(&format!("@{SERVER}/"))
+        .unwrap_or_else(|| panic!("not a URL of {SERVER}: {url}"));
+    let rest = &url[at + SERVER.len() + 2..];
+    rest.split(";UIDVALIDITY=").next().unwrap().to_string()
+}
+
+/// Expands an IMAP set (`1:3,7`).
+pub fn uids(set: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for part in set.split(',') {
+        match part.split_once(':') {
+            Some((a, b)) => {
+                let (a, b): (u32, u32) = (a.parse().unwrap(), b.parse().unwrap());
+                out.extend(a.min(b)..=a.max(b));
+            }
+            None => out.push(part.parse().unwrap_or_else(|_| panic!("bad uidset {set}"))),
+        }
+    }
+    out
+}
+
+/// The keys one event stands for.
+pub fn keys_of(ev: &Value) -> Vec<Key> {
+    let event = str_of(ev, "event").to_string();
+    let user = str_of(ev, "user").to_string();
+    let mailbox = mailbox_of(str_of(ev, "mailboxID"));
+    let key = |uid| Key {
+        event: event.clone(),
+        user: user.clone(),
+        mailbox: mailbox.clone(),
+        uid,
+    };
+    if let Some(set) = ev.get("uidset").and_then(Value::as_str) {
+        return uids(set).into_iter().map(|u| key(Some(u))).collect();
+    }
+    let uri = str_of(ev, "uri");
+    match uri.rsplit_once("/;UID=") {
+        Some((_, u)) => vec![key(Some(u.parse().unwrap()))],
+        None => vec![key(None)],
+    }
+}
+
+/// Counts per key.
+pub fn tally<'a>(keys: impl IntoIterator<Item = &'a Key>) -> BTreeMap<Key, usize> {
+    let mut m = BTreeMap::new();
+    for k in keys {
+        *m.entry(k.clone()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// The keys of distinct events (first occurrence of each event id).
+pub fn distinct_keys(evs: &[Value]) -> Vec<Key> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for e in evs {
+        if seen.insert(id_of(e)) {
+            out.extend(keys_of(e));
+        }
+    }
+    out
+}
+
+/// Whether the events (deduplicated by id) hold at least every key of
+/// `want`, as many times.
+pub fn covers(evs: &[Value], want: &[Key]) -> bool {
+    let got = tally(&distinct_keys(evs));
+    tally(want)
+        .iter()
+        .all(|(k, n)| got.get(k).copied().unwrap_or(0) >= *n)
+}
+
+/// Missing and unexpected keys, for messages.
+pub fn diff(evs: &[Value], want: &[Key]) -> String {
+    let got = tally(&distinct_keys(evs));
+    let want = tally(want);
+    let mut out = String::new();
+    for (k, n) in &want {
+        let g = got.get(k).copied().unwrap_or(0);
+        if g < *n {
+            out.push_str(&format!("  missing: {k} (want {n}, got {g})\n"));
+        }
+    }
+    for (k, g) in &got {
+        let n = want.get(k).copied().unwrap_or(0);
+        if *g > n {
+            out.push_str(&format!("  unexpected: {k} (want {n}, got {g})\n"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("  (same keys)\n");
+    }
+    out
+}
+
+/// An event in one short line.
+pub fn short(e: &Value) -> String {
+    let g = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
+    let mut s = format!(
+        "#{} {} {} {}",
+        e.get("vnd.maildir.seq")
+            .map(Value::to_string)
+            .unwrap_or_default(),
+        g("event"),
+        g("user"),
+        g("uri")
+    );
+    if let Some(v) = e.get("uidset") {
+        s.push_str(&format!(" uidset={v}"));
+    }
+    s
+}
+
+pub fn show(evs: &[Value], n: usize) -> String {
+    let skip = evs.len().saturating_sub(n);
+    let mut out = String::new();
+    if skip > 0 {
+        out.push_str(&format!("  … {skip} earlier\n"));
+    }
+    for e in &evs[skip..] {
+        out.push_str(&format!("  {}\n", short(e)));
+    }
+    out
+}
+
+/// Parses JSON Lines, panicking on a line that is no JSON object.
+pub fn parse_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}"));
+            assert!(v.is_object(), "not a JSON object: {l}");
+            v
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------ the store
+
+/// Where a message file is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum At {
+    /// `new/BASE`
+    New,
+    /// `cur/BASE:2,S`
+    Seen,
+    /// `cur/BASE:2,FS`
+    Flagged,
+    Gone,
+}
+
+#[derive(Clone, Debug)]
+struct Msg {
+    base: String,
+    uid: u32,
+    at: At,
+}
+
+#[derive(Default)]
+struct Folder {
+    msgs: Vec<Msg>,
+    next_uid: u32,
+}
+
+/// Several users' Maildirs under `ROOT/{user}/Maildir`, changed the way
+/// Postfix and a mail client change them. Every change is recorded as the
+/// event(s) it must produce ([`Store::truth`]).
+///
+/// UIDs: no `dovecot-uidlist` is written, so the watcher numbers messages
+/// itself, in Dovecot's order (seconds, then microseconds of the base
+/// name); base names here increase with every delivery, so within a folder
+/// the n-th delivered message is UID n.
+pub struct Store {
+    pub root: PathBuf,
+    pub users: Vec<String>,
+    folders: BTreeMap<(String, String), Folder>,
+    counter: u64,
+    truth: Vec<Key>,
+}
+
+impl Store {
+    /// Creates each user's INBOX (`cur/ new/ tmp/`).
+    pub fn new(root: &Path, users: &[&str]) -> Store {
+        let mut s = Store {
+            root: root.to_path_buf(),
+            users: users.iter().map(|u| u.to_string()).collect(),
+            folders: BTreeMap::new(),
+            counter: 0,
+            truth: Vec::new(),
+        };
+        for u in users {
+            s.mkdirs(u, "INBOX");
+            s.folders
+                .insert((u.to_string(), "INBOX".into()), Folder::default());
+        }
+        s
+    }
+
+    /// The `--store` template.
+    pub fn template(&self) -> String {
+        format!("{}/{{user}}/Maildir", self.root.display())
+    }
+
+    /// Every event the changes so far must have produced.
+    pub fn truth(&self) -> Vec<Key> {
+        self.truth.clone()
+    }
+
+    fn dir(&self, user: &str, mailbox: &str) -> PathBuf {
+        let md = self.root.join(user).join("Maildir");
+        if mailbox == "INBOX" {
+            md
+        } else {
+            md.join(format!(".{mailbox}"))
+        }
+    }
+
+    fn mkdirs(&self, user: &str, mailbox: &str) {
+        let dir = self.dir(user, mailbox);
+        for sub in ["cur", "new", "tmp"] {
+            fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        if mailbox != "INBOX" {
+            fs::write(dir.join("maildirfolder"), b"").unwrap();
+        }
+    }
+
+    fn record(&mut self, event: &str, user: &str, mailbox: &str, uid: Option<u32>) {
+        self.truth.push(Key {
+            event: event.into(),
+            user: user.into(),
+            mailbox: mailbox.into(),
+            uid,
+        });
+    }
+
+    /// A new folder, as Dovecot creates it: MailboxCreate.
+    pub fn create_folder(&mut self, user: &str, mailbox: &str) {
+        self.mkdirs(user, mailbox);
+        self.folders
+            .insert((user.into(), mailbox.into()), Folder::default());
+        self.record("MailboxCreate", user, mailbox, None);
+    }
+
+    /// A delivery (write in `tmp/`, link into `new/`, unlink): MessageNew.
+    /// Returns the UID it must get. `subject` goes into the message.
+    pub fn deliver(&mut self, user: &str, mailbox: &str) -> u32 {
+        self.counter += 1;
+        let base = format!("1700000000.M{}P4242.e2e", self.counter);
+        let dir = self.dir(user, mailbox);
+        let body = format!(
+            "From: sender@example.org\nTo: {user}@example.org\nSubject: message {}\n\nhello\n",
+            self.counter
+        );
+        let tmp = dir.join("tmp").join(&base);
+        fs::write(&tmp, body).unwrap();
+        fs::hard_link(&tmp, dir.join("new").join(&base)).unwrap();
+        fs::remove_file(&tmp).unwrap();
+        let f = self
+            .folders
+            .get_mut(&(user.to_string(), mailbox.to_string()))
+            .unwrap_or_else(|| panic!("no folder {mailbox} of {user}"));
+        f.next_uid += 1;
+        let uid = f.next_uid;
+        f.msgs.push(Msg {
+            base,
+            uid,
+            at: At::New,
+        });
+        self.record("MessageNew", user, mailbox, Some(uid));
+        uid
+    }
+
+    fn path(&self, user: &str, mailbox: &str, m: &Msg) -> PathBuf {
+        let dir = self.dir(user, mailbox);
+        match m.at {
+            At::New => dir.join("new").join(&m.base),
+            At::Seen => dir.join("cur").join(format!("{}:2,S", m.base)),
+            At::Flagged => dir.join("cur").join(format!("{}:2,FS", m.base)),
+            At::Gone => panic!("message {} is gone", m.base),
+        }
+    }
+
+    fn msg(&self, user: &str, mailbox: &str, uid: u32) -> Msg {
+        self.folders[&(user.to_string(), mailbox.to_string())]
+            .msgs
+            .iter()
+            .find(|m| m.uid == uid)
+            .unwrap_or_else(|| panic!("no UID {uid} in {mailbox} of {user}"))
+            .clone()
+    }
+
+    fn set_at(&mut self, user: &str, mailbox: &str, uid: u32, at: At) {
+        let f = self
+            .folders
+            .get_mut(&(user.to_string(), mailbox.to_string()))
+            .unwrap();
+        f.msgs.iter_mut().find(|m| m.uid == uid).unwrap().at = at;
+    }
+
+    /// A client reads a new message: `new/B` → `cur/B:2,S`: MessageRead.
+    pub fn read(&mut self, user: &str, mailbox: &str, uid: u32) {
+        let m = self.msg(user, mailbox, uid);
+        assert_eq!(m.at, At::New, "read wants a message in new/");
+        let from = self.path(user, mailbox, &m);
+        let to = self.path(user, mailbox, &Msg { at: At::Seen, ..m });
+        fs::rename(from, to).unwrap();
+        self.set_at(user, mailbox, uid, At::Seen);
+        self.record("MessageRead", user, mailbox, Some(uid));
+    }
+
+    /// STORE +FLAGS \Flagged on a read message: FlagsSet.
+    pub fn flag(&mut self, user: &str, mailbox: &str, uid: u32) {
+        let m = self.msg(user, mailbox, uid);
+        assert_eq!(m.at, At::Seen, "flag wants a read message");
+        let from = self.path(user, mailbox, &m);
+        let to = self.path(
+            user,
+            mailbox,
+            &Msg {
+                at: At::Flagged,
+                ..m
+            },
+        );
+        fs::rename(from, to).unwrap();
+        self.set_at(user, mailbox, uid, At::Flagged);
+        self.record("FlagsSet", user, mailbox, Some(uid));
+    }
+
+    /// An expunge (unlink): MessageExpunge.
+    pub fn expunge(&mut self, user: &str, mailbox: &str, uid: u32) {
+        let m = self.msg(user, mailbox, uid);
+        fs::remove_file(self.path(user, mailbox, &m)).unwrap();
+        self.set_at(user, mailbox, uid, At::Gone);
+        self.record("MessageExpunge", user, mailbox, Some(uid));
+    }
+
+    /// One step of the standard workload. Within a step every message
+    /// changes at most once, and a step only touches what earlier steps
+    /// made, so what a restarted watcher's catch-up reports (net changes)
+    /// is exactly what the live watcher would: the ground truth holds
+    /// however a step is cut by a crash, provided the previous step was
+    /// delivered. `mid` runs once, after the first user's part.
+    pub fn step(&mut self, n: usize, mid: &mut dyn FnMut()) {
+        let users = self.users.clone();
+        for (i, u) in users.iter().enumerate() {
+            if i == 1 {
+                mid();
+            }
+            match n {
+                0 => {
+                    for _ in 0..6 {
+                        self.deliver(u, "INBOX");
+                    }
+                }
+                1 => {
+                    self.create_folder(u, "Work");
+                    for _ in 0..3 {
+                        self.deliver(u, "Work");
+                    }
+                    for uid in 1..=3 {
+                        self.read(u, "INBOX", uid);
+                    }
+                    self.deliver(u, "INBOX");
+                }
+                2 => {
+                    self.flag(u, "INBOX", 1);
+                    self.flag(u, "INBOX", 2);
+                    self.expunge(u, "INBOX", 3);
+                    self.read(u, "Work", 1);
+                    self.read(u, "INBOX", 4);
+                    self.deliver(u, "INBOX");
+                    self.deliver(u, "Work");
+                }
+                3 => {
+                    self.expunge(u, "INBOX", 1);
+                    self.expunge(u, "Work", 2);
+                    self.flag(u, "Work", 1);
+                    for _ in 0..3 {
+                        self.deliver(u, "INBOX");
+                    }
+                }
+                _ => panic!("no step {n}"),
+            }
+        }
+        if users.len() < 2 {
+            mid();
+        }
+    }
+
+    /// The number of steps of [`Store::step`].
+    pub const STEPS: usize = 4;
+}
+
+// ------------------------------------------------------------ the binary
+
+/// The output of a one-shot command.
+#[derive(Debug)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `maildir-events ARGS…` to its end.
+pub fn run(args: &[OsString], log: &str) -> Output {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("MAILDIR_EVENTS_LOG", log)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("STATE_DIRECTORY")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run maildir-events");
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `OsString`s from anything path- or string-like.
+#[macro_export]
+macro_rules! args {
+    ($($a:expr),* $(,)?) => {
+        vec![$(std::ffi::OsString::from($a)),*]
+    };
+}
+
+/// A running `maildir-events watch`: stdout lines and stderr are collected
+/// by threads; `READY=1` comes over an sd_notify socket.
+pub struct Watch {
+    child: Option<Child>,
+    pid: i32,
+    lines: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+    notify: UnixDatagram,
+    _sock_dir: TempDir,
+    pub args: Vec<OsString>,
+}
+
+impl Watch {
+    /// Starts `maildir-events ARGS…` (`watch …`) and waits for `READY=1`.
+    pub fn start(args: Vec<OsString>) -> Watch {
+        let mut w = Watch::spawn(args);
+        w.wait_ready();
+        w
+    }
+
+    pub fn spawn(args: Vec<OsString>) -> Watch {
+        let sock_dir = tempfile::Builder::new()
+            .prefix("me-e2e")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let sock = sock_dir.path().join("n");
+        let notify = UnixDatagram::bind(&sock).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .env("NOTIFY_SOCKET", &sock)
+            .env("MAILDIR_EVENTS_LOG", "info")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .env_remove("STATE_DIRECTORY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn maildir-events watch");
+        let pid = child.id() as i32;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let out = child.stdout.take().unwrap();
+        let l = lines.clone();
+        let r1 = thread::spawn(move || {
+            let r = BufReader::new(out);
+            for line in r.split(b'\n') {
+                let Ok(line) = line else { return };
+                l.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&line).into_owned());
+            }
+        });
+        let mut err = child.stderr.take().unwrap();
+        let e = stderr.clone();
+        let r2 = thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                match err.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => e
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n])),
+                }
+            }
+        });
+        Watch {
+            child: Some(child),
+            pid,
+            lines,
+            stderr,
+            readers: vec![r1, r2],
+            notify,
+            _sock_dir: sock_dir,
+            args,
+        }
+    }
+
+    pub fn wait_ready(&mut self) {
+        let start = Instant::now();
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Ok(n) = self.notify.recv(&mut buf)
+                && String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .any(|l| l == "READY=1")
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "the watcher exited ({status}) before READY=1\nargs: {:?}\nstderr:\n{}",
+                    self.args,
+                    self.stderr()
+                );
+            }
+            assert!(
+                start.elapsed() < READY_WAIT,
+                "no READY=1 within {READY_WAIT:?}\nargs: {:?}\nstderr:\n{}",
+                self.args,
+                self.stderr()
+            );
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The complete stdout lines so far, parsed.
+    pub fn events(&self) -> Vec<Value> {
+        let lines = self.lines.lock().unwrap().clone();
+        parse_lines(&lines.join("\n"))
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        let r = unsafe { libc::kill(self.pid, sig) };
+        assert_eq!(r, 0, "kill({}, {sig}) failed", self.pid);
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        let child = self.child.as_mut().unwrap();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the watcher did not exit within {timeout:?}\nstderr:\n{}",
+                    tail(&self.stderr(), 6000)
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        self.child = None;
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        status
+    }
+
+    /// SIGTERM; the watcher must exit 0. Returns its stderr.
+    pub fn stop(self) -> String {
+        match self.terminate() {
+            Ok(stderr) => stderr,
+            Err(why) => panic!("{why}"),
+        }
+    }
+
+    /// SIGTERM; `Err` says how the watcher did not exit 0 (for tests that
+    /// check more before failing).
+    pub fn terminate(mut self) -> Result<String, String> {
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit(Duration::from_secs(60));
+        if status.code() == Some(0) {
+            Ok(self.stderr())
+        } else {
+            Err(format!(
+                "the watcher should exit 0 on SIGTERM (args {:?}), got {status}\nstderr:\n{}",
+                self.args,
+                tail(&self.stderr(), 6000)
+            ))
+        }
+    }
+
+    /// kill -9.
+    pub fn kill9(mut self) {
+        self.signal(libc::SIGKILL);
+        self.wait_exit(Duration::from_secs(30));
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+// ------------------------------------------------------------ nats-server
+
+/// Whether to run a test needing `nats-server`: a skip line without it,
+/// a failure on CI.
+pub fn have_nats_server(test: &str) -> bool {
+    let found = Command::new("nats-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "nats-server is not installed (apt-get install nats-server)"
+        );
+        eprintln!("skipping {test}: nats-server is not installed");
+    }
+    found
+}
+
+/// A `nats-server -js` child on a fixed port and store directory, so it
+/// can be stopped and started again with its streams.
+pub struct NatsServer {
+    pub port: u16,
+    store: PathBuf,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    pub fn start(port: u16, store: &Path) -> NatsServer {
+        let mut s = NatsServer {
+            port,
+            store: store.to_path_buf(),
+            child: None,
+        };
+        s.restart();
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("nats-server")
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < until, "nats-server did not start");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server with SIGTERM (a clean shutdown, so what it
+    /// acknowledged is on disk) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = libc::pid_t::try_from(child.id()).expect("pid");
+            // SAFETY: signals our own child process, not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One message of a stream.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub subject: String,
+    pub msg_id: String,
+    pub event: Value,
+}
+
+/// The whole stream, in stream order; `None` while the server or the
+/// stream is not there.
+pub fn read_stream(url: &str, stream: &str) -> Option<Vec<Stored>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let connect = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(2))
+            .connect(url);
+        let client = tokio::time::timeout(Duration::from_secs(3), connect)
+            .await
+            .ok()?
+            .ok()?;
+        let js = async_nats::jetstream::new(client);
+        let stream = js.get_stream(stream).await.ok()?;
+        let info = stream.get_info().await.ok()?;
+        let mut out = Vec::new();
+        if info.state.messages == 0 {
+            return Some(out);
+        }
+        for seq in info.state.first_sequence..=info.state.last_sequence {
+            let m = stream.get_raw_message(seq).await.ok()?;
+            out.push(Stored {
+                subject: m.subject.to_string(),
+                msg_id: m
+                    .headers
+                    .get("Nats-Msg-Id")
+                    .map(|v| v.as_str().to_string())
+                    .unwrap_or_default(),
+                event: serde_json::from_slice(&m.payload).expect("a JSON payload"),
+            });
+        }
+        assert_eq!(
+            out.len() as u64,
+            info.state.messages,
+            "no gaps in the stream"
+        );
+        Some(out)
+    })
+}
+
+// ------------------------------------------------------------ webhook receiver
+
+/// The receiver's answer to one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    /// Wait this long before answering (longer than `read_timeout_ms`:
+    /// the sender gives up, so it counts as a failure).
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn ok() -> Reply {
+        Reply::status(200)
+    }
+
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+/// One request as the receiver saw it.
+#[derive(Clone, Debug)]
+pub struct Hit {
+    pub key: String,
+    pub signature_ok: bool,
+    pub event: Value,
+    pub reply: Reply,
+    /// 2xx in time: the sender saw a success.
+    pub delivered: bool,
+}
+
+pub type Script = dyn FnMut(usize, &Value) -> Reply + Send;
+
+/// A tiny_http receiver on 127.0.0.1:`port` answering request n (from 0)
+/// with `script(n, event)`; requests answered later than `slow` count as
+/// failures.
+pub struct Hook {
+    hits: Arc<Mutex<Vec<Hit>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Hook {
+    /// Binds now and returns once listening.
+    pub fn start(port: u16, secret: &[u8], slow: Duration, mut script: Box<Script>) -> Hook {
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (h, s) = (hits.clone(), stop.clone());
+        let secret = secret.to_vec();
+        let (bound, listening) = mpsc::channel();
+        let thread = thread::spawn(move || {
+            let server = tiny_http::Server::http(("127.0.0.1", port)).expect("bind the receiver");
+            let _ = bound.send(());
+            while !s.load(Ordering::SeqCst) {
+                let Ok(Some(mut req)) = server.recv_timeout(Duration::from_millis(50)) else {
+                    continue;
+                };
+                let mut body = Vec::new();
+                req.as_reader().read_to_end(&mut body).unwrap();
+                let sig = req
+                    .headers()
+                    .iter()
+                    .find(|x| x.field.equiv("X-Maildir-Events-Signature"))
+                    .map(|x| x.value.as_str().to_string())
+                    .unwrap_or_default();
+                let key = req
+                    .headers()
+                    .iter()
+                    .find(|x| x.field.equiv("Idempotency-Key"))
+                    .map(|x| x.value.as_str().to_string())
+                    .unwrap_or_default();
+                let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let n = h.lock().unwrap().len();
+                let reply = script(n, &event);
+                h.lock().unwrap().push(Hit {
+                    key,
+                    signature_ok: sig == signature(&secret, &body),
+                    event,
+                    reply,
+                    delivered: (200..300).contains(&reply.status) && reply.delay < slow,
+                });
+                thread::sleep(reply.delay);
+                let _ = req.respond(
+                    tiny_http::Response::from_string(format!("status {}", reply.status))
+                        .with_status_code(reply.status),
+                );
+            }
+        });
+        listening.recv().expect("the receiver started");
+        Hook {
+            hits,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    /// The events the sender saw accepted, in order.
+    pub fn delivered(&self) -> Vec<Value> {
+        self.hits()
+            .into_iter()
+            .filter(|h| h.delivered)
+            .map(|h| h.event)
+            .collect()
+    }
+}
+
+impl Drop for Hook {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `sha256=<hex HMAC-SHA256(secret, body)>`, computed here independently.
+pub fn signature(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+/// `GET http://ADDR/metrics`, or `None` while nobody answers.
+pub fn get_metrics(addr: &str) -> Option<String> {
+    let mut resp = ureq::get(&format!("http://{addr}/metrics")).call().ok()?;
+    resp.body_mut().read_to_string().ok()
+}

@@ -1,0 +1,685 @@
+//! Helpers for the `watch` tests: a running watcher whose stdout is read by
+//! a thread into a shared list of events, its sd_notify datagrams, bounded
+//! polls for what it prints, and Maildirs changed the way Postfix, Dovecot
+//! and mail clients change them.
+//!
+//! No timing is asserted anywhere: every wait is a poll with a generous
+//! bound, so the tests pass on a loaded machine.
+
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_maildir-events");
+pub const SERVER: &str = "mx.example.org";
+
+/// How long an expected line may take to appear.
+pub const WAIT: Duration = Duration::from_secs(20);
+/// How long the catch-up before `READY=1` may take.
+pub const READY_WAIT: Duration = Duration::from_secs(60);
+
+// ------------------------------------------------------------ the store
+
+/// One user's Maildir (INBOX is its root). Folder arguments are on-disk
+/// directory names: `""` is INBOX, `".Archive"` a Maildir++ folder.
+#[derive(Clone, Debug)]
+pub struct Md {
+    pub root: PathBuf,
+}
+
+impl Md {
+    /// Creates the root with `cur/ new/ tmp/`.
+    pub fn create(root: impl Into<PathBuf>) -> Md {
+        let md = Md { root: root.into() };
+        md.folder("");
+        md
+    }
+
+    pub fn dir(&self, folder: &str) -> PathBuf {
+        if folder.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(folder)
+        }
+    }
+
+    /// Creates a folder as Dovecot does (`cur/ new/ tmp/`, `maildirfolder`).
+    pub fn folder(&self, folder: &str) -> PathBuf {
+        let dir = self.dir(folder);
+        for sub in ["cur", "new", "tmp"] {
+            fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        if !folder.is_empty() {
+            fs::write(dir.join("maildirfolder"), b"").unwrap();
+        }
+        dir
+    }
+
+    pub fn path(&self, folder: &str, sub: &str, file: &str) -> PathBuf {
+        self.dir(folder).join(sub).join(file)
+    }
+
+    /// Delivers as Postfix `virtual(8)`/`local(8)` do: write in `tmp/`,
+    /// link into `new/`, unlink the `tmp/` name.
+    pub fn deliver(&self, folder: &str, file: &str, body: &[u8]) {
+        self.try_deliver(folder, file, body).unwrap();
+    }
+
+    /// [`Md::deliver`], failing when the folder is gone (renamed away).
+    pub fn try_deliver(&self, folder: &str, file: &str, body: &[u8]) -> std::io::Result<()> {
+        let tmp = self.path(folder, "tmp", file);
+        fs::write(&tmp, body)?;
+        let linked = fs::hard_link(&tmp, self.path(folder, "new", file));
+        let _ = fs::remove_file(&tmp);
+        linked
+    }
+
+    /// Writes a file straight into `sub/` (an APPEND with flags lands in
+    /// `cur/`; Dovecot writes in `tmp/` and renames, which is the same to a
+    /// watcher of `cur/`).
+    pub fn put(&self, folder: &str, sub: &str, file: &str, body: &[u8]) {
+        let tmp = self.path(folder, "tmp", file);
+        fs::write(&tmp, body).unwrap();
+        fs::rename(&tmp, self.path(folder, sub, file)).unwrap();
+    }
+
+    /// Renames `from` to `to` within the folder (`sub/name` each): a flag
+    /// change, or `new/x` → `cur/x:2,`.
+    pub fn mv(&self, folder: &str, from: (&str, &str), to: (&str, &str)) {
+        fs::rename(
+            self.path(folder, from.0, from.1),
+            self.path(folder, to.0, to.1),
+        )
+        .unwrap_or_else(|e| panic!("rename {from:?} -> {to:?} in {folder:?}: {e}"));
+    }
+
+    /// Changes the flags of `cur/BASE:2,FROM` to `cur/BASE:2,TO`.
+    pub fn flag(&self, folder: &str, base: &str, from: &str, to: &str) {
+        self.mv(
+            folder,
+            ("cur", &format!("{base}:2,{from}")),
+            ("cur", &format!("{base}:2,{to}")),
+        );
+    }
+
+    pub fn rm(&self, folder: &str, sub: &str, file: &str) {
+        fs::remove_file(self.path(folder, sub, file))
+            .unwrap_or_else(|e| panic!("rm {sub}/{file} in {folder:?}: {e}"));
+    }
+
+    /// Writes a control file (`dovecot-keywords`, `dovecot-uidlist`, …).
+    pub fn write(&self, folder: &str, name: &str, contents: &str) {
+        fs::write(self.dir(folder).join(name), contents).unwrap();
+    }
+
+    /// Replaces a control file the way Dovecot does: write a lock/temp
+    /// file, rename it over the old one.
+    pub fn replace(&self, folder: &str, name: &str, contents: &str) {
+        let tmp = self.dir(folder).join(format!("{name}.lock"));
+        fs::write(&tmp, contents).unwrap();
+        fs::rename(&tmp, self.dir(folder).join(name)).unwrap();
+    }
+
+    pub fn append(&self, folder: &str, name: &str, contents: &str) {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.dir(folder).join(name))
+            .unwrap();
+        f.write_all(contents.as_bytes()).unwrap();
+    }
+
+    /// The names in `sub/` of a folder.
+    pub fn list(&self, folder: &str, sub: &str) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.dir(folder).join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// A message body of a few lines.
+pub fn body(tag: &str) -> Vec<u8> {
+    format!("From: a@example.org\nSubject: {tag}\n\nhello {tag}\n").into_bytes()
+}
+
+/// RFC822.SIZE of content: bare LF counted as CRLF.
+pub fn imap_size(content: &[u8]) -> u64 {
+    let bare_lf = content
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| b == b'\n' && (i == 0 || content[i - 1] != b'\r'))
+        .count();
+    (content.len() + bare_lf) as u64
+}
+
+// ------------------------------------------------------------ the watcher
+
+/// What the stdout reader collected.
+#[derive(Default)]
+struct Out {
+    events: Vec<Value>,
+    /// Lines that were not JSON objects (a bug unless at a kill -9).
+    bad: Vec<String>,
+    /// An unterminated last line (only legitimate after kill -9).
+    partial: Option<String>,
+    eof: bool,
+}
+
+/// A running `maildir-events watch`.
+pub struct Watch {
+    child: Option<Child>,
+    pid: i32,
+    out: Arc<Mutex<Out>>,
+    stderr: Arc<Mutex<String>>,
+    gate: Arc<(Mutex<bool>, Condvar)>,
+    reader: Option<JoinHandle<()>>,
+    err_reader: Option<JoinHandle<()>>,
+    notify: UnixDatagram,
+    notes: Vec<String>,
+    _sock_dir: TempDir,
+    pub args: Vec<OsString>,
+}
+
+/// How to start a watcher.
+pub struct Spawn {
+    pub args: Vec<OsString>,
+    /// Do not read stdout until [`Watch::resume`]: the pipe fills and the
+    /// watcher blocks on it.
+    pub paused: bool,
+    /// Shrinks the stdout pipe to this many bytes (`F_SETPIPE_SZ`), so a
+    /// stalled consumer blocks the watcher after a few lines.
+    pub pipe_size: Option<i32>,
+    pub log: &'static str,
+}
+
+impl Spawn {
+    /// `watch --state STATE --server-name mx.example.org ARGS…`
+    pub fn new(state: &Path, args: &[&str]) -> Spawn {
+        let mut v: Vec<OsString> = vec![
+            "watch".into(),
+            "--state".into(),
+            state.into(),
+            "--server-name".into(),
+            SERVER.into(),
+        ];
+        v.extend(args.iter().map(OsString::from));
+        Spawn {
+            args: v,
+            paused: false,
+            pipe_size: None,
+            log: "info",
+        }
+    }
+
+    pub fn arg(mut self, a: impl Into<OsString>) -> Spawn {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn paused(mut self) -> Spawn {
+        self.paused = true;
+        self
+    }
+
+    pub fn pipe_size(mut self, bytes: i32) -> Spawn {
+        self.pipe_size = Some(bytes);
+        self
+    }
+
+    /// Spawns and waits for `READY=1`.
+    pub fn start(self) -> Watch {
+        let mut w = self.spawn();
+        w.wait_ready();
+        w
+    }
+
+    /// Spawns without waiting.
+    pub fn spawn(self) -> Watch {
+        let sock_dir = tempfile::Builder::new()
+            .prefix("me-notify")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let sock_path = sock_dir.path().join("n");
+        let notify = UnixDatagram::bind(&sock_path).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut child = Command::new(BIN)
+            .args(&self.args)
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("MAILDIR_EVENTS_LOG", self.log)
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let out = Arc::new(Mutex::new(Out::default()));
+        let gate = Arc::new((Mutex::new(self.paused), Condvar::new()));
+        let stdout = child.stdout.take().unwrap();
+        if let Some(bytes) = self.pipe_size {
+            use std::os::fd::AsRawFd;
+            // SAFETY: fcntl on the pipe's read end, which we own.
+            let r = unsafe { libc::fcntl(stdout.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) };
+            assert!(r >= 0, "F_SETPIPE_SZ failed");
+        }
+        let reader = {
+            let out = out.clone();
+            let gate = gate.clone();
+            thread::spawn(move || read_stdout(stdout, &out, &gate))
+        };
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let err_reader = {
+            let stderr = stderr.clone();
+            let mut pipe = child.stderr.take().unwrap();
+            thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                loop {
+                    match pipe.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => stderr
+                            .lock()
+                            .unwrap()
+                            .push_str(&String::from_utf8_lossy(&buf[..n])),
+                    }
+                }
+            })
+        };
+        Watch {
+            child: Some(child),
+            pid,
+            out,
+            stderr,
+            gate,
+            reader: Some(reader),
+            err_reader: Some(err_reader),
+            notify,
+            notes: Vec::new(),
+            _sock_dir: sock_dir,
+            args: self.args,
+        }
+    }
+}
+
+fn read_stdout(stdout: impl Read, out: &Mutex<Out>, gate: &(Mutex<bool>, Condvar)) {
+    {
+        let (lock, cv) = gate;
+        let mut paused = lock.lock().unwrap();
+        while *paused {
+            paused = cv.wait(paused).unwrap();
+        }
+    }
+    let mut r = BufReader::with_capacity(1 << 16, stdout);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
+        if line.last() != Some(&b'\n') {
+            o.partial = Some(String::from_utf8_lossy(&line).into_owned());
+            break;
+        }
+        let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+        match serde_json::from_str::<Value>(&text) {
+            Ok(v) if v.is_object() => o.events.push(v),
+            _ => o.bad.push(text),
+        }
+    }
+    out.lock().unwrap_or_else(|e| e.into_inner()).eof = true;
+}
+
+impl Watch {
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Everything read from stdout so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.out.lock().unwrap().events.clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.out.lock().unwrap().events.len()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The sd_notify datagrams received so far.
+    pub fn notes(&mut self) -> &[String] {
+        self.drain_notes();
+        &self.notes
+    }
+
+    fn drain_notes(&mut self) {
+        self.notify.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.notify.recv(&mut buf) {
+            self.notes
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        self.notify.set_nonblocking(false).unwrap();
+    }
+
+    /// Waits (bounded) for a datagram with a line starting with `prefix`.
+    pub fn wait_note(&mut self, prefix: &str, timeout: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            self.drain_notes();
+            if self
+                .notes
+                .iter()
+                .any(|n| n.lines().any(|l| l.starts_with(prefix)))
+            {
+                return true;
+            }
+            if start.elapsed() > timeout {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Starts reading stdout (after [`Spawn::paused`]).
+    pub fn resume(&self) {
+        let (lock, cv) = &*self.gate;
+        *lock.lock().unwrap() = false;
+        cv.notify_all();
+    }
+
+    /// Waits for a datagram with `READY=1`; panics when the watcher exits
+    /// or the time is up.
+    pub fn wait_ready(&mut self) {
+        let start = Instant::now();
+        let mut buf = [0u8; 4096];
+        loop {
+            if self.notes.iter().any(|n| n.lines().any(|l| l == "READY=1")) {
+                return;
+            }
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                self.notes
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                continue;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "the watcher exited ({status}) before READY=1\nargs: {:?}\nstderr:\n{}",
+                    self.args,
+                    self.stderr()
+                );
+            }
+            assert!(
+                start.elapsed() < READY_WAIT,
+                "no READY=1 within {READY_WAIT:?}\nargs: {:?}\nnotes: {:?}\nstderr:\n{}",
+                self.args,
+                self.notes,
+                self.stderr()
+            );
+        }
+    }
+
+    /// Polls until `cond` holds for the events read so far; returns them.
+    /// Panics after `timeout`, showing what was printed.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        cond: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            {
+                let o = self.out.lock().unwrap();
+                if cond(&o.events) {
+                    return o.events.clone();
+                }
+            }
+            if start.elapsed() > timeout {
+                let evs = self.events();
+                panic!(
+                    "timed out after {timeout:?} waiting for: {what}\n{} events printed:\n{}\nstderr (tail):\n{}",
+                    evs.len(),
+                    show_tail(&evs, 60),
+                    tail(&self.stderr(), 6000)
+                );
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits until `n` events were printed.
+    pub fn wait_count(&self, n: usize) -> Vec<Value> {
+        self.wait_for(&format!("{n} events"), WAIT, |e| e.len() >= n)
+    }
+
+    /// Waits until nothing new was printed for `quiet` (for tests that
+    /// then check nothing *else* came; the final check is at `stop`).
+    pub fn settle(&self, quiet: Duration) -> Vec<Value> {
+        let mut last = self.count();
+        let mut since = Instant::now();
+        let start = Instant::now();
+        loop {
+            thread::sleep(Duration::from_millis(10));
+            let now = self.count();
+            if now != last {
+                last = now;
+                since = Instant::now();
+            } else if since.elapsed() >= quiet {
+                return self.events();
+            }
+            assert!(start.elapsed() < Duration::from_secs(120), "never settled");
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on the pid of our own child, not yet reaped.
+        let r = unsafe { libc::kill(self.pid, sig) };
+        assert_eq!(r, 0, "kill({}, {sig}) failed", self.pid);
+    }
+
+    /// Sends `sig`, waits for the exit (bounded) and for stdout's end.
+    fn end(&mut self, sig: i32) -> ExitStatus {
+        if sig == libc::SIGKILL {
+            // Killed where it stands (maybe blocked on a full pipe); what
+            // it wrote into the pipe is still read afterwards.
+            self.signal(sig);
+            self.resume();
+        } else {
+            self.resume();
+            self.signal(sig);
+        }
+        let start = Instant::now();
+        let child = self.child.as_mut().unwrap();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the watcher did not exit within 60 s of signal {sig}\nstderr (tail):\n{}",
+                    tail(&self.stderr(), 6000)
+                );
+            }
+            thread::sleep(Duration::from_millis(5));
+        };
+        self.child = None;
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        if let Some(r) = self.err_reader.take() {
+            r.join().unwrap();
+        }
+        self.drain_notes();
+        status
+    }
+
+    /// SIGTERM: the watcher must finish its batch, flush and exit 0, having
+    /// printed only well-formed lines. Returns everything it printed.
+    pub fn stop(mut self) -> Vec<Value> {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    pub fn stop_with(&mut self, sig: i32) -> Vec<Value> {
+        let status = self.end(sig);
+        let o = self.out.lock().unwrap();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "the watcher should exit 0 on signal {sig}, got {status}\nstderr (tail):\n{}",
+            tail(&self.stderr(), 6000)
+        );
+        assert!(
+            o.bad.is_empty(),
+            "lines that are no JSON object: {:?}",
+            o.bad
+        );
+        assert!(
+            o.partial.is_none(),
+            "unterminated last line: {:?}",
+            o.partial
+        );
+        o.events.clone()
+    }
+
+    /// kill -9: returns the complete lines printed (a partial last line is
+    /// legitimate and dropped).
+    pub fn kill9(mut self) -> Vec<Value> {
+        let status = self.end(libc::SIGKILL);
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL),
+            "{status}"
+        );
+        let o = self.out.lock().unwrap();
+        assert!(
+            o.bad.is_empty(),
+            "lines that are no JSON object: {:?}",
+            o.bad
+        );
+        o.events.clone()
+    }
+
+    /// Waits for the exit of a watcher expected to stop by itself.
+    pub fn wait_exit(mut self, timeout: Duration) -> (Option<i32>, String) {
+        let start = Instant::now();
+        let child = self.child.as_mut().unwrap();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(start.elapsed() < timeout, "did not exit within {timeout:?}");
+            thread::sleep(Duration::from_millis(10));
+        };
+        self.child = None;
+        if let Some(r) = self.err_reader.take() {
+            r.join().unwrap();
+        }
+        (status.code(), self.stderr())
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.resume();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+// ------------------------------------------------------------ scan
+
+/// Runs `scan` with the same state; returns (exit code, stdout lines, stderr).
+pub fn scan(state: &Path, args: &[&std::ffi::OsStr]) -> (Option<i32>, Vec<String>, String) {
+    let out = Command::new(BIN)
+        .arg("scan")
+        .arg("--state")
+        .arg(state)
+        .arg("--server-name")
+        .arg(SERVER)
+        .args(args)
+        .env_remove("MAILDIR_EVENTS_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// ------------------------------------------------------------ printing
+
+pub fn tail(s: &str, n: usize) -> &str {
+    let mut i = s.len().saturating_sub(n);
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    &s[i..]
+}
+
+/// The last `n` events, one short line each.
+pub fn show_tail(evs: &[Value], n: usize) -> String {
+    let skip = evs.len().saturating_sub(n);
+    let mut out = String::new();
+    if skip > 0 {
+        out.push_str(&format!("  … {skip} earlier\n"));
+    }
+    for e in &evs[skip..] {
+        out.push_str(&format!("  {}\n", short(e)));
+    }
+    out
+}
+
+/// An event in one short line: type, mailbox, uid/uidset, flags.
+pub fn short(e: &Value) -> String {
+    let g = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
+    let mut s = format!(
+        "#{} {} {}",
+        e.get("vnd.maildir.seq")
+            .map(Value::to_string)
+            .unwrap_or_default(),
+        g("event"),
+        g("uri")
+    );
+    for k in [
+        "uidset",
+        "flagNames",
+        "oldMailboxID",
+        "vnd.maildir.filename",
+    ] {
+        if let Some(v) = e.get(k) {
+            s.push_str(&format!(" {k}={v}"));
+        }
+    }
+    s
+}

@@ -1,0 +1,624 @@
+//! Helpers of the configuration and quota binary tests (`tests/config.rs`,
+//! `tests/quota.rs`): a one-user Maildir in a temporary directory with its
+//! own state directory and config file, runs of `scan` and
+//! `check-config`, and a `watch` started with an sd_notify socket.
+//!
+//! Folder arguments are on-disk directory names: `""` is INBOX (the Maildir
+//! root), `".Trash"` a Maildir++ folder. Messages are delivered the Maildir
+//! way (written in `tmp/`, renamed into `new/` or `cur/`), so a watcher
+//! never sees a half-written file.
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_maildir-events");
+pub const USER: &str = "alice@example.org";
+pub const SERVER: &str = "mx.example.org";
+/// `imap://` + user + server, as every URL of [`USER`] starts.
+pub const ALICE: &str = "imap://alice%40example.org@mx.example.org";
+/// The quota events' `uri`: the user's INBOX, without UIDVALIDITY.
+pub const INBOX_URL: &str = "imap://alice%40example.org@mx.example.org/INBOX";
+
+/// EX_CONFIG.
+pub const EX_CONFIG: i32 = 78;
+
+// ---------------------------------------------------------------- runs
+
+/// The outcome of one run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub args: Vec<OsString>,
+}
+
+impl Run {
+    pub fn of(mut cmd: Command) -> Run {
+        let args = cmd.get_args().map(OsString::from).collect();
+        let out = cmd.output().expect("run maildir-events");
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            args,
+        }
+    }
+
+    /// Asserts exit 0 and returns stdout.
+    pub fn ok(&self) -> &str {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "expected exit 0\nargs: {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.args,
+            self.stdout,
+            self.stderr
+        );
+        &self.stdout
+    }
+
+    /// The events, after checking the run succeeded.
+    pub fn events(&self) -> Vec<Value> {
+        parse_lines(self.ok())
+    }
+
+    /// Asserts exit `code`, nothing on stdout, and returns the
+    /// `maildir-events:` error text on stderr (with its continuation lines).
+    pub fn fails(&self, code: i32) -> &str {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit {code}\nargs: {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.args,
+            self.stdout,
+            self.stderr
+        );
+        assert!(
+            self.stdout.is_empty(),
+            "a failed run printed on stdout:\n{}",
+            self.stdout
+        );
+        let at = self.stderr.find("maildir-events:").unwrap_or_else(|| {
+            panic!(
+                "stderr has no `maildir-events:` error line:\n{}",
+                self.stderr
+            )
+        });
+        &self.stderr[at..]
+    }
+}
+
+/// Parses JSON Lines; every line must be a JSON object with an `event`.
+pub fn parse_lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| {
+            let v: Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+            assert!(v["event"].is_string(), "no event type: {l}");
+            v
+        })
+        .collect()
+}
+
+// ------------------------------------------------------ event accessors
+
+pub fn s<'a>(ev: &'a Value, key: &str) -> &'a str {
+    ev[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no string {key:?} in {ev}"))
+}
+
+pub fn n(ev: &Value, key: &str) -> u64 {
+    ev[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no number {key:?} in {ev}"))
+}
+
+pub fn kinds(evs: &[Value]) -> Vec<&str> {
+    evs.iter().map(|e| s(e, "event")).collect()
+}
+
+pub fn of<'a>(evs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    evs.iter().filter(|e| s(e, "event") == kind).collect()
+}
+
+/// The one event of `kind` among others.
+pub fn one<'a>(evs: &'a [Value], kind: &str) -> &'a Value {
+    let found = of(evs, kind);
+    assert_eq!(found.len(), 1, "expected one {kind}: {}", show(evs));
+    found[0]
+}
+
+/// The events whose type starts with `Quota`.
+pub fn quota_events(evs: &[Value]) -> Vec<&Value> {
+    evs.iter()
+        .filter(|e| s(e, "event").starts_with("Quota"))
+        .collect()
+}
+
+/// The types of the quota events.
+pub fn quota_kinds(evs: &[Value]) -> Vec<&str> {
+    quota_events(evs)
+        .into_iter()
+        .map(|e| s(e, "event"))
+        .collect()
+}
+
+/// The mailbox name in an event's `mailboxID` (`…/NAME;UIDVALIDITY=…`).
+pub fn mbox(ev: &Value) -> &str {
+    let id = s(ev, "mailboxID");
+    let rest = id
+        .strip_prefix(&format!("{ALICE}/"))
+        .unwrap_or_else(|| panic!("not a mailbox of {USER}: {id}"));
+    rest.split(";UIDVALIDITY=").next().unwrap()
+}
+
+/// The UID in an event's message `uri` (`…/;UID=n`).
+pub fn uid(ev: &Value) -> u32 {
+    let uri = s(ev, "uri");
+    let (_, u) = uri
+        .rsplit_once("/;UID=")
+        .unwrap_or_else(|| panic!("no UID in {uri}"));
+    u.parse().unwrap()
+}
+
+/// The event keys, in order.
+pub fn keys(ev: &Value) -> Vec<&str> {
+    ev.as_object().unwrap().keys().map(String::as_str).collect()
+}
+
+/// Events one per line, for assertion messages.
+pub fn show(evs: &[Value]) -> String {
+    let mut out = String::from("\n");
+    for e in evs {
+        out.push_str(&format!("  {e}\n"));
+    }
+    out
+}
+
+/// A quota event's numbers: (`diskUsed`, `diskQuota`, `messages`,
+/// `maxMessages`), the optional ones `None` when absent.
+pub fn quota_numbers(ev: &Value) -> (u64, Option<u64>, u64, Option<u64>) {
+    (
+        n(ev, "diskUsed"),
+        ev.get("diskQuota").map(|v| v.as_u64().unwrap()),
+        n(ev, "messages"),
+        ev.get("maxMessages").map(|v| v.as_u64().unwrap()),
+    )
+}
+
+/// Checks a quota event's envelope: user, server, `uri` of the INBOX.
+pub fn check_quota_event(ev: &Value) {
+    assert_eq!(s(ev, "user"), USER, "{ev}");
+    assert_eq!(s(ev, "serverFQDN"), SERVER, "{ev}");
+    assert_eq!(s(ev, "uri"), INBOX_URL, "{ev}");
+    assert_eq!(s(ev, "process"), "maildir-events", "{ev}");
+    assert!(ev["vnd.maildir.seq"].as_u64().is_some(), "{ev}");
+}
+
+// ------------------------------------------------------------- the store
+
+/// Seconds since the epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A Maildir++ base name: `SECS.M<i>P4242.testhost`.
+pub fn base_at(secs: u64, i: u32) -> String {
+    format!("{secs}.M{i}P4242.testhost")
+}
+
+/// A base name ordered by `i`, from 2023.
+pub fn base(i: u32) -> String {
+    base_at(1_700_000_000, i)
+}
+
+/// The same with Dovecot's `,S=<size>`.
+pub fn sized(i: u32, size: u64) -> String {
+    format!("{},S={size}", base(i))
+}
+
+/// A message of exactly `len` bytes (header, blank line, body of `x`).
+pub fn body_of(len: usize) -> Vec<u8> {
+    let head = b"Subject: q\n\n";
+    assert!(len > head.len() + 1, "message too short");
+    let mut v = head.to_vec();
+    v.resize(len - 1, b'x');
+    v.push(b'\n');
+    v
+}
+
+/// One user's Maildir, a state directory and an optional config file.
+pub struct Env {
+    pub tmp: TempDir,
+    pub root: PathBuf,
+    pub state: PathBuf,
+    pub config: Option<PathBuf>,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let tmp = TempDir::new().unwrap();
+        let root = tmp.path().join("alice/Maildir");
+        let state = tmp.path().join("state");
+        let env = Env {
+            tmp,
+            root,
+            state,
+            config: None,
+        };
+        env.folder("");
+        env
+    }
+
+    /// The directory of a folder (`""` is the root).
+    pub fn dir(&self, folder: &str) -> PathBuf {
+        if folder.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(folder)
+        }
+    }
+
+    /// Creates a folder with `cur/ new/ tmp/` (and `maildirfolder`).
+    pub fn folder(&self, folder: &str) -> PathBuf {
+        let dir = self.dir(folder);
+        for sub in ["cur", "new", "tmp"] {
+            fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        if !folder.is_empty() {
+            fs::write(dir.join("maildirfolder"), b"").unwrap();
+        }
+        dir
+    }
+
+    pub fn path(&self, folder: &str, sub: &str, file: &str) -> PathBuf {
+        self.dir(folder).join(sub).join(file)
+    }
+
+    /// Writes `content` in `tmp/`, then renames it to `sub/file`.
+    pub fn put(&self, folder: &str, sub: &str, file: &str, content: &[u8]) -> PathBuf {
+        let tmp = self.dir(folder).join("tmp").join(file);
+        fs::write(&tmp, content).unwrap();
+        let to = self.path(folder, sub, file);
+        fs::rename(&tmp, &to).unwrap();
+        to
+    }
+
+    /// Delivers a message of `len` bytes into `new/`.
+    pub fn deliver(&self, folder: &str, file: &str, len: usize) -> PathBuf {
+        self.put(folder, "new", file, &body_of(len))
+    }
+
+    pub fn rm(&self, folder: &str, sub: &str, file: &str) {
+        fs::remove_file(self.path(folder, sub, file))
+            .unwrap_or_else(|e| panic!("rm {folder}/{sub}/{file}: {e}"));
+    }
+
+    pub fn mv(&self, from: (&str, &str, &str), to: (&str, &str, &str)) {
+        fs::rename(
+            self.path(from.0, from.1, from.2),
+            self.path(to.0, to.1, to.2),
+        )
+        .unwrap();
+    }
+
+    /// Writes a control file of a folder or of the root.
+    pub fn write(&self, folder: &str, name: &str, contents: &[u8]) {
+        fs::write(self.dir(folder).join(name), contents).unwrap();
+    }
+
+    /// Writes `maildirsize` at the root.
+    pub fn maildirsize(&self, text: &str) {
+        self.write("", "maildirsize", text.as_bytes());
+    }
+
+    /// Writes the config file (`config.toml` next to the Maildir) that
+    /// every later run gets with `--config`.
+    pub fn set_config(&mut self, text: &str) -> PathBuf {
+        let p = self.tmp.path().join("config.toml");
+        fs::write(&p, text).unwrap();
+        self.config = Some(p.clone());
+        p
+    }
+
+    /// `maildir-events SUB [--config FILE] --state STATE --uid-wait-ms 0 ARGS…`
+    /// (no store, no server name: the caller or the file gives them).
+    pub fn bare(&self, sub: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg(sub);
+        if let Some(cfg) = &self.config {
+            c.arg("--config").arg(cfg);
+        }
+        c.arg("--state").arg(&self.state);
+        if !args.contains(&"--uid-wait-ms") {
+            c.args(["--uid-wait-ms", "0"]);
+        }
+        c.args(args);
+        c.env_remove("MAILDIR_EVENTS_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("CARGO_TERM_COLOR");
+        c
+    }
+
+    /// `bare(SUB, ARGS) --server-name mx.example.org --user alice@… ROOT`.
+    pub fn command(&self, sub: &str, args: &[&str]) -> Command {
+        let mut c = self.bare(sub, args);
+        if !args.contains(&"--server-name") {
+            c.args(["--server-name", SERVER]);
+        }
+        c.arg("--user").arg(USER).arg(&self.root);
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::of(self.command("scan", args))
+    }
+
+    /// A scan that must succeed; its events, each checked to be
+    /// [`USER`]'s.
+    pub fn scan_with(&self, args: &[&str]) -> Vec<Value> {
+        let evs = self.run(args).events();
+        for ev in &evs {
+            assert_eq!(s(ev, "user"), USER, "{ev}");
+            assert!(s(ev, "uri").starts_with(&format!("{ALICE}/")), "{ev}");
+        }
+        evs
+    }
+
+    pub fn scan(&self) -> Vec<Value> {
+        self.scan_with(&[])
+    }
+
+    /// The first scan: a silent baseline.
+    pub fn baseline(&self) {
+        let evs = self.scan();
+        assert!(evs.is_empty(), "the baseline printed:{}", show(&evs));
+    }
+
+    /// A scan that must print nothing.
+    pub fn quiet(&self) {
+        let evs = self.scan();
+        assert!(evs.is_empty(), "expected no events, got:{}", show(&evs));
+    }
+
+    /// `check-config [--config FILE] --state STATE ARGS…` (no store, no
+    /// `--uid-wait-ms`: the defaults show).
+    pub fn check_config(&self, args: &[&str]) -> Run {
+        let mut c = Command::new(BIN);
+        c.arg("check-config");
+        if let Some(cfg) = &self.config {
+            c.arg("--config").arg(cfg);
+        }
+        c.arg("--state").arg(&self.state).args(args);
+        c.env_remove("MAILDIR_EVENTS_LOG");
+        Run::of(c)
+    }
+
+    /// Starts `watch` over this store (with `--config` when set) and waits
+    /// for `READY=1`.
+    pub fn watch(&self, args: &[&str]) -> Watch {
+        let mut c = self.command("watch", args);
+        Watch::start(&mut c)
+    }
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Env::new()
+    }
+}
+
+// ----------------------------------------------------------- the watcher
+
+/// How long a live change may take to show (generous: debug builds, busy CI).
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// A running `maildir-events watch`, its stdout read by a thread.
+pub struct Watch {
+    child: Option<Child>,
+    events: Arc<Mutex<Vec<Value>>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+    _sock_dir: TempDir,
+}
+
+impl Watch {
+    /// Spawns `cmd` with `NOTIFY_SOCKET` and waits for `READY=1`.
+    pub fn start(cmd: &mut Command) -> Watch {
+        let sock_dir = tempfile::Builder::new()
+            .prefix("qfix-notify")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let sock = sock_dir.path().join("n");
+        let notify = UnixDatagram::bind(&sock).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut child = cmd
+            .env("NOTIFY_SOCKET", &sock)
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let out = child.stdout.take().unwrap();
+        let r1 = {
+            let events = events.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    let Ok(line) = line else { return };
+                    let v: Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("watch printed no JSON ({e}): {line}"));
+                    events.lock().unwrap().push(v);
+                }
+            })
+        };
+        let mut err = child.stderr.take().unwrap();
+        let r2 = {
+            let stderr = stderr.clone();
+            thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                loop {
+                    match err.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => stderr
+                            .lock()
+                            .unwrap()
+                            .push_str(&String::from_utf8_lossy(&buf[..n])),
+                    }
+                }
+            })
+        };
+        let mut w = Watch {
+            child: Some(child),
+            events,
+            stderr,
+            readers: vec![r1, r2],
+            _sock_dir: sock_dir,
+        };
+        let start = Instant::now();
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Ok(n) = notify.recv(&mut buf)
+                && String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .any(|l| l == "READY=1")
+            {
+                return w;
+            }
+            if let Some(status) = w.child.as_mut().unwrap().try_wait().unwrap() {
+                thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "the watcher exited ({status}) before READY=1\nstderr:\n{}",
+                    w.stderr()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no READY=1 within 30 s\nstderr:\n{}",
+                w.stderr()
+            );
+        }
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.events.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded by [`WAIT`]) until `cond` holds for everything
+    /// printed so far; returns it.
+    pub fn wait_for(&self, what: &str, cond: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let evs = self.events();
+            if cond(&evs) {
+                return evs;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "timed out waiting for {what}; printed:{}stderr:\n{}",
+                show(&evs),
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits until `n` events in all were printed, then a little more, so
+    /// that an unwanted extra event would show too; returns them all.
+    pub fn wait_count(&self, n: usize) -> Vec<Value> {
+        self.wait_for(&format!("{n} events"), |e| e.len() >= n);
+        self.settle(Duration::from_millis(300))
+    }
+
+    /// Waits until nothing new was printed for `quiet`.
+    pub fn settle(&self, quiet: Duration) -> Vec<Value> {
+        let mut last = self.events().len();
+        let mut since = Instant::now();
+        loop {
+            thread::sleep(Duration::from_millis(10));
+            let now = self.events().len();
+            if now != last {
+                last = now;
+                since = Instant::now();
+            } else if since.elapsed() >= quiet {
+                return self.events();
+            }
+        }
+    }
+
+    /// SIGTERM; the watcher must exit 0. Returns everything it printed.
+    pub fn stop(mut self) -> Vec<Value> {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: kill(2) on our own child's pid, not yet reaped.
+        let r = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        assert_eq!(r, 0);
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the watcher did not exit on SIGTERM\n{}", self.stderr());
+            }
+            thread::sleep(Duration::from_millis(5));
+        };
+        for r in self.readers.drain(..) {
+            r.join().unwrap();
+        }
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "the watcher's exit on SIGTERM\nstderr:\n{}",
+            self.stderr()
+        );
+        self.events()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Parses TOML text into a generic table (panics with the text on error).
+pub fn toml_table(text: &str) -> toml::Table {
+    text.parse::<toml::Table>()
+        .unwrap_or_else(|e| panic!("not TOML ({e}):\n{text}"))
+}
+
+/// Whether `p` exists.
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
