@@ -20,7 +20,8 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Config, SourceKind, WatchOptions};
 use crate::delivery::{Dispatcher, Outlet};
-use crate::diff::{Change, UserDiff};
+use crate::diff::UserDiff;
+use crate::enrich;
 use crate::error::Error;
 use crate::event::{self, EventContext};
 use crate::live::{self, LiveFolder, Op};
@@ -77,6 +78,7 @@ struct Daemon<'a> {
     store: &'a mut Store,
     dispatcher: Option<Dispatcher>,
     metrics: Arc<Metrics>,
+    content: crate::content::ContentOptions,
     outbox: Outbox,
     watcher: Option<Watcher>,
     users: Vec<User>,
@@ -120,6 +122,7 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
         store,
         dispatcher: Some(dispatcher),
         metrics,
+        content: config.content.options(),
         outbox,
         watcher,
         users: Vec::new(),
@@ -644,13 +647,12 @@ impl Daemon<'_> {
             updates: vec![applied.update],
             ..UserDiff::default()
         };
-        for change in &mut diff.changes {
-            if let Change::Arrived { entry, .. } = change
-                && entry.vsize.is_none()
-            {
-                entry.vsize = scan::virtual_size(&message_path(&path, entry)).ok();
-            }
-        }
+        let folder_dir = path.clone();
+        enrich::arrivals(
+            &mut diff,
+            &|_: &[u8]| Some(folder_dir.clone()),
+            &self.content,
+        );
         // Quota: the cached folder totals with this folder's new ones.
         if self.config.quota.is_some() {
             let changed = &diff.updates[0].folder;
@@ -1020,13 +1022,6 @@ impl Daemon<'_> {
         );
         notify(&[sd_notify::NotifyState::Status(&text)]);
     }
-}
-
-fn message_path(folder: &Path, entry: &scan::Entry) -> PathBuf {
-    use std::os::unix::ffi::OsStrExt;
-    folder
-        .join(if entry.in_new { "new" } else { "cur" })
-        .join(std::ffi::OsStr::from_bytes(&entry.file))
 }
 
 /// The first half of a rename.

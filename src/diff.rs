@@ -61,12 +61,15 @@ pub enum Change {
         name: String,
         uidvalidity: u32,
     },
+    /// `params`: optional parameters computed from the message content
+    /// (filled in by the caller, which reads the file).
     Arrived {
         mailbox: usize,
         arrival: Arrival,
         uid: u32,
         base: Vec<u8>,
         entry: Entry,
+        params: Vec<(String, String)>,
     },
     Flags {
         mailbox: usize,
@@ -396,6 +399,7 @@ fn diff_folder(
                     uid: state.uid,
                     base: (*base).clone(),
                     entry: e.clone(),
+                    params: Vec::new(),
                 });
                 upserts.push(((*base).clone(), *state));
             }

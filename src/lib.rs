@@ -17,6 +17,7 @@ pub mod content;
 pub mod daemon;
 pub mod delivery;
 pub mod diff;
+pub mod enrich;
 pub mod error;
 pub mod event;
 pub mod host;

@@ -253,6 +253,7 @@ pub fn apply(f: &LiveFolder, ops: &[Op], mailbox: usize) -> Applied {
                     uid: uids[&base],
                     base,
                     entry,
+                    params: Vec::new(),
                 });
             }
             Ev::Flags(base, before, after) => {

@@ -9,6 +9,7 @@ use tracing::{debug, info, warn};
 use crate::config::{Config, SourceKind};
 use crate::delivery::{self, Outlet};
 use crate::diff::{self, Change, DiffInput};
+use crate::enrich;
 use crate::error::Error;
 use crate::event::{self, EventContext};
 use crate::outbox::Outbox;
@@ -198,21 +199,13 @@ pub fn scan_user(
     if silent {
         diff.changes.clear();
     }
-    // The IMAP size of a new message without W= needs its content.
-    for change in &mut diff.changes {
-        if let Change::Arrived { mailbox, entry, .. } = change
-            && entry.vsize.is_none()
-        {
-            let m = &diff.mailboxes[*mailbox];
-            if let Some(f) = listing.folders.get(&m.dir) {
-                let path = f.message_path(root, entry);
-                match scan::virtual_size(&path) {
-                    Ok(n) => entry.vsize = Some(n),
-                    Err(e) => debug!(path = %path.display(), "no size: {e}"),
-                }
-            }
-        }
-    }
+    let folder = |dir: &[u8]| {
+        listing
+            .folders
+            .get(dir)
+            .map(|_| scan::folder_path(root, dir))
+    };
+    enrich::arrivals(&mut diff, &folder, &config.content.options());
     let timestamp = event::timestamp_now();
     let ctx = EventContext {
         user,

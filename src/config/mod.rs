@@ -80,6 +80,31 @@ pub struct ContentSettings {
     pub include: Vec<String>,
 }
 
+impl ContentSettings {
+    /// The options the `content` module computes with (validated by
+    /// `resolve`, so unknown names cannot occur here).
+    pub fn options(&self) -> crate::content::ContentOptions {
+        use crate::content::InclusionMode;
+        let has = |p: &str| self.include.iter().any(|i| i == p);
+        crate::content::ContentOptions {
+            message_content: has("messageContent"),
+            mode: match self.mode.as_str() {
+                "message" => InclusionMode::Message,
+                "header" => InclusionMode::Header,
+                "body" => InclusionMode::Body,
+                "headerbody" => InclusionMode::HeaderBody,
+                _ => InclusionMode::Standard,
+            },
+            max_size: self.max_size,
+            body_structure: has("bodyStructure"),
+            envelope: has("envelope"),
+            message_id: has("messageId"),
+            subject: has("subject"),
+            from: has("from"),
+        }
+    }
+}
+
 /// Content inclusion modes, as Cyrus names them.
 pub const CONTENT_MODES: [&str; 5] = ["standard", "message", "header", "body", "headerbody"];
 /// Optional message parameters.

@@ -161,6 +161,7 @@ pub fn build(diff: &UserDiff, ctx: &EventContext) -> Vec<Event> {
                 uid,
                 base,
                 entry,
+                params,
             } => {
                 let m = &diff.mailboxes[*mailbox];
                 let kind = match arrival {
@@ -199,6 +200,9 @@ pub fn build(diff: &UserDiff, ctx: &EventContext) -> Vec<Event> {
                     "flagNames".into(),
                     json!(flag_names(entry.flags, &m.keywords)),
                 );
+                for (k, v) in params {
+                    e.fields.insert(k.clone(), json!(v));
+                }
                 counts(&mut e, m);
                 out.push(e);
             }
