@@ -134,6 +134,8 @@ pub struct DiffInput<'a> {
     /// Does an expunge of this base name from this mailbox match an expire
     /// rule?
     pub expired: &'a dyn Fn(&str, &[u8]) -> bool,
+    /// A silent baseline: only the new snapshot is wanted, no arrivals.
+    pub silent: bool,
 }
 
 /// Compares a user's snapshot (messages loaded for every folder not
@@ -176,13 +178,14 @@ pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> Us
     }
 
     // Base names present in loaded folders, to recognise copies and moves.
+    // (A silent baseline reports nothing, so it needs none of this.)
     let mut seen_in: HashMap<&[u8], Vec<&[u8]>> = HashMap::new();
-    for f in old.folders.values() {
+    for f in old.folders.values().filter(|_| !input.silent) {
         for base in f.messages.iter().flat_map(|m| m.keys()) {
             seen_in.entry(base).or_default().push(&f.dir);
         }
     }
-    for f in new.folders.values() {
+    for f in new.folders.values().filter(|_| !input.silent) {
         if let Contents::Listed(m) = &f.contents {
             for base in m.keys() {
                 seen_in.entry(base).or_default().push(&f.dir);
@@ -346,8 +349,11 @@ fn diff_folder(
     };
 
     // Messages in the order Dovecot would number them.
+    // (Only our own numbering and reported arrivals need the order.)
     let mut bases: Vec<&Vec<u8>> = listed.keys().collect();
-    bases.sort_by(|a, b| name::dovecot_order(a, b));
+    if server.is_none() || !input.silent {
+        bases.sort_by(|a, b| name::dovecot_order(a, b));
+    }
     let mut states: Vec<(&Vec<u8>, MessageState)> = Vec::with_capacity(bases.len());
     for base in bases {
         let e = &listed[base];
@@ -386,6 +392,7 @@ fn diff_folder(
     let mut upserts = Vec::new();
     for (base, state) in &states {
         match old_msgs.get(*base) {
+            None if input.silent => upserts.push(((*base).clone(), *state)),
             None => {
                 let e = &listed[*base];
                 let arrival = if !e.in_new || copied(&f.dir, base) {

@@ -98,6 +98,7 @@ fn input<'a>(elsewhere: &'a dyn Fn(&[u8], &[u8]) -> bool) -> DiffInput<'a> {
         elsewhere,
         // Everything expunged from Trash has expired.
         expired: &|folder: &str, _: &[u8]| folder == "Trash",
+        silent: false,
     }
 }
 

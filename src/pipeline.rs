@@ -165,6 +165,7 @@ pub fn scan_user(
         hier_sep: config.scan.hier_sep,
         elsewhere: &elsewhere,
         expired: &expired,
+        silent,
     };
     let mut diff = diff::diff_user(&old, &listing, &input);
     if listing.exists {
