@@ -1034,12 +1034,13 @@ fn notify(state: &[sd_notify::NotifyState]) {
     let _ = sd_notify::notify(state);
 }
 
-/// Blocks SIGTERM, SIGINT and SIGHUP in every thread and turns them into
-/// signals on the channel, so the loop stops between batches, never inside
-/// one.
-fn catch_signals(tx: Sender<Signal>) {
+/// Blocks SIGTERM, SIGINT and SIGHUP in this thread and every thread it
+/// starts from now on. Call it before anything starts a thread (a sink's
+/// runtime): a thread without the mask would take the signal and die of
+/// it, taking the process with it.
+pub fn block_signals() -> libc::sigset_t {
     // SAFETY: plain libc signal-mask calls on a zeroed sigset_t.
-    let set = unsafe {
+    unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
@@ -1047,7 +1048,14 @@ fn catch_signals(tx: Sender<Signal>) {
         libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
-    };
+    }
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP in every thread and turns them into
+/// signals on the channel, so the loop stops between batches, never inside
+/// one.
+fn catch_signals(tx: Sender<Signal>) {
+    let set = block_signals();
     let _ = thread::Builder::new()
         .name("signals".into())
         .spawn(move || {

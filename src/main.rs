@@ -54,6 +54,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             pipeline::run_scan(&config, &mut store, &mut outlets)?;
         }
         Command::Watch(_) => {
+            // Before any sink starts a thread of its own.
+            daemon::block_signals();
             let mut store = Store::open(&config.state_dir)?;
             let outlets = delivery::outlets(&config)?;
             daemon::run(&config, &mut store, outlets)?;
@@ -101,7 +103,9 @@ fn status(file: Option<&Path>, args: &StateArgs) -> Result<(), Error> {
             serde_json::json!({"waiting": b.events, "oldestSeconds": b.oldest_secs}),
         );
     }
+    let total = outbox.total()?;
     let out = serde_json::json!({
+        "outbox": {"waiting": total.events, "oldestSeconds": total.oldest_secs},
         "users": users,
         "folders": folders,
         "messages": messages,

@@ -137,18 +137,7 @@ impl Outbox {
     /// How far behind `sink` is.
     pub fn backlog(&self, sink: &str) -> Result<Backlog, StoreError> {
         let pos = self.position(sink)?;
-        self.conn
-            .query_row(
-                "SELECT count(*), (strftime('%s','now') * 1000.0 - min(at)) / 1000.0 FROM outbox WHERE seq > ?1",
-                [pos],
-                |r| {
-                    Ok(Backlog {
-                        events: r.get::<_, i64>(0)? as u64,
-                        oldest_secs: r.get::<_, Option<f64>>(1)?.map(|a| a.max(0.0)),
-                    })
-                },
-            )
-            .map_err(|e| self.err(e))
+        self.backlog_after(pos)
     }
 
     /// Events waiting for the slowest of `sinks`, cheaply: the span of
@@ -163,6 +152,26 @@ impl Outbox {
             .query_row("SELECT max(seq) FROM outbox", [], |r| r.get(0))
             .map_err(|e| self.err(e))?;
         Ok(high.map_or(0, |h| (h - low.min(h)).max(0) as u64))
+    }
+
+    /// Everything in the outbox (waiting for at least one sink).
+    pub fn total(&self) -> Result<Backlog, StoreError> {
+        self.backlog_after(0)
+    }
+
+    fn backlog_after(&self, pos: i64) -> Result<Backlog, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(*), (strftime('%s','now') * 1000.0 - min(at)) / 1000.0 FROM outbox WHERE seq > ?1",
+                [pos],
+                |r| {
+                    Ok(Backlog {
+                        events: r.get::<_, i64>(0)? as u64,
+                        oldest_secs: r.get::<_, Option<f64>>(1)?.map(|a| a.max(0.0)),
+                    })
+                },
+            )
+            .map_err(|e| self.err(e))
     }
 
     /// Users, folders and messages tracked.

@@ -359,7 +359,7 @@ impl Store {
     }
 
     /// A delivery (write in `tmp/`, link into `new/`, unlink): MessageNew.
-    /// Returns the UID it must get. `subject` goes into the message.
+    /// Returns the UID it must get.
     pub fn deliver(&mut self, user: &str, mailbox: &str) -> u32 {
         self.counter += 1;
         let base = format!("1700000000.M{}P4242.e2e", self.counter);
@@ -519,9 +519,9 @@ pub struct Output {
 }
 
 /// Runs `maildir-events ARGS…` to its end.
-pub fn run(args: &[OsString], log: &str) -> Output {
+pub fn run(args: Vec<OsString>, log: &str) -> Output {
     let out = Command::new(BIN)
-        .args(args)
+        .args(&args)
         .env("MAILDIR_EVENTS_LOG", log)
         .env_remove("NOTIFY_SOCKET")
         .env_remove("STATE_DIRECTORY")
@@ -936,6 +936,7 @@ impl Hook {
         let thread = thread::spawn(move || {
             let server = tiny_http::Server::http(("127.0.0.1", port)).expect("bind the receiver");
             let _ = bound.send(());
+            let mut responders = Vec::new();
             while !s.load(Ordering::SeqCst) {
                 let Ok(Some(mut req)) = server.recv_timeout(Duration::from_millis(50)) else {
                     continue;
@@ -964,11 +965,19 @@ impl Hook {
                     reply,
                     delivered: (200..300).contains(&reply.status) && reply.delay < slow,
                 });
-                thread::sleep(reply.delay);
-                let _ = req.respond(
-                    tiny_http::Response::from_string(format!("status {}", reply.status))
-                        .with_status_code(reply.status),
-                );
+                // Answer from a thread of its own, so a slow answer does not
+                // hold up the sender's retry (which would then be answered
+                // after the sender gave up on it too).
+                responders.push(thread::spawn(move || {
+                    thread::sleep(reply.delay);
+                    let _ = req.respond(
+                        tiny_http::Response::from_string(format!("status {}", reply.status))
+                            .with_status_code(reply.status),
+                    );
+                }));
+            }
+            for r in responders {
+                let _ = r.join();
             }
         });
         listening.recv().expect("the receiver started");
@@ -1019,4 +1028,18 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
 pub fn get_metrics(addr: &str) -> Option<String> {
     let mut resp = ureq::get(&format!("http://{addr}/metrics")).call().ok()?;
     resp.body_mut().read_to_string().ok()
+}
+
+/// Polls `f` for at most `timeout`; `None` when it never gave `Some`.
+pub fn poll_opt<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
 }
