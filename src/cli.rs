@@ -79,7 +79,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "MS")]
     pub batch_quiet_ms: Option<f64>,
 
-    /// Close a batch at this age whatever comes [default: 5]; a dense burst
+    /// Close a batch at this age whatever comes [default: 2]; a dense burst
     /// (over 10,000 changes a second) may take ten times as long.
     #[arg(long, value_name = "MS")]
     pub batch_max_ms: Option<u64>,

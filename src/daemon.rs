@@ -39,7 +39,7 @@ use crate::watch::{Kind, Signal, Target, Watcher};
 /// Signals the channel holds before the reader must report an overflow.
 const CHANNEL: usize = 1 << 17;
 /// Signals in one batch at most, so a flood still makes progress.
-const BATCH_LIMIT: usize = 50_000;
+const BATCH_LIMIT: usize = 5_000;
 /// Signals per second above which a batch counts as one burst.
 const DENSE_RATE: f64 = 10_000.0;
 /// Full rescans (after an overflow) at most this often.
@@ -608,7 +608,10 @@ impl Daemon<'_> {
         let user = self.users[u].name.clone();
         let path = folder_path(&root, dir);
         let store = &*self.store;
-        let elsewhere = |base: &[u8]| store.base_elsewhere(&user, dir, base).unwrap_or(false);
+        // A user with one folder has no elsewhere to copy from.
+        let single = self.users[u].folders.len() <= 1;
+        let elsewhere =
+            |base: &[u8]| !single && store.base_elsewhere(&user, dir, base).unwrap_or(false);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

@@ -7,7 +7,6 @@
 //! own connection (SQLite's WAL lets it read while the engine writes).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -42,9 +41,8 @@ pub struct Backlog {
 impl Outbox {
     /// Opens another connection to the state database at `path`.
     pub fn open(path: &Path) -> Result<Outbox, StoreError> {
-        let conn = Connection::open(path).map_err(|e| sql_err(path, e))?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(|e| sql_err(path, e))?;
+        let mut conn = Connection::open(path).map_err(|e| sql_err(path, e))?;
+        crate::store::tune(&mut conn).map_err(|e| sql_err(path, e))?;
         Ok(Outbox {
             conn,
             path: path.to_path_buf(),

@@ -141,9 +141,7 @@ impl Store {
     fn init(&mut self) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |e| sql_err(&path, e);
-        self.conn
-            .busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
+        tune(&mut self.conn).map_err(err)?;
         let app: i64 = self
             .conn
             .query_row("PRAGMA application_id", [], |r| r.get(0))
@@ -558,6 +556,28 @@ fn enqueue(tx: &Transaction, instance: &str, events: Vec<Event>) -> rusqlite::Re
         [seq.to_string()],
     )?;
     Ok(())
+}
+
+/// Settings every connection to the state database needs: WAL with
+/// `synchronous = NORMAL` (per connection: no fsync per commit, only at
+/// checkpoints, which keeps every committed event after a crash of the
+/// process), room for every hot statement in the cache, and a busy handler
+/// that waits in short steps: the engine and the sink threads take turns
+/// on the write lock, and SQLite's own back-off sleeps up to 20 ms.
+pub(crate) fn tune(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.set_prepared_statement_cache_capacity(64);
+    conn.busy_handler(Some(short_waits))?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL;")
+}
+
+fn short_waits(attempt: i32) -> bool {
+    // About 10 s in all: 50 µs steps first, then 1 ms.
+    match attempt {
+        0..200 => std::thread::sleep(std::time::Duration::from_micros(50)),
+        200..10_000 => std::thread::sleep(std::time::Duration::from_millis(1)),
+        _ => return false,
+    }
+    true
 }
 
 pub(crate) fn sql_err(path: &Path, e: rusqlite::Error) -> StoreError {

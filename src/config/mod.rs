@@ -358,7 +358,7 @@ pub fn resolve(
     let w = fc.watch.clone().unwrap_or_default();
     let watch = WatchOptions {
         batch_quiet: millis("batch_quiet_ms", w.batch_quiet_ms.unwrap_or(0.5))?,
-        batch_max: Duration::from_millis(w.batch_max_ms.unwrap_or(5).max(1)),
+        batch_max: Duration::from_millis(w.batch_max_ms.unwrap_or(2).max(1)),
         rescan_interval: match w.rescan_interval.unwrap_or(3600) {
             0 => None,
             s => Some(Duration::from_secs(s)),
