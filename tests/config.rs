@@ -291,7 +291,7 @@ fn assert_top_defaults(t: &toml::Table, text: &str) {
     assert!(string("state_dir").is_some(), "{text}");
     let w = t["watch"].as_table().unwrap_or_else(|| panic!("{text}"));
     assert_eq!(w["batch_quiet_ms"].as_float(), Some(0.5), "{text}");
-    assert_eq!(w["batch_max_ms"].as_integer(), Some(5), "{text}");
+    assert_eq!(w["batch_max_ms"].as_integer(), Some(2), "{text}");
     assert_eq!(w["rescan_interval"].as_integer(), Some(3600), "{text}");
     assert_eq!(w["full_every"].as_integer(), Some(60), "{text}");
     let c = t["content"].as_table().unwrap_or_else(|| panic!("{text}"));
