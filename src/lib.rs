@@ -9,7 +9,11 @@
 //! ```
 //!
 //! `maildir` holds the pure parsers of on-disk formats; `scan` is the only
-//! module that reads the mail store, and nothing ever writes into it.
+//! module that lists the mail store (and `enrich` reads a new message's
+//! file when a parameter needs it); nothing ever writes into it. `diff`,
+//! `live`, `quota`, `content` and `event` are pure. `watch` and `daemon`
+//! turn inotify into batches for `live`; `store` and `outbox` are the
+//! state database; `delivery` drives the `sink`s.
 
 pub mod cli;
 pub mod config;
