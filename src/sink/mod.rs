@@ -28,7 +28,7 @@ pub enum SinkConfig {
 
 /// A URL without credentials or query (where tokens hide), for names that
 /// end up in logs, metrics and the state database.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let url = url.split(['?', '#']).next().unwrap_or("");
     match url.split_once("://") {
         Some((scheme, rest)) => {
@@ -124,6 +124,21 @@ mod tests {
             ("nats://h1:4222,h2:4222", "nats://h1:4222,h2:4222"),
         ] {
             assert_eq!(redact(url), want);
+        }
+    }
+
+    #[test]
+    fn webhook_debug_shows_no_header_values() {
+        let mut c = super::webhook::WebhookConfig::new("https://u:pw@hooks.example.org/x?token=t");
+        c.headers
+            .insert("Authorization".into(), "Bearer s3cret".into());
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("Authorization") && shown.contains("hooks.example.org/x"),
+            "{shown}"
+        );
+        for secret in ["s3cret", "pw", "token"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
         }
     }
 }

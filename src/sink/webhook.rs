@@ -82,7 +82,7 @@ const OWN_HEADERS: [&str; 4] = [
 ];
 
 /// Configuration of the webhook sink.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// The endpoint, `http://…` or `https://…`.
@@ -149,6 +149,20 @@ fn default_backoff_max_ms() -> u64 {
 }
 fn default_retry_after_max_ms() -> u64 {
     60_000
+}
+
+/// Header values (an `Authorization` token) and the URL's credentials stay
+/// out of logs.
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &super::redact(&self.url))
+            .field("batch_size", &self.batch_size)
+            .field("secret_file", &self.secret_file)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WebhookConfig {
