@@ -3,6 +3,7 @@
 
 pub mod file;
 pub mod nats;
+mod retry;
 pub mod stdout;
 pub mod webhook;
 

@@ -57,7 +57,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::webhook::{Backoff, RetryPolicy, check_timeout};
+use super::retry::{Backoff, RetryPolicy, check_timeout};
 use super::{Rejected, Sink, SinkError};
 use crate::store::OutboxRow;
 
