@@ -1,0 +1,300 @@
+//! Resolving the merged file and command line into a [`Config`]: defaults
+//! filled in, every value checked, errors naming the option; and the
+//! reverse, for `check-config`.
+
+use super::*;
+
+fn one_char(option: &str, value: &str) -> Result<char, ConfigError> {
+    let mut chars = value.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) => Ok(c),
+        _ => Err(ConfigError(format!(
+            "{option} takes exactly one character, not {value:?}"
+        ))),
+    }
+}
+
+fn millis(option: &str, v: f64) -> Result<Duration, ConfigError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(Duration::from_secs_f64(v / 1000.0))
+    } else {
+        Err(ConfigError(format!(
+            "{option} must be a number of milliseconds, not {v}"
+        )))
+    }
+}
+
+/// Resolves the merged file and command line into a `Config`: defaults
+/// filled in, every value checked, errors naming the option.
+pub fn resolve(
+    fc: &FileConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+    fqdn: &dyn Fn() -> String,
+) -> Result<Config, ConfigError> {
+    let state_dir = match &fc.state_dir {
+        Some(d) => d.clone(),
+        None => default_state_dir(env).ok_or_else(|| {
+            ConfigError(
+                "no state_dir (--state) given and neither $STATE_DIRECTORY nor $HOME is set".into(),
+            )
+        })?,
+    };
+    if fc.store.is_empty() {
+        return Err(ConfigError(
+            "nothing to scan: give MAILDIR paths or --store TEMPLATE (or [[store]] in the config file)".into(),
+        ));
+    }
+    let mut sources = Vec::new();
+    for (i, st) in fc.store.iter().enumerate() {
+        let kind = match (&st.template, &st.path) {
+            (Some(t), None) => {
+                if st.user.is_some() {
+                    return Err(ConfigError(format!(
+                        "store {}: user goes with path, not template",
+                        i + 1
+                    )));
+                }
+                SourceKind::Template(Template::parse(t)?)
+            }
+            (None, Some(p)) => {
+                let path = std::path::absolute(p)
+                    .map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
+                let user = match &st.user {
+                    Some(u) => u.clone(),
+                    None => user_from_path(&path).ok_or_else(|| {
+                        ConfigError(format!(
+                            "cannot tell the user of {}; pass --user",
+                            path.display()
+                        ))
+                    })?,
+                };
+                SourceKind::Maildir { path, user }
+            }
+            _ => {
+                return Err(ConfigError(format!(
+                    "store {}: give exactly one of template and path",
+                    i + 1
+                )));
+            }
+        };
+        sources.push(Source {
+            kind,
+            tags: st.tags.clone(),
+        });
+    }
+    let hier_sep = one_char(
+        "--separator (separator)",
+        fc.separator.as_deref().unwrap_or("."),
+    )?;
+    let info = one_char(
+        "--info-separator (info_separator)",
+        fc.info_separator.as_deref().unwrap_or(":"),
+    )?;
+    if !info.is_ascii() || info == '/' || info == '.' || info == ',' {
+        return Err(ConfigError(format!(
+            "--info-separator (info_separator) {info:?} cannot separate a Maildir name"
+        )));
+    }
+
+    let filter = match &fc.filter {
+        None => Filter::default(),
+        Some(f) => {
+            let groups = match &f.groups {
+                None => Group::ALL.to_vec(),
+                Some(names) => names
+                    .iter()
+                    .map(|n| {
+                        Group::parse(n).ok_or_else(|| {
+                            ConfigError(format!(
+                                "filter.groups: unknown group {n:?} (message, flags, quota, mailbox, subscription, access)"
+                            ))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            };
+            Filter::new(groups, f.exclude_folders.clone(), f.exclude_flags.clone())
+        }
+    };
+
+    let content = {
+        let c = fc.content.clone().unwrap_or_default();
+        let mode = c.mode.unwrap_or_else(|| "standard".into());
+        if !CONTENT_MODES.contains(&mode.as_str()) {
+            return Err(ConfigError(format!(
+                "content.mode: unknown mode {mode:?} (standard, message, header, body, headerbody)"
+            )));
+        }
+        for p in &c.include {
+            if !CONTENT_PARAMETERS.contains(&p.as_str()) {
+                return Err(ConfigError(format!(
+                    "content.include: unknown parameter {p:?} ({})",
+                    CONTENT_PARAMETERS.join(", ")
+                )));
+            }
+        }
+        ContentSettings {
+            mode,
+            max_size: c.max_size.unwrap_or(64 * 1024),
+            include: c.include,
+        }
+    };
+
+    let quota = match &fc.quota {
+        None => None,
+        Some(q) => {
+            let size = |what: &str, s: &Option<String>| -> Result<Option<u64>, ConfigError> {
+                s.as_deref()
+                    .map(parse_size)
+                    .transpose()
+                    .map_err(|e| ConfigError(format!("{what}: {e}")))
+            };
+            let mut per_user = HashMap::new();
+            for u in &q.user {
+                let limits = Limits {
+                    bytes: size(&format!("quota.user {}: storage", u.user), &u.storage)?,
+                    messages: u.messages,
+                };
+                per_user.insert(u.user.clone(), (limits, u.force));
+            }
+            let hysteresis = q.hysteresis_percent.unwrap_or(1.0);
+            if !(0.0..100.0).contains(&hysteresis) {
+                return Err(ConfigError(format!(
+                    "quota.hysteresis_percent must be 0 to 100, not {hysteresis}"
+                )));
+            }
+            Some(QuotaRules {
+                default: Limits {
+                    bytes: size("quota.storage", &q.storage)?,
+                    messages: q.messages,
+                },
+                force: q.force.unwrap_or(false),
+                per_user,
+                ignore: q.ignore.clone(),
+                hysteresis: hysteresis / 100.0,
+            })
+        }
+    };
+
+    let expire = fc
+        .expire
+        .iter()
+        .map(|r| {
+            Ok(ExpireRule {
+                folder: r.folder.clone(),
+                min_age: parse_age(&r.min_age)
+                    .map_err(|e| ConfigError(format!("expire {}: min_age {e}", r.folder)))?,
+            })
+        })
+        .collect::<Result<_, ConfigError>>()?;
+
+    let w = fc.watch.clone().unwrap_or_default();
+    let watch = WatchOptions {
+        batch_quiet: millis("batch_quiet_ms", w.batch_quiet_ms.unwrap_or(0.5))?,
+        batch_max: Duration::from_millis(w.batch_max_ms.unwrap_or(2).max(1)),
+        rescan_interval: match w.rescan_interval.unwrap_or(3600) {
+            0 => None,
+            s => Some(Duration::from_secs(s)),
+        },
+        poll: match w.poll {
+            Some(p) if p.is_finite() && p > 0.0 => Some(Duration::from_secs_f64(p)),
+            Some(p) => {
+                return Err(ConfigError(format!(
+                    "poll must be a positive number of seconds, not {p}"
+                )));
+            }
+            None => None,
+        },
+        full_every: w.full_every.unwrap_or(60),
+    };
+
+    Ok(Config {
+        state_dir,
+        sources,
+        server_name: fc.server_name.clone().unwrap_or_else(fqdn),
+        scan: ScanOptions {
+            info_sep: info as u8,
+            hier_sep,
+            utf8_names: fc.utf8_names.unwrap_or(false),
+            full: fc.full.unwrap_or(false),
+            stat_sizes: quota.is_some(),
+        },
+        uid_wait: Duration::from_millis(fc.uid_wait_ms.unwrap_or(2000)),
+        emit_existing: fc.emit_existing.unwrap_or(false),
+        simple_flag_events: fc.simple_flag_events.unwrap_or(true),
+        filter,
+        content,
+        quota,
+        expire,
+        watch,
+        sinks: fc.sink.clone(),
+        outbox_limit: fc.outbox_limit.unwrap_or(1_000_000).max(1),
+        metrics_listen: fc
+            .metrics
+            .as_ref()
+            .map(|m| m.listen.clone().unwrap_or_else(|| "127.0.0.1:9898".into())),
+    })
+}
+
+/// The resolved configuration as TOML, every default spelled out (for
+/// `check-config`).
+pub fn describe(config: &Config, merged: &FileConfig) -> String {
+    let mut fc = merged.clone();
+    fc.state_dir = Some(config.state_dir.clone());
+    fc.server_name = Some(config.server_name.clone());
+    fc.separator = Some(config.scan.hier_sep.to_string());
+    fc.info_separator = Some((config.scan.info_sep as char).to_string());
+    fc.utf8_names = Some(config.scan.utf8_names);
+    fc.uid_wait_ms = Some(config.uid_wait.as_millis() as u64);
+    fc.emit_existing = Some(config.emit_existing);
+    fc.simple_flag_events = Some(config.simple_flag_events);
+    fc.full = Some(config.scan.full);
+    fc.store = config
+        .sources
+        .iter()
+        .map(|s| match &s.kind {
+            SourceKind::Maildir { path, user } => file::StoreConfig {
+                path: Some(path.clone()),
+                user: Some(user.clone()),
+                tags: s.tags.clone(),
+                ..Default::default()
+            },
+            SourceKind::Template(t) => file::StoreConfig {
+                template: Some(t.raw.clone()),
+                tags: s.tags.clone(),
+                ..Default::default()
+            },
+        })
+        .collect();
+    let w = &config.watch;
+    fc.watch = Some(file::WatchConfig {
+        batch_quiet_ms: Some(w.batch_quiet.as_secs_f64() * 1000.0),
+        batch_max_ms: Some(w.batch_max.as_millis() as u64),
+        rescan_interval: Some(w.rescan_interval.map_or(0, |d| d.as_secs())),
+        poll: w.poll.map(|d| d.as_secs_f64()),
+        full_every: Some(w.full_every),
+    });
+    fc.content = Some(file::ContentConfig {
+        mode: Some(config.content.mode.clone()),
+        max_size: Some(config.content.max_size),
+        include: config.content.include.clone(),
+    });
+    fc.outbox_limit = Some(config.outbox_limit);
+    let filter = fc.filter.get_or_insert_with(Default::default);
+    filter
+        .groups
+        .get_or_insert_with(|| Group::ALL.iter().map(|g| g.name().to_string()).collect());
+    if let Some(q) = &mut fc.quota {
+        q.force.get_or_insert(false);
+        q.hysteresis_percent.get_or_insert(1.0);
+    }
+    let sinks: Vec<String> = if config.sinks.is_empty() {
+        vec!["stdout".into()]
+    } else {
+        config.sinks.iter().map(|s| s.name()).collect()
+    };
+    format!(
+        "# maildir-events: resolved configuration\n# sinks: {}\n{}",
+        sinks.join(", "),
+        fc.to_toml()
+    )
+}
