@@ -45,7 +45,10 @@ pub fn run_scan(
     outlets: &mut [Outlet],
 ) -> Result<Summary, Error> {
     let mut outbox = Outbox::open(store.path())?;
-    delivery::deliver(&mut outbox, outlets)?;
+    // A sink that fails does not stop the scan: the events wait in the
+    // outbox, the snapshot moves on, and the failure is the exit status.
+    let mut failed: Option<Error> = None;
+    deliver_unless_failed(&mut outbox, outlets, &mut failed)?;
     let mut summary = Summary::default();
     for source in &config.sources {
         let spec = source.spec();
@@ -75,7 +78,7 @@ pub fn run_scan(
             summary.events += scan_user(config, store, who, old, silent, &mut summary)?;
             store.set_user_source(&user, &spec)?;
             summary.users += 1;
-            delivery::deliver(&mut outbox, outlets)?;
+            deliver_unless_failed(&mut outbox, outlets, &mut failed)?;
         }
         store.mark_source(&spec)?;
     }
@@ -86,7 +89,35 @@ pub fn run_scan(
         events = summary.events,
         "scan done"
     );
-    Ok(summary)
+    match failed {
+        // Count again: events of later users joined those kept.
+        Some(Error::Sink { error, .. }) => Err(Error::Sink {
+            error,
+            kept: outbox.total()?.events,
+        }),
+        Some(e) => Err(e),
+        None => Ok(summary),
+    }
+}
+
+/// Delivers, unless a sink already failed in this run; a sink failure is
+/// kept for the end, any other error ends the run.
+fn deliver_unless_failed(
+    outbox: &mut Outbox,
+    outlets: &mut [Outlet],
+    failed: &mut Option<Error>,
+) -> Result<(), Error> {
+    if failed.is_some() {
+        return Ok(());
+    }
+    match delivery::deliver(outbox, outlets) {
+        Ok(_) => Ok(()),
+        Err(e @ Error::Sink { .. }) => {
+            *failed = Some(e);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Scans, diffs and commits one user; returns the number of events.
