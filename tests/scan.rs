@@ -5,6 +5,7 @@
 //! checks the JSON Lines the next scan prints against the event contract in
 //! `docs/DESIGN.md` ("What a change on disk means").
 
+mod evq;
 mod fixture;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use evq::{flags, kinds, n, of, s, set, uid, uidvalidity};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -252,26 +254,6 @@ fn scan_command(state: &Path, args: &[&str]) -> Command {
 
 // ------------------------------------------------------ event accessors
 
-fn s<'a>(ev: &'a Value, key: &str) -> &'a str {
-    ev[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("no string {key:?} in {ev}"))
-}
-
-fn n(ev: &Value, key: &str) -> u64 {
-    ev[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no number {key:?} in {ev}"))
-}
-
-fn kinds(evs: &[Value]) -> Vec<&str> {
-    evs.iter().map(|e| s(e, "event")).collect()
-}
-
-fn of<'a>(evs: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    evs.iter().filter(|e| s(e, "event") == kind).collect()
-}
-
 /// The one event of the run, which must be of `kind`.
 fn only<'a>(evs: &'a [Value], kind: &str) -> &'a Value {
     assert_eq!(kinds(evs), [kind], "{evs:#?}");
@@ -283,36 +265,6 @@ fn one<'a>(evs: &'a [Value], kind: &str) -> &'a Value {
     let found = of(evs, kind);
     assert_eq!(found.len(), 1, "expected one {kind}: {evs:#?}");
     found[0]
-}
-
-/// `flagNames` as a set.
-fn flags(ev: &Value) -> BTreeSet<&str> {
-    s(ev, "flagNames")
-        .split(' ')
-        .filter(|f| !f.is_empty())
-        .collect()
-}
-
-fn set<'a>(names: &[&'a str]) -> BTreeSet<&'a str> {
-    names.iter().copied().collect()
-}
-
-/// The UIDVALIDITY in an event's `mailboxID`.
-fn uidvalidity(ev: &Value) -> u32 {
-    let id = s(ev, "mailboxID");
-    let (_, v) = id
-        .rsplit_once(";UIDVALIDITY=")
-        .unwrap_or_else(|| panic!("no UIDVALIDITY in {id}"));
-    v.parse().unwrap()
-}
-
-/// The UID in an event's `uri`.
-fn uid(ev: &Value) -> u32 {
-    let uri = s(ev, "uri");
-    let (_, u) = uri
-        .rsplit_once("/;UID=")
-        .unwrap_or_else(|| panic!("no UID in {uri}"));
-    u.parse().unwrap()
 }
 
 /// A mailbox URL of [`USER`].

@@ -7,6 +7,7 @@
 //! `docs/DESIGN.md` ("What a change on disk means", live rules). Waits are
 //! bounded polls; nothing about speed is asserted.
 
+mod evq;
 mod live;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -18,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use evq::{flags, kinds, n, of, s, set, uid, uidvalidity};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -95,26 +97,6 @@ fn base(i: usize) -> String {
 
 // ------------------------------------------------------ event accessors
 
-fn s<'a>(ev: &'a Value, key: &str) -> &'a str {
-    ev[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("no string {key:?} in {ev}"))
-}
-
-fn n(ev: &Value, key: &str) -> u64 {
-    ev[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no number {key:?} in {ev}"))
-}
-
-fn kinds(evs: &[Value]) -> Vec<&str> {
-    evs.iter().map(|e| s(e, "event")).collect()
-}
-
-fn of<'a>(evs: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    evs.iter().filter(|e| s(e, "event") == kind).collect()
-}
-
 fn has(evs: &[Value], kind: &str) -> bool {
     evs.iter().any(|e| e["event"] == kind)
 }
@@ -140,41 +122,12 @@ fn mbox(ev: &Value) -> &str {
     mailbox_of(s(ev, "mailboxID"))
 }
 
-/// The UIDVALIDITY in an event's `mailboxID`.
-fn uidvalidity(ev: &Value) -> u32 {
-    let id = s(ev, "mailboxID");
-    let (_, v) = id
-        .rsplit_once(";UIDVALIDITY=")
-        .unwrap_or_else(|| panic!("no UIDVALIDITY in {id}"));
-    v.parse().unwrap()
-}
-
-/// The UID in an event's `uri`.
-fn uid(ev: &Value) -> u32 {
-    let uri = s(ev, "uri");
-    let (_, u) = uri
-        .rsplit_once("/;UID=")
-        .unwrap_or_else(|| panic!("no UID in {uri}"));
-    u.parse().unwrap()
-}
-
 fn mailbox(name: &str, uidvalidity: u32) -> String {
     format!("{ALICE}/{name};UIDVALIDITY={uidvalidity}")
 }
 
 fn message(name: &str, uidvalidity: u32, uid: u32) -> String {
     format!("{ALICE}/{name};UIDVALIDITY={uidvalidity}/;UID={uid}")
-}
-
-fn flags(ev: &Value) -> BTreeSet<&str> {
-    s(ev, "flagNames")
-        .split(' ')
-        .filter(|f| !f.is_empty())
-        .collect()
-}
-
-fn set<'a>(names: &[&'a str]) -> BTreeSet<&'a str> {
-    names.iter().copied().collect()
 }
 
 /// Expands an IMAP sequence set (`1:3,7`), checking it is compressed.
