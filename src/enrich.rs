@@ -5,24 +5,28 @@
 //! A message file is opened only when one of those is needed, and a file
 //! that vanished or cannot be parsed still yields its event, without them.
 
-use std::fs;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tracing::{debug, warn};
 
 use crate::content::{self, ContentOptions};
 use crate::diff::{Change, UserDiff};
 use crate::scan;
+use crate::storefs::{self, Refused};
+use crate::warnlimit::warn_path;
 
-/// Fills in what the arrivals of `diff` need from their files; `folder`
-/// gives a mailbox directory's path.
-pub fn arrivals(
-    diff: &mut UserDiff,
-    folder: &dyn Fn(&[u8]) -> Option<PathBuf>,
-    opts: &ContentOptions,
-) {
+/// How much of a message is read for its content parameters when the
+/// configuration does not say (`[content] max_read`).
+pub const DEFAULT_MAX_READ: u64 = 8 << 20;
+
+/// Fills in what the arrivals of `diff` need from their files, which are
+/// found under the Maildir `root` without following any link.
+pub fn arrivals(diff: &mut UserDiff, root: &Path, opts: &ContentOptions) {
     let wants_content = content::needs_file(opts);
+    let cap = match opts.max_read {
+        0 => DEFAULT_MAX_READ,
+        n => n,
+    };
     for change in &mut diff.changes {
         let Change::Arrived {
             mailbox,
@@ -36,37 +40,55 @@ pub fn arrivals(
         if entry.vsize.is_some() && !wants_content {
             continue;
         }
-        let Some(dir) = diff.mailboxes.get(*mailbox).and_then(|m| folder(&m.dir)) else {
+        let Some(dir) = diff.mailboxes.get(*mailbox).map(|m| m.dir.as_slice()) else {
             continue;
         };
-        let path = message_path(&dir, entry.in_new, &entry.file);
+        let shown = || {
+            storefs::show(
+                &scan::folder_path(root, dir).join(if entry.in_new { "new" } else { "cur" }),
+                &entry.file,
+            )
+        };
+        let mut file = match storefs::message(root, dir, entry.in_new, &entry.file) {
+            Ok(f) => f,
+            Err(Refused::NotFound) => {
+                debug!(path = %shown(), "gone before it could be read; event without its size");
+                continue;
+            }
+            Err(e) => {
+                warn_path(&shown(), "message", format!("message file {e}; its event goes out without the parameters read from the file"));
+                continue;
+            }
+        };
         if wants_content {
-            match fs::read(&path) {
+            match file.read_all(cap) {
                 Ok(raw) => {
                     if entry.vsize.is_none() {
                         entry.vsize = Some(crlf_size(&raw));
                     }
                     let c = content::extract(&raw, opts);
                     for w in &c.warnings {
-                        warn!(path = %path.display(), "message content: {w}");
+                        warn!(path = %shown(), "message content: {w}");
                     }
                     params.extend(c.parameters().map(|(k, v)| (k.to_string(), v.to_string())));
+                    continue;
                 }
-                Err(e) => debug!(path = %path.display(), "no content: {e}"),
+                Err(e @ Refused::TooBig { .. }) => warn_path(&shown(), "content-cap", format!(
+                    "message {e} ([content] max_read); its event goes out without content parameters"
+                )),
+                Err(e) => {
+                    warn_path(&shown(), "message", format!("message file {e}; its event goes out without content parameters"));
+                    continue;
+                }
             }
-        } else {
-            match scan::virtual_size(&path) {
+        }
+        if entry.vsize.is_none() {
+            match scan::virtual_size(&mut file) {
                 Ok(n) => entry.vsize = Some(n),
-                Err(e) => debug!(path = %path.display(), "no size: {e}"),
+                Err(e) => warn_path(&shown(), "message", format!("message file cannot be read: {e}; its event goes out without messageSize")),
             }
         }
     }
-}
-
-fn message_path(folder: &Path, in_new: bool, file: &[u8]) -> PathBuf {
-    folder
-        .join(if in_new { "new" } else { "cur" })
-        .join(std::ffi::OsStr::from_bytes(file))
 }
 
 /// The size with every bare LF counted as CRLF.

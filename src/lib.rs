@@ -35,5 +35,7 @@ pub mod scan;
 pub mod sink;
 pub mod snapshot;
 pub mod store;
+pub mod storefs;
 pub mod uidtail;
+pub mod warnlimit;
 pub mod watch;

@@ -155,6 +155,7 @@ pub fn scan_user(
             store.load_messages(f)?;
         }
     }
+    scan::confirm_gone(&mut listing, &old, &config.scan);
     let deadline = Instant::now() + config.uid_wait;
     let known = |dir: &[u8], base: &[u8], uidvalidity: u32| {
         old.folders.get(dir).is_some_and(|f| {
@@ -231,13 +232,7 @@ pub fn scan_user(
     if silent {
         diff.changes.clear();
     }
-    let folder = |dir: &[u8]| {
-        listing
-            .folders
-            .get(dir)
-            .map(|_| scan::folder_path(root, dir))
-    };
-    enrich::arrivals(&mut diff, &folder, &config.content.options());
+    enrich::arrivals(&mut diff, root, &config.content.options());
     let timestamp = event::timestamp_now();
     let ctx = EventContext {
         user,

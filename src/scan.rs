@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -22,6 +21,22 @@ use crate::maildir::keywords::Keywords;
 use crate::maildir::name::{self, Flags};
 use crate::maildir::{folders, subscriptions, uidlist};
 use crate::snapshot::{DirStamp, UidSource, UserSnapshot};
+use crate::storefs::{self, EntryKind, Refused, StoreDir};
+use crate::warnlimit::warn_path;
+
+/// Read limits of the control files. They are far above what a real
+/// store holds (a uidlist of a million messages is about 70 MB), and keep
+/// a hostile or broken file from costing unbounded memory.
+pub const UIDLIST_CAP: u64 = 256 << 20;
+/// `dovecot-keywords` names at most 26 keywords.
+pub const KEYWORDS_CAP: u64 = 64 << 10;
+/// `subscriptions` of tens of thousands of folders fit.
+pub const SUBSCRIPTIONS_CAP: u64 = 4 << 20;
+/// `maildirsize` is recalculated by its writers past 5,120 bytes.
+pub const MAILDIRSIZE_CAP: u64 = 1 << 20;
+/// A message without `W=` is read to count its line ends up to this size;
+/// a larger one (no MTA delivers such a file) reports its physical size.
+pub const VSIZE_READ_CAP: u64 = 64 << 20;
 
 /// How to read names in a store.
 #[derive(Clone, Debug)]
@@ -37,6 +52,10 @@ pub struct ScanOptions {
     pub full: bool,
     /// `stat` message files without `S=` in their name, for quota.
     pub stat_sizes: bool,
+    /// How old a control file edited in place (`subscriptions`) must be
+    /// before it is trusted; a younger one is waited for, up to this long.
+    /// `None` in `watch`, which reads it again when its writer closes it.
+    pub settle: Option<Duration>,
 }
 
 /// One message file found in `new/` or `cur/`.
@@ -124,7 +143,8 @@ pub fn folder_path(root: &Path, dir: &[u8]) -> PathBuf {
 /// Reads one user's store.
 ///
 /// `old` lets folders whose stamps are unchanged be skipped (see
-/// [`DirStamp`]); the diff then keeps their snapshot.
+/// [`DirStamp`]); the diff then keeps their snapshot. Nothing under the
+/// root is reached through a link (see [`storefs`]).
 pub fn scan_user(root: &Path, old: Option<&UserSnapshot>, opts: &ScanOptions) -> UserListing {
     let mut listing = UserListing {
         root: root.to_path_buf(),
@@ -133,46 +153,74 @@ pub fn scan_user(root: &Path, old: Option<&UserSnapshot>, opts: &ScanOptions) ->
         subscriptions: Some(BTreeSet::new()),
         dovecot: false,
     };
-    let entries = match fs::read_dir(root) {
+    let keep_all = |listing: &mut UserListing| {
+        listing.exists = true;
+        listing.subscriptions = None;
+        if let Some(old) = old {
+            for (dir, f) in &old.folders {
+                listing.folders.insert(dir.clone(), unreadable_copy(f));
+            }
+        }
+    };
+    let root_dir = match StoreDir::open(root) {
+        Ok(d) => d,
+        Err(Refused::NotFound) => return listing,
+        Err(e) => {
+            let hint = match e {
+                Refused::Link => " (name the real directory in --store or MAILDIR)",
+                _ => " (run as the mail user or root)",
+            };
+            warn_path(
+                &root.display().to_string(),
+                "root",
+                format!("the Maildir {e}; keeping what was known{hint}"),
+            );
+            keep_all(&mut listing);
+            return listing;
+        }
+    };
+    let entries = match root_dir.entries() {
         Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return listing,
         Err(e) => {
             warn!(path = %root.display(), "cannot read the Maildir: {e}; keeping what was known (run as the mail user or root)");
-            listing.exists = true;
-            listing.subscriptions = None;
-            if let Some(old) = old {
-                for (dir, f) in &old.folders {
-                    listing.folders.insert(dir.clone(), unreadable_copy(f));
-                }
-            }
+            keep_all(&mut listing);
             return listing;
         }
     };
     listing.exists = true;
     let mut dirs: Vec<Vec<u8>> = vec![Vec::new()];
+    let mut linked = Vec::new();
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let bytes = name.as_bytes();
-        if !folders::is_folder_dir(bytes) {
+        let (name, kind) = entry;
+        if !folders::is_folder_dir(&name) {
             continue;
         }
-        match entry.file_type() {
-            Ok(t) if t.is_dir() => dirs.push(bytes.to_vec()),
-            Ok(t) if t.is_symlink() => warn!(
-                path = %entry.path().display(),
-                "folder is a symbolic link; not followed (it could point out of the store)"
-            ),
+        match kind {
+            EntryKind::Dir => dirs.push(name),
+            EntryKind::Link => linked.push(name),
             _ => {}
+        }
+    }
+    for name in linked {
+        warn_path(
+            &storefs::show(root, &name),
+            "link",
+            "folder is a symbolic link; not followed (it could point out of the store)",
+        );
+        // A folder that was a directory before keeps its snapshot: turning
+        // it into a link is no proof that its mailbox is gone.
+        if let Some(f) = old.and_then(|o| o.folders.get(&name)) {
+            listing.folders.insert(name, unreadable_copy(f));
         }
     }
     for dir in dirs {
         let old_folder = old.and_then(|o| o.folders.get(&dir));
-        if let Some(f) = scan_folder(root, &dir, old_folder, opts) {
+        if let Some(f) = scan_folder(&root_dir, root, &dir, old_folder, opts) {
             listing.dovecot |= f.uid_source == UidSource::Dovecot;
             listing.folders.insert(dir, f);
         }
     }
-    listing.subscriptions = read_subscriptions(root, opts);
+    listing.subscriptions = read_subscriptions(&root_dir, root, opts);
     listing
 }
 
@@ -190,12 +238,6 @@ fn unreadable_copy(f: &crate::snapshot::FolderSnapshot) -> FolderListing {
     }
 }
 
-fn mtime_ns(m: &fs::Metadata) -> i64 {
-    m.mtime()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(m.mtime_nsec())
-}
-
 fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -205,15 +247,35 @@ fn now_ns() -> i64 {
 
 /// Reads one folder; `None` when it vanished meanwhile.
 fn scan_folder(
+    root_dir: &StoreDir,
     root: &Path,
     dir: &[u8],
     old: Option<&crate::snapshot::FolderSnapshot>,
     opts: &ScanOptions,
 ) -> Option<FolderListing> {
     let path = folder_path(root, dir);
-    let meta = match fs::metadata(&path) {
+    let opened;
+    let folder_dir = if dir.is_empty() {
+        root_dir
+    } else {
+        match root_dir.dir(dir) {
+            Ok(d) => {
+                opened = d;
+                &opened
+            }
+            Err(Refused::NotFound) => return None,
+            Err(e) => {
+                warn_path(
+                    &path.display().to_string(),
+                    "folder",
+                    format!("folder {e}; keeping what was known"),
+                );
+                return old.map(unreadable_copy);
+            }
+        }
+    };
+    let meta = match folder_dir.stat() {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
         Err(e) => {
             warn!(path = %path.display(), "cannot read folder: {e}; keeping what was known");
             return old.map(unreadable_copy);
@@ -226,20 +288,40 @@ fn scan_folder(
             Ok(n) => n,
             Err(e) => {
                 let lossy = folders::imap_name_lossy(dir, opts.hier_sep, opts.utf8_names);
-                warn!(path = %path.display(), "folder name is not valid {}: {}; reported as {lossy:?}",
-                    if opts.utf8_names { "UTF-8" } else { "modified UTF-7" }, e.reason());
+                warn_path(&path.display().to_string(), "name", format!("folder name is not valid {}: {}; reported as {lossy:?}",
+                    if opts.utf8_names { "UTF-8" } else { "modified UTF-7" }, e.reason()));
                 lossy
             }
         }
     };
     let started = now_ns();
-    let stat = |sub: &str| fs::metadata(path.join(sub)).ok();
-    let (new_m, cur_m, ul_m) = (stat("new"), stat("cur"), stat("dovecot-uidlist"));
+    // new/ and cur/ are opened once, without following a link; their
+    // stamps come from the handles, and the listing reads the same ones.
+    let mut subs: [Option<StoreDir>; 2] = [None, None];
+    for (i, sub) in [b"new".as_slice(), b"cur"].into_iter().enumerate() {
+        match folder_dir.dir(sub) {
+            Ok(d) => subs[i] = Some(d),
+            Err(Refused::NotFound) => {}
+            Err(e) => {
+                warn_path(
+                    &storefs::show(&path, sub),
+                    "sub",
+                    format!("{e}; the folder's messages are kept as they were"),
+                );
+                let mut l = old.map(unreadable_copy)?;
+                l.name = name;
+                return Some(l);
+            }
+        }
+    }
+    let stat_of = |d: &Option<StoreDir>| d.as_ref().and_then(|d| d.stat().ok());
+    let (new_m, cur_m) = (stat_of(&subs[0]), stat_of(&subs[1]));
+    let ul_m = folder_dir.stat_at(b"dovecot-uidlist").ok();
     let mut stamp = DirStamp {
-        new_mtime: new_m.as_ref().map(mtime_ns).unwrap_or(0),
-        cur_mtime: cur_m.as_ref().map(mtime_ns).unwrap_or(0),
-        uidlist_mtime: ul_m.as_ref().map(mtime_ns).unwrap_or(0),
-        uidlist_len: ul_m.as_ref().map(|m| m.len()).unwrap_or(0),
+        new_mtime: new_m.as_ref().map(storefs::mtime_ns).unwrap_or(0),
+        cur_mtime: cur_m.as_ref().map(storefs::mtime_ns).unwrap_or(0),
+        uidlist_mtime: ul_m.as_ref().map(storefs::mtime_ns).unwrap_or(0),
+        uidlist_len: ul_m.as_ref().map(|m| m.st_size as u64).unwrap_or(0),
         trusted: false,
     };
     // A stamp is trusted only when every part is at least a second older
@@ -254,8 +336,8 @@ fn scan_folder(
     let mut listing = FolderListing {
         dir: dir.to_vec(),
         name,
-        dev: meta.dev(),
-        ino: meta.ino(),
+        dev: meta.st_dev,
+        ino: meta.st_ino,
         stamp,
         contents: Contents::Unchanged,
         uid_source: UidSource::Own,
@@ -271,80 +353,113 @@ fn scan_folder(
         }
     }
     let mut messages = HashMap::new();
-    for (sub, in_new) in [("new", true), ("cur", false)] {
-        let d = path.join(sub);
-        match fs::read_dir(&d) {
-            Ok(rd) => {
-                for e in rd {
-                    let e = match e {
-                        Ok(e) => e,
-                        Err(err) => {
-                            warn!(path = %d.display(), "error while listing: {err}; keeping what was known");
-                            listing.contents = Contents::Unreadable;
-                            return Some(listing);
-                        }
-                    };
-                    if e.file_type().is_ok_and(|t| t.is_dir()) {
-                        continue;
-                    }
-                    let file = e.file_name();
-                    let Some(parsed) = name::parse(file.as_bytes(), opts.info_sep) else {
-                        continue;
-                    };
-                    let entry = Entry {
-                        file: file.as_bytes().to_vec(),
-                        in_new,
-                        flags: parsed.flags,
-                        size: parsed.size,
-                        vsize: parsed.vsize,
-                    };
-                    // During a move from new/ to cur/ a name can be seen in
-                    // both; cur/ (read second) is the newer one.
-                    messages.insert(parsed.base.to_vec(), entry);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                warn!(path = %d.display(), "cannot list messages: {e}; keeping what was known (run as the mail user or root)");
-                listing.contents = Contents::Unreadable;
-                return Some(listing);
-            }
+    for (i, sub) in subs.iter().enumerate() {
+        let Some(sub) = sub else { continue };
+        let in_new = i == 0;
+        if let Err(e) = list_messages(sub, &path, in_new, opts, &mut messages) {
+            warn!(path = %storefs::show(&path, if in_new { b"new" } else { b"cur" }),
+                "cannot list messages: {e}; keeping what was known (run as the mail user or root)");
+            listing.contents = Contents::Unreadable;
+            return Some(listing);
         }
     }
     if opts.stat_sizes {
-        // Quota needs sizes; only names without S= cost a stat.
+        // Quota needs sizes; only names without S= cost a stat (of the
+        // entry itself: links were skipped when listing).
         for e in messages.values_mut().filter(|e| e.size.is_none()) {
-            let p = path
-                .join(if e.in_new { "new" } else { "cur" })
-                .join(std::ffi::OsStr::from_bytes(&e.file));
-            e.size = fs::symlink_metadata(&p).ok().map(|m| m.len());
+            let d = &subs[if e.in_new { 0 } else { 1 }];
+            e.size = d
+                .as_ref()
+                .and_then(|d| d.stat_at(&e.file).ok())
+                .map(|m| m.st_size as u64);
         }
     }
     listing.contents = Contents::Listed(messages);
-    read_uids(&path, &mut listing);
-    listing.keywords = read_keywords(&path);
+    read_uids(folder_dir, &path, &mut listing);
+    listing.keywords = read_keywords(folder_dir, &path);
     Some(listing)
 }
 
+/// Lists the message files of one of a folder's `new/` or `cur/` into
+/// `messages`. Entries that are not regular files (links, FIFOs, devices)
+/// are no messages: they are skipped with one warning per directory.
+fn list_messages(
+    sub: &StoreDir,
+    folder: &Path,
+    in_new: bool,
+    opts: &ScanOptions,
+    messages: &mut HashMap<Vec<u8>, Entry>,
+) -> io::Result<()> {
+    let mut odd: Option<(Vec<u8>, &'static str)> = None;
+    let mut odd_count = 0u64;
+    for e in sub.entries()? {
+        let (file, kind) = e?;
+        match kind {
+            EntryKind::File => {}
+            EntryKind::Dir => continue,
+            EntryKind::Link | EntryKind::Other(_) => {
+                if name::parse(&file, opts.info_sep).is_some() {
+                    odd_count += 1;
+                    if odd.is_none() {
+                        let what = match kind {
+                            EntryKind::Other(k) => k,
+                            _ => "a symbolic link",
+                        };
+                        odd = Some((file, what));
+                    }
+                }
+                continue;
+            }
+        }
+        let Some(parsed) = name::parse(&file, opts.info_sep) else {
+            continue;
+        };
+        let entry = Entry {
+            file: file.clone(),
+            in_new,
+            flags: parsed.flags,
+            size: parsed.size,
+            vsize: parsed.vsize,
+        };
+        // During a move from new/ to cur/ a name can be seen in both;
+        // cur/ (read second) is the newer one.
+        messages.insert(parsed.base.to_vec(), entry);
+    }
+    if let Some((first, what)) = odd {
+        let dir = folder.join(if in_new { "new" } else { "cur" });
+        let more = if odd_count > 1 {
+            format!(" (and {} more entries that are no regular files)", odd_count - 1)
+        } else {
+            String::new()
+        };
+        warn_path(
+            &storefs::show(&dir, &first),
+            "not-regular",
+            format!("{what}, not a message file: skipped, never opened{more}"),
+        );
+    }
+    Ok(())
+}
+
 /// Reads `dovecot-uidlist`, else `courierimapuiddb`, into the listing.
-fn read_uids(path: &Path, listing: &mut FolderListing) {
+fn read_uids(folder: &StoreDir, path: &Path, listing: &mut FolderListing) {
     for (file, source) in [
-        ("dovecot-uidlist", UidSource::Dovecot),
-        ("courierimapuiddb", UidSource::Courier),
+        (b"dovecot-uidlist".as_slice(), UidSource::Dovecot),
+        (b"courierimapuiddb", UidSource::Courier),
     ] {
-        let p = path.join(file);
-        let bytes = match fs::read(&p) {
+        let shown = storefs::show(path, file);
+        let bytes = match folder.read(file, UIDLIST_CAP) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(Refused::NotFound) => continue,
             Err(e) => {
-                warn!(path = %p.display(), "cannot read: {e}; UIDs of this folder are unknown for now");
+                warn_path(&shown, "uidlist", format!("{e}; UIDs of this folder are unknown for now"));
                 continue;
             }
         };
         match uidlist::parse(&bytes) {
             Ok(list) => {
                 for w in &list.warnings {
-                    debug!(path = %p.display(), "{w}");
+                    debug!(path = %shown, "{w}");
                 }
                 let by_base = list
                     .records
@@ -361,43 +476,137 @@ fn read_uids(path: &Path, listing: &mut FolderListing) {
                 return;
             }
             Err(e) => {
-                warn!(path = %p.display(), "unusable UID list ({e}); UIDs of this folder are unknown for now");
+                warn_path(&shown, "uidlist", format!("unusable UID list ({e}); UIDs of this folder are unknown for now"));
             }
         }
     }
 }
 
-fn read_keywords(path: &Path) -> Keywords {
-    match fs::read(path.join("dovecot-keywords")) {
+/// Reads a folder's `dovecot-keywords`; none when missing or unusable.
+pub fn read_keywords(folder: &StoreDir, path: &Path) -> Keywords {
+    match folder.read(b"dovecot-keywords", KEYWORDS_CAP) {
         Ok(b) => Keywords::parse(&b),
-        Err(_) => Keywords::default(),
+        Err(Refused::NotFound) => Keywords::default(),
+        Err(e) => {
+            warn_path(&storefs::show(path, b"dovecot-keywords"), "keywords", format!("{e}; keyword names unknown for now"));
+            Keywords::default()
+        }
     }
 }
 
 /// Reads Dovecot's `subscriptions`, else Courier's `courierimapsubscribed`.
-fn read_subscriptions(root: &Path, opts: &ScanOptions) -> Option<BTreeSet<String>> {
-    for (file, courier) in [("subscriptions", false), ("courierimapsubscribed", true)] {
-        let p = root.join(file);
-        match fs::read(&p) {
-            Ok(bytes) => {
-                let subs = if courier {
-                    subscriptions::parse_courier(&bytes, opts.hier_sep, opts.utf8_names)
-                } else {
-                    subscriptions::parse_dovecot(&bytes, opts.hier_sep, opts.utf8_names)
-                };
-                for s in &subs.skipped {
-                    warn!(path = %p.display(), "subscription {s:?} is not a valid name; ignored");
-                }
-                return Some(subs.names.into_iter().collect());
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                warn!(path = %p.display(), "cannot read subscriptions: {e}; keeping what was known");
+///
+/// These files may be edited in place, so a read is trusted only when the
+/// file held still during it and, in `scan`, when it is older than
+/// [`ScanOptions::settle`]: a file truncated but not yet written again
+/// would otherwise unsubscribe everything. `None` keeps what was known.
+fn read_subscriptions(root_dir: &StoreDir, root: &Path, opts: &ScanOptions) -> Option<BTreeSet<String>> {
+    for (file, courier) in [(b"subscriptions".as_slice(), false), (b"courierimapsubscribed", true)] {
+        let shown = storefs::show(root, file);
+        let bytes = match read_settled(root_dir, file, SUBSCRIPTIONS_CAP, opts.settle) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                warn_path(&shown, "unsettled", "is being rewritten; keeping the subscriptions known so far until it holds still");
                 return None;
             }
+            Err(Refused::NotFound) => continue,
+            Err(e) => {
+                warn_path(&shown, "subscriptions", format!("{e}; keeping the subscriptions known so far"));
+                return None;
+            }
+        };
+        let subs = if courier {
+            subscriptions::parse_courier(&bytes, opts.hier_sep, opts.utf8_names)
+        } else {
+            subscriptions::parse_dovecot(&bytes, opts.hier_sep, opts.utf8_names)
+        };
+        if let Some(first) = subs.skipped.first() {
+            let more = match subs.skipped.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            };
+            warn_path(&shown, "subscription-names", format!("subscription {first:?} is not a valid name; ignored{more}"));
         }
+        return Some(subs.names.into_iter().collect());
     }
     Some(BTreeSet::new())
+}
+
+/// Reads a control file that may be edited in place, trusting only a read
+/// during which it held still and, with `settle`, one older than that
+/// (waiting for it up to `settle`). `Ok(None)`: it would not hold still.
+pub fn read_settled(
+    dir: &StoreDir,
+    file: &[u8],
+    cap: u64,
+    settle: Option<Duration>,
+) -> Result<Option<Vec<u8>>, Refused> {
+    let deadline = Instant::now() + settle.unwrap_or_default();
+    loop {
+        let Some((bytes, st)) = dir.read_stable(file, cap)? else {
+            return Ok(None);
+        };
+        let Some(settle) = settle else {
+            return Ok(Some(bytes));
+        };
+        let age = now_ns().saturating_sub(storefs::mtime_ns(&st).max(storefs::ctime_ns(&st)));
+        let age = Duration::from_nanos(age.max(0) as u64);
+        if age >= settle {
+            return Ok(Some(bytes));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        thread::sleep((settle - age).min(deadline - now) + Duration::from_millis(5));
+    }
+}
+
+/// Makes sure a message missing from a listing is really gone before the
+/// diff calls it expunged.
+///
+/// A directory read while another process renames files in it may miss
+/// an entry altogether (on ext4 a renamed name can move to a place the
+/// reading has already passed). A message whose flags were changed during
+/// the listing would then look expunged, and appended again at the next
+/// look: two false events. So when messages of the snapshot are missing,
+/// the folder is listed again (at most twice more) and whatever turns up
+/// is taken from the later listing. A message truly expunged is missing
+/// from every listing.
+pub fn confirm_gone(listing: &mut UserListing, old: &UserSnapshot, opts: &ScanOptions) {
+    let root = listing.root.clone();
+    for (dir, f) in listing.folders.iter_mut() {
+        let Contents::Listed(messages) = &mut f.contents else {
+            continue;
+        };
+        let Some(known) = old.folders.get(dir).and_then(|o| o.messages.as_ref()) else {
+            continue;
+        };
+        let mut missing: Vec<&Vec<u8>> = known.keys().filter(|b| !messages.contains_key(*b)).collect();
+        for _ in 0..2 {
+            if missing.is_empty() {
+                break;
+            }
+            let Ok(folder) = storefs::folder(&root, dir) else {
+                break;
+            };
+            let path = folder_path(&root, dir);
+            let mut again = HashMap::new();
+            for (sub, in_new) in [(b"new".as_slice(), true), (b"cur", false)] {
+                if let Ok(d) = folder.dir(sub) {
+                    let _ = list_messages(&d, &path, in_new, opts, &mut again);
+                }
+            }
+            missing.retain(|base| match again.remove(*base) {
+                Some(e) => {
+                    debug!(path = %path.display(), "a message missed by a listing (renamed meanwhile) was found again");
+                    messages.insert((*base).clone(), e);
+                    false
+                }
+                None => true,
+            });
+        }
+    }
 }
 
 /// Answers whether a base name of a folder (by directory) already has a
@@ -450,8 +659,12 @@ pub fn wait_for_server(listing: &mut UserListing, known: &KnownUid, deadline: In
         for dir in waiting {
             if let Some(f) = listing.folders.get_mut(&dir) {
                 let path = folder_path(&root, &dir);
-                read_uids(&path, f);
-                f.keywords = read_keywords(&path);
+                // The folder may have become unreadable or gone meanwhile:
+                // then what was read before stands.
+                if let Ok(folder) = storefs::folder(&root, &dir) {
+                    read_uids(&folder, &path, f);
+                    f.keywords = read_keywords(&folder, &path);
+                }
             }
         }
     }
@@ -459,12 +672,17 @@ pub fn wait_for_server(listing: &mut UserListing, known: &KnownUid, deadline: In
 
 /// The limits `maildirsize` sets, if the file exists and is readable.
 pub fn read_maildirsize(root: &Path) -> Option<crate::quota::Limits> {
-    let p = root.join("maildirsize");
-    let bytes = match fs::read(&p) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+    let shown = root.join("maildirsize").display().to_string();
+    let read = StoreDir::open(root).and_then(|d| d.read_stable(b"maildirsize", MAILDIRSIZE_CAP));
+    let bytes = match read {
+        Ok(Some((b, _))) => b,
+        Ok(None) => {
+            warn_path(&shown, "unsettled", "is being rewritten; using the configured quota until it holds still");
+            return None;
+        }
+        Err(Refused::NotFound) => return None,
         Err(e) => {
-            warn!(path = %p.display(), "cannot read: {e}; using the configured quota");
+            warn_path(&shown, "maildirsize", format!("{e}; using the configured quota"));
             return None;
         }
     };
@@ -474,23 +692,31 @@ pub fn read_maildirsize(root: &Path) -> Option<crate::quota::Limits> {
             messages: m.messages,
         }),
         Err(e) => {
-            warn!(path = %p.display(), "unusable ({e}); using the configured quota");
+            warn_path(&shown, "maildirsize", format!("unusable ({e}); using the configured quota"));
             None
         }
     }
 }
 
 /// The IMAP size (RFC822.SIZE) of a message without `W=` in its name: its
-/// length with every bare LF counted as CRLF.
-pub fn virtual_size(path: &Path) -> io::Result<u64> {
-    let mut f = fs::File::open(path)?;
+/// length with every bare LF counted as CRLF. Only a regular file is read
+/// (see [`storefs`]), in small pieces; past [`VSIZE_READ_CAP`] the
+/// physical size from `fstat` stands in (no MTA delivers such a file, but
+/// a user can make a sparse one that costs nothing).
+pub fn virtual_size(file: &mut storefs::StoreFile) -> io::Result<u64> {
+    if file.len() > VSIZE_READ_CAP {
+        return Ok(file.len());
+    }
+    let f = file.file_mut();
+    io::Seek::rewind(f)?;
     let mut buf = vec![0u8; 64 * 1024];
-    let (mut total, mut prev) = (0u64, 0u8);
+    let (mut total, mut prev, mut read) = (0u64, 0u8, 0u64);
     loop {
         let n = f.read(&mut buf)?;
-        if n == 0 {
+        if n == 0 || read > VSIZE_READ_CAP {
             return Ok(total);
         }
+        read += n as u64;
         for &b in &buf[..n] {
             if b == b'\n' && prev != b'\r' {
                 total += 1;

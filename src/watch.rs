@@ -103,8 +103,10 @@ const MESSAGES_MASK: WatchMask = WatchMask::CREATE
     .union(WatchMask::DONT_FOLLOW);
 
 /// Roots and parents: directories and control files coming and going
-/// (Dovecot replaces `subscriptions` and `dovecot-keywords` by rename).
-const DIR_MASK: WatchMask = MESSAGES_MASK;
+/// (Dovecot replaces `subscriptions` and `dovecot-keywords` by rename),
+/// and control files edited in place: a writer closing them is the moment
+/// they are whole again (`IN_MODIFY` would show them half-written).
+const DIR_MASK: WatchMask = MESSAGES_MASK.union(WatchMask::CLOSE_WRITE);
 
 /// The set of watches and the thread reading them.
 pub struct Watcher {

@@ -106,6 +106,9 @@ pub struct ContentConfig {
     pub mode: Option<String>,
     /// Size cap of `messageContent` in bytes.
     pub max_size: Option<usize>,
+    /// At most this many bytes of a message file are read for content
+    /// parameters; a larger message's event goes out without them.
+    pub max_read: Option<u64>,
     /// Optional parameters: messageContent, bodyStructure, envelope,
     /// messageId, subject, from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

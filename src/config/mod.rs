@@ -81,6 +81,8 @@ pub struct ContentSettings {
     /// standard, message, header, body or headerbody.
     pub mode: String,
     pub max_size: usize,
+    /// At most this many bytes of a message file are read (0: 8 MiB).
+    pub max_read: u64,
     /// messageContent, bodyStructure, envelope, messageId, subject, from.
     pub include: Vec<String>,
 }
@@ -106,6 +108,7 @@ impl ContentSettings {
             message_id: has("messageId"),
             subject: has("subject"),
             from: has("from"),
+            max_read: self.max_read,
         }
     }
 }

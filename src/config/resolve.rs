@@ -135,6 +135,15 @@ pub fn resolve(
         ContentSettings {
             mode,
             max_size: c.max_size.unwrap_or(64 * 1024),
+            max_read: match c.max_read {
+                Some(0) => {
+                    return Err(ConfigError(
+                        "content.max_read: must be more than 0 bytes".into(),
+                    ));
+                }
+                Some(n) => n,
+                None => crate::enrich::DEFAULT_MAX_READ,
+            },
             include: c.include,
         }
     };
@@ -217,6 +226,7 @@ pub fn resolve(
             utf8_names: fc.utf8_names.unwrap_or(false),
             full: fc.full.unwrap_or(false),
             stat_sizes: quota.is_some(),
+            settle: Some(Duration::from_secs(1)),
         },
         uid_wait: Duration::from_millis(fc.uid_wait_ms.unwrap_or(2000)),
         emit_existing: fc.emit_existing.unwrap_or(false),
@@ -276,6 +286,7 @@ pub fn describe(config: &Config, merged: &FileConfig) -> String {
     fc.content = Some(file::ContentConfig {
         mode: Some(config.content.mode.clone()),
         max_size: Some(config.content.max_size),
+        max_read: Some(config.content.max_read),
         include: config.content.include.clone(),
     });
     fc.outbox_limit = Some(config.outbox_limit);

@@ -102,6 +102,9 @@ pub struct ContentOptions {
     pub subject: bool,
     /// Include the first From address.
     pub from: bool,
+    /// At most this many bytes of a message file are read for any of the
+    /// above; a larger file gets none of them. 0: the caller's default.
+    pub max_read: u64,
 }
 
 /// The parameters computed from one message. A field is `None` when not

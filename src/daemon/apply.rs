@@ -50,17 +50,63 @@ impl Daemon<'_> {
             .iter()
             .filter_map(|o| name::parse(&o.name, sep).map(|p| (o.present, p)))
             .collect();
+        let named: Vec<_> = ops
+            .iter()
+            .filter_map(|o| name::parse(&o.name, sep).map(|p| (o, p.base)))
+            .collect();
         let states = self
             .store
             .load_states(folder.id, parsed.iter().map(|(_, p)| p.base))?;
         let path = folder_path(&self.users[u].root, dir);
-        let has_uidlist =
-            folder.uid_source == UidSource::Dovecot || path.join("dovecot-uidlist").exists();
+        // Everything below is read through handles opened without
+        // following a link; a folder that went (or became a link) is the
+        // rescan's to sort out.
+        let fdir = match storefs::folder(&self.users[u].root, dir) {
+            Ok(d) => d,
+            Err(e) => {
+                debug!(path = %path.display(), "folder {e}; rescanning");
+                rescan.insert(u);
+                return Ok(None);
+            }
+        };
+        let has_uidlist = folder.uid_source == UidSource::Dovecot
+            || fdir
+                .stat_at(b"dovecot-uidlist")
+                .is_ok_and(|st| storefs::stat_kind(&st) == EntryKind::File);
         if folder.uid_source == UidSource::Own && has_uidlist {
             // Dovecot has started numbering this folder: the rescan moves
             // every message to Dovecot's UIDs.
             rescan.insert(u);
             return Ok(None);
+        }
+        // A new name that is not a regular file (a link, a FIFO) is no
+        // message, as in a scan: it is dropped before anything counts it.
+        let mut odd = HashSet::new();
+        let mut subs: [Option<Option<StoreDir>>; 2] = [None, None];
+        for (op, base) in named {
+            if !op.present || states.contains_key(base) {
+                continue;
+            }
+            let sub = subs[usize::from(!op.in_new)]
+                .get_or_insert_with(|| fdir.dir(if op.in_new { b"new" } else { b"cur" }).ok());
+            let Some(sub) = sub else { continue };
+            let kind = match sub.stat_at(&op.name) {
+                Ok(st) => storefs::stat_kind(&st),
+                Err(Refused::Link) => EntryKind::Link,
+                Err(_) => continue,
+            };
+            if kind != EntryKind::File && kind != EntryKind::Dir {
+                let what = match kind {
+                    EntryKind::Other(k) => k,
+                    _ => "a symbolic link",
+                };
+                warn_path(
+                    &storefs::show(&path.join(if op.in_new { "new" } else { "cur" }), &op.name),
+                    "not-regular",
+                    format!("{what}, not a message file: skipped, never opened"),
+                );
+                odd.insert(op.name.clone());
+            }
         }
         let arrivals = parsed
             .iter()
@@ -69,7 +115,7 @@ impl Daemon<'_> {
         let mut missing = false;
         if has_uidlist && (arrivals || folder.pending) {
             let tail = self.tails.entry(key.clone()).or_default();
-            match tail.refresh(&path.join("dovecot-uidlist")) {
+            match tail.refresh(&fdir) {
                 Ok(true) => {
                     let uids = tail.uids();
                     if uids.uidvalidity != folder.uidvalidity {
@@ -95,9 +141,7 @@ impl Daemon<'_> {
                 .values()
                 .any(|s| s.flags.keyword_indexes().next().is_some());
         let keywords = if letters {
-            std::fs::read(path.join("dovecot-keywords"))
-                .map(|b| Keywords::parse(&b))
-                .unwrap_or_default()
+            scan::read_keywords(&fdir, &path)
         } else {
             Keywords::default()
         };
@@ -116,6 +160,8 @@ impl Daemon<'_> {
             server,
             keywords,
             missing,
+            odd,
+            dir: fdir,
         }))
     }
 
@@ -130,7 +176,6 @@ impl Daemon<'_> {
     ) -> Result<(), Error> {
         let root = self.users[u].root.clone();
         let user = self.users[u].name.clone();
-        let path = folder_path(&root, dir);
         let store = &*self.store;
         // A user with one folder has no elsewhere to copy from.
         let single = self.users[u].folders.len() <= 1;
@@ -142,13 +187,24 @@ impl Daemon<'_> {
         let expired =
             |base: &[u8]| crate::config::expires(&self.config.expire, now, &folder.name, base);
         let stat = self.config.quota.is_some();
+        let subs = [view.dir.dir(b"new").ok(), view.dir.dir(b"cur").ok()];
         let size_of = |in_new: bool, file: &[u8]| {
-            use std::os::unix::ffi::OsStrExt;
-            let p = path
-                .join(if in_new { "new" } else { "cur" })
-                .join(std::ffi::OsStr::from_bytes(file));
-            stat.then(|| std::fs::symlink_metadata(p).ok().map(|m| m.len()))
-                .flatten()
+            if !stat {
+                return None;
+            }
+            let sub = subs[usize::from(!in_new)].as_ref()?;
+            sub.stat_at(file).ok().map(|m| m.st_size as u64)
+        };
+        let odd_ops;
+        let ops = if view.odd.is_empty() {
+            ops
+        } else {
+            odd_ops = ops
+                .iter()
+                .filter(|o| !view.odd.contains(&o.name))
+                .cloned()
+                .collect::<Vec<_>>();
+            &odd_ops[..]
         };
         let applied = live::apply(
             &LiveFolder {
@@ -174,12 +230,7 @@ impl Daemon<'_> {
             updates: vec![applied.update],
             ..UserDiff::default()
         };
-        let folder_dir = path.clone();
-        enrich::arrivals(
-            &mut diff,
-            &|_: &[u8]| Some(folder_dir.clone()),
-            &self.content,
-        );
+        enrich::arrivals(&mut diff, &root, &self.content);
         // Quota: the cached folder totals with this folder's new ones.
         if self.config.quota.is_some() {
             let changed = &diff.updates[0].folder;

@@ -33,6 +33,8 @@ use crate::pipeline::{self, Summary};
 use crate::scan::{self, folder_path};
 use crate::snapshot::{FolderSnapshot, UidSource};
 use crate::store::Store;
+use crate::storefs::{self, EntryKind, Refused, StoreDir};
+use crate::warnlimit::warn_path;
 use crate::uidtail::UidTail;
 use crate::watch::{Kind, Signal, Target, Watcher};
 
@@ -68,6 +70,10 @@ struct View {
     keywords: Keywords,
     /// A new file has no UID yet, or a keyword letter no name.
     missing: bool,
+    /// New names that are no regular files: not messages.
+    odd: HashSet<Vec<u8>>,
+    /// The folder's directory, opened without following links.
+    dir: StoreDir,
 }
 
 struct Deferred {
@@ -99,6 +105,15 @@ struct Daemon<'a> {
 
 /// Runs `watch` until SIGTERM or SIGINT.
 pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(), Error> {
+    // Control files edited in place are read again when their writer
+    // closes them (IN_CLOSE_WRITE), so a rescan need not wait for them.
+    let config = &Config {
+        scan: scan::ScanOptions {
+            settle: None,
+            ..config.scan.clone()
+        },
+        ..config.clone()
+    };
     let opts = &config.watch;
     let (tx, rx) = bounded(CHANNEL);
     catch_signals(tx.clone());
@@ -259,12 +274,26 @@ impl Daemon<'_> {
                 self.rescan_all_due = true;
                 batch.retain(|s| matches!(s, Signal::Stop));
             }
-            let overflow = self.watcher.as_ref().is_some_and(Watcher::take_overflow);
-            if overflow {
+            let dropped = self.watcher.as_ref().is_some_and(Watcher::take_overflow);
+            let kernel = batch
+                .iter()
+                .any(|s| matches!(s, Signal::Overflow | Signal::Failed(_)));
+            if dropped || kernel {
                 self.metrics.overflows.fetch_add(1, Ordering::Relaxed);
-                warn!("events were lost (queue overflow); rescanning everything");
+                if dropped {
+                    warn!("events were lost (our signal queue was full); rescanning everything");
+                } else {
+                    warn!("events were lost (the kernel's inotify queue overflowed; raise fs.inotify.max_queued_events); rescanning everything");
+                }
                 self.rescan_all_due = true;
-                batch.retain(|s| matches!(s, Signal::Stop));
+            }
+            if self.rescan_all_due {
+                // Names from before the loss may be half of a rename whose
+                // other half was lost: applied alone they would be an
+                // expunge and, after the rescan, an append of the same
+                // message. The rescan diffs everything against the
+                // snapshot, so until it has run, names are only a wake-up.
+                batch.retain(|s| matches!(s, Signal::Stop | Signal::Reopen));
             }
             if !batch.is_empty() {
                 self.metrics.batches.fetch_add(1, Ordering::Relaxed);
