@@ -98,7 +98,7 @@ impl From<io::Error> for Refused {
 
 /// What a directory entry is, as far as the listing tells (with a
 /// `fstatat` where the filesystem does not say).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum EntryKind {
     File,
     Dir,
@@ -154,15 +154,30 @@ impl StoreDir {
     /// Opens a Maildir root (or any directory the administrator named): a
     /// link as the last component is refused.
     pub fn open(path: &Path) -> Result<StoreDir, Refused> {
-        let fd = rustix::fs::open(path, DIR_FLAGS, Mode::empty()).map_err(Refused::from_errno)?;
-        Ok(StoreDir { fd })
+        match rustix::fs::open(path, DIR_FLAGS, Mode::empty()) {
+            Ok(fd) => Ok(StoreDir { fd }),
+            // With O_NOFOLLOW, a link to a directory is "not a directory".
+            Err(rustix::io::Errno::NOTDIR) => Err(not_dir(rustix::fs::statat(
+                rustix::fs::CWD,
+                path,
+                AtFlags::SYMLINK_NOFOLLOW,
+            ))),
+            Err(e) => Err(Refused::from_errno(e)),
+        }
     }
 
     /// Opens a directory inside this one; a link is refused.
     pub fn dir(&self, name: &[u8]) -> Result<StoreDir, Refused> {
-        let fd = rustix::fs::openat(&self.fd, OsStr::from_bytes(name), DIR_FLAGS, Mode::empty())
-            .map_err(Refused::from_errno)?;
-        Ok(StoreDir { fd })
+        let name = OsStr::from_bytes(name);
+        match rustix::fs::openat(&self.fd, name, DIR_FLAGS, Mode::empty()) {
+            Ok(fd) => Ok(StoreDir { fd }),
+            Err(rustix::io::Errno::NOTDIR) => Err(not_dir(rustix::fs::statat(
+                &self.fd,
+                name,
+                AtFlags::SYMLINK_NOFOLLOW,
+            ))),
+            Err(e) => Err(Refused::from_errno(e)),
+        }
     }
 
     /// `fstat` of the directory itself.
@@ -242,6 +257,17 @@ impl StoreDir {
             }
         }
         Ok(None)
+    }
+}
+
+/// Why a directory open failed with "not a directory": a link, or
+/// something else.
+fn not_dir(st: rustix::io::Result<Stat>) -> Refused {
+    match st.map(|st| stat_kind(&st)) {
+        Ok(EntryKind::Link) => Refused::Link,
+        Ok(EntryKind::Other(k)) => Refused::Kind(k),
+        Err(rustix::io::Errno::NOENT) => Refused::NotFound,
+        _ => Refused::Kind("not a directory"),
     }
 }
 

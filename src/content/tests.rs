@@ -19,6 +19,7 @@ fn all_on() -> ContentOptions {
         message_id: true,
         subject: true,
         from: true,
+        max_read: 0,
     }
 }
 
