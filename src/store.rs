@@ -11,6 +11,7 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -98,18 +99,13 @@ impl Store {
     /// Opens (creating if needed) the state in `dir`, and locks it so two
     /// runs cannot report the same change twice.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        fs::create_dir_all(dir).map_err(|e| {
-            StoreError::new(
-                dir,
-                StoreErrorKind::CantCreate,
-                format!("cannot create the state directory: {e}"),
-            )
-        })?;
+        create_private_dir(dir)?;
         let lock_path = dir.join("lock");
         let lock = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&lock_path)
             .map_err(|e| {
                 StoreError::new(
@@ -127,7 +123,39 @@ impl Store {
             ));
         }
         let path = dir.join(FILE_NAME);
-        let conn = Connection::open(&path).map_err(|e| sql_err(&path, e))?;
+        match fs::symlink_metadata(&path) {
+            Ok(m) if !m.file_type().is_file() => {
+                return Err(StoreError::new(
+                    &path,
+                    StoreErrorKind::Corrupt,
+                    "is not a regular file; move it away",
+                ));
+            }
+            Ok(m) if m.len() == 0 => {
+                // We never leave an empty database behind (a new one is
+                // built aside and renamed into place), so this one was
+                // truncated: what it knew is lost. Starting over is the
+                // administrator's decision, not ours.
+                return Err(StoreError::new(&path, StoreErrorKind::Corrupt, format!(
+                    "is empty (0 bytes): it was truncated, and the snapshot and undelivered events it held are lost. {START_OVER}"
+                )));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => create_fresh(dir, &path)?,
+            Err(e) => {
+                return Err(StoreError::new(
+                    &path,
+                    StoreErrorKind::CantCreate,
+                    format!("cannot look at it: {e}"),
+                ));
+            }
+        }
+        tighten(&path);
+        let conn = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sql_err(&path, e))?;
         let mut store = Store {
             conn,
             path,
@@ -135,7 +163,60 @@ impl Store {
             _lock: lock,
         };
         store.init()?;
+        for side in ["-wal", "-shm"] {
+            let mut p = store.path.clone().into_os_string();
+            p.push(side);
+            tighten(Path::new(&p));
+        }
         Ok(store)
+    }
+
+    /// Walks every b-tree of the database (tables and indexes) with page
+    /// checks on, so a damaged page is found at open, not months later
+    /// when its folder changes. A database of up to [`QUICK_CHECK_MAX`]
+    /// bytes gets SQLite's `quick_check` as well; `full` runs the complete
+    /// `integrity_check` whatever the size.
+    pub fn verify(&self, full: bool) -> Result<(), StoreError> {
+        let err = |e| sql_err(&self.path, e);
+        let trees: Vec<(String, String, String)> = self
+            .conn
+            .prepare("SELECT type, name, tbl_name FROM sqlite_master WHERE rootpage > 0")
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .map_err(err)?;
+        for (kind, name, table) in trees {
+            let q = if kind == "table" {
+                format!("SELECT count(*) FROM \"{name}\"")
+            } else {
+                format!("SELECT count(*) FROM \"{table}\" INDEXED BY \"{name}\"")
+            };
+            let _: i64 = self.conn.query_row(&q, [], |r| r.get(0)).map_err(err)?;
+        }
+        let size = fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        let check = if full {
+            Some("PRAGMA integrity_check(20)")
+        } else if size <= QUICK_CHECK_MAX {
+            Some("PRAGMA quick_check(20)")
+        } else {
+            None
+        };
+        if let Some(check) = check {
+            let problems: Vec<String> = self
+                .conn
+                .prepare(check)
+                .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+                .map_err(err)?;
+            if problems != ["ok"] {
+                return Err(StoreError::new(
+                    &self.path,
+                    StoreErrorKind::Corrupt,
+                    format!("is damaged: {}. {START_OVER}", problems.join("; ")),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn init(&mut self) -> Result<(), StoreError> {
@@ -155,13 +236,13 @@ impl Store {
             .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
             .map_err(err)?;
         if app == 0 && tables == 0 {
-            self.conn.execute_batch(SCHEMA).map_err(err)?;
-            self.conn
-                .execute(
-                    "INSERT INTO meta(key, value) VALUES ('instance', ?1)",
-                    [random_hex()],
-                )
-                .map_err(err)?;
+            // Not ours: a new database is made with its schema (see
+            // `create_fresh`), so an empty one was emptied by someone else.
+            return Err(StoreError::new(
+                &self.path,
+                StoreErrorKind::Corrupt,
+                format!("holds no maildir-events state (an empty SQLite database). {START_OVER}"),
+            ));
         } else if app != APPLICATION_ID {
             return Err(StoreError::new(
                 &self.path,
@@ -180,9 +261,7 @@ impl Store {
         self.conn
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
             .map_err(err)?;
-        // No integrity check on open: it would read the whole database at
-        // every start (seconds for a million messages). Damage shows as
-        // SQLITE_CORRUPT on access, which is reported as such.
+        self.verify(false)?;
         self.instance = self
             .conn
             .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
@@ -567,7 +646,96 @@ fn enqueue(tx: &Transaction, instance: &str, events: Vec<Event>) -> rusqlite::Re
 pub(crate) fn tune(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.set_prepared_statement_cache_capacity(64);
     conn.busy_handler(Some(short_waits))?;
-    conn.execute_batch("PRAGMA synchronous = NORMAL;")
+    // Every page read is checked for sane cells: damage is an error, never
+    // a wrong answer.
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cell_size_check = ON;")
+}
+
+/// What the administrator can do about a state that is not usable.
+const START_OVER: &str = "Nothing was changed. To start over (a silent baseline: changes since the last good run are not reported), move the state directory away; or restore it from a backup";
+
+/// Databases up to this size get SQLite's `quick_check` at every open
+/// (about 0.1 s); larger ones the b-tree walk only.
+const QUICK_CHECK_MAX: u64 = 32 << 20;
+
+/// Creates the state directory 0700 whatever the umask: the database holds
+/// mailbox names and, with content on, message bodies.
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    let cant = |e: io::Error| {
+        StoreError::new(
+            dir,
+            StoreErrorKind::CantCreate,
+            format!("cannot create the state directory: {e}"),
+        )
+    };
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(cant)?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {
+            // The umask may have taken bits away, never added: set it.
+            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            if let Ok(m) = fs::metadata(dir)
+                && m.permissions().mode() & 0o077 != 0
+            {
+                tracing::warn!(path = %dir.display(), mode = format!("{:o}", m.permissions().mode() & 0o7777),
+                    "the state directory can be read by other users; chmod 700 it (the state holds mailbox names, and message content when configured)");
+            }
+        }
+        Err(e) => return Err(cant(e)),
+    }
+    Ok(())
+}
+
+/// Makes a file of the state 0600 (it may come from an older version, or
+/// have been copied with looser permissions).
+fn tighten(path: &Path) {
+    if let Ok(m) = fs::symlink_metadata(path)
+        && m.file_type().is_file()
+        && m.permissions().mode() & 0o077 != 0
+    {
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
+    }
+}
+
+/// Makes a new state database beside its place and renames it there, so
+/// that the file under the real name is always a whole database with its
+/// schema: an empty file there can only be damage.
+fn create_fresh(dir: &Path, path: &Path) -> Result<(), StoreError> {
+    let tmp = dir.join(format!("{FILE_NAME}.new"));
+    let cant = |e: io::Error| {
+        StoreError::new(&tmp, StoreErrorKind::CantCreate, format!("cannot create: {e}"))
+    };
+    for stale in ["", "-journal", "-wal", "-shm"] {
+        let mut p = tmp.clone().into_os_string();
+        p.push(stale);
+        let _ = fs::remove_file(p);
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(cant)?;
+    {
+        let conn = Connection::open(&tmp).map_err(|e| sql_err(&tmp, e))?;
+        conn.execute_batch(&format!("BEGIN; {SCHEMA} COMMIT;"))
+            .and_then(|()| {
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('instance', ?1)",
+                    [random_hex()],
+                )
+            })
+            .map_err(|e| sql_err(&tmp, e))?;
+    }
+    fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(cant)?;
+    fs::rename(&tmp, path).map_err(cant)?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 fn short_waits(attempt: i32) -> bool {
