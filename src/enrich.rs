@@ -56,7 +56,13 @@ pub fn arrivals(diff: &mut UserDiff, root: &Path, opts: &ContentOptions) {
                 continue;
             }
             Err(e) => {
-                warn_path(&shown(), "message", format!("message file {e}; its event goes out without the parameters read from the file"));
+                warn_path(
+                    &shown(),
+                    "message",
+                    format!(
+                        "message file {e}; its event goes out without the parameters read from the file"
+                    ),
+                );
                 continue;
             }
         };
@@ -73,11 +79,19 @@ pub fn arrivals(diff: &mut UserDiff, root: &Path, opts: &ContentOptions) {
                     params.extend(c.parameters().map(|(k, v)| (k.to_string(), v.to_string())));
                     continue;
                 }
-                Err(e @ Refused::TooBig { .. }) => warn_path(&shown(), "content-cap", format!(
-                    "message {e} ([content] max_read); its event goes out without content parameters"
-                )),
+                Err(e @ Refused::TooBig { .. }) => warn_path(
+                    &shown(),
+                    "content-cap",
+                    format!(
+                        "message {e} ([content] max_read); its event goes out without content parameters"
+                    ),
+                ),
                 Err(e) => {
-                    warn_path(&shown(), "message", format!("message file {e}; its event goes out without content parameters"));
+                    warn_path(
+                        &shown(),
+                        "message",
+                        format!("message file {e}; its event goes out without content parameters"),
+                    );
                     continue;
                 }
             }
@@ -85,7 +99,13 @@ pub fn arrivals(diff: &mut UserDiff, root: &Path, opts: &ContentOptions) {
         if entry.vsize.is_none() {
             match scan::virtual_size(&mut file) {
                 Ok(n) => entry.vsize = Some(n),
-                Err(e) => warn_path(&shown(), "message", format!("message file cannot be read: {e}; its event goes out without messageSize")),
+                Err(e) => warn_path(
+                    &shown(),
+                    "message",
+                    format!(
+                        "message file cannot be read: {e}; its event goes out without messageSize"
+                    ),
+                ),
             }
         }
     }

@@ -288,8 +288,19 @@ fn scan_folder(
             Ok(n) => n,
             Err(e) => {
                 let lossy = folders::imap_name_lossy(dir, opts.hier_sep, opts.utf8_names);
-                warn_path(&path.display().to_string(), "name", format!("folder name is not valid {}: {}; reported as {lossy:?}",
-                    if opts.utf8_names { "UTF-8" } else { "modified UTF-7" }, e.reason()));
+                warn_path(
+                    &path.display().to_string(),
+                    "name",
+                    format!(
+                        "folder name is not valid {}: {}; reported as {lossy:?}",
+                        if opts.utf8_names {
+                            "UTF-8"
+                        } else {
+                            "modified UTF-7"
+                        },
+                        e.reason()
+                    ),
+                );
                 lossy
             }
         }
@@ -428,7 +439,10 @@ fn list_messages(
     if let Some((first, what)) = odd {
         let dir = folder.join(if in_new { "new" } else { "cur" });
         let more = if odd_count > 1 {
-            format!(" (and {} more entries that are no regular files)", odd_count - 1)
+            format!(
+                " (and {} more entries that are no regular files)",
+                odd_count - 1
+            )
         } else {
             String::new()
         };
@@ -452,7 +466,11 @@ fn read_uids(folder: &StoreDir, path: &Path, listing: &mut FolderListing) {
             Ok(b) => b,
             Err(Refused::NotFound) => continue,
             Err(e) => {
-                warn_path(&shown, "uidlist", format!("{e}; UIDs of this folder are unknown for now"));
+                warn_path(
+                    &shown,
+                    "uidlist",
+                    format!("{e}; UIDs of this folder are unknown for now"),
+                );
                 continue;
             }
         };
@@ -476,7 +494,11 @@ fn read_uids(folder: &StoreDir, path: &Path, listing: &mut FolderListing) {
                 return;
             }
             Err(e) => {
-                warn_path(&shown, "uidlist", format!("unusable UID list ({e}); UIDs of this folder are unknown for now"));
+                warn_path(
+                    &shown,
+                    "uidlist",
+                    format!("unusable UID list ({e}); UIDs of this folder are unknown for now"),
+                );
             }
         }
     }
@@ -488,7 +510,11 @@ pub fn read_keywords(folder: &StoreDir, path: &Path) -> Keywords {
         Ok(b) => Keywords::parse(&b),
         Err(Refused::NotFound) => Keywords::default(),
         Err(e) => {
-            warn_path(&storefs::show(path, b"dovecot-keywords"), "keywords", format!("{e}; keyword names unknown for now"));
+            warn_path(
+                &storefs::show(path, b"dovecot-keywords"),
+                "keywords",
+                format!("{e}; keyword names unknown for now"),
+            );
             Keywords::default()
         }
     }
@@ -500,18 +526,33 @@ pub fn read_keywords(folder: &StoreDir, path: &Path) -> Keywords {
 /// file held still during it and, in `scan`, when it is older than
 /// [`ScanOptions::settle`]: a file truncated but not yet written again
 /// would otherwise unsubscribe everything. `None` keeps what was known.
-fn read_subscriptions(root_dir: &StoreDir, root: &Path, opts: &ScanOptions) -> Option<BTreeSet<String>> {
-    for (file, courier) in [(b"subscriptions".as_slice(), false), (b"courierimapsubscribed", true)] {
+fn read_subscriptions(
+    root_dir: &StoreDir,
+    root: &Path,
+    opts: &ScanOptions,
+) -> Option<BTreeSet<String>> {
+    for (file, courier) in [
+        (b"subscriptions".as_slice(), false),
+        (b"courierimapsubscribed", true),
+    ] {
         let shown = storefs::show(root, file);
         let bytes = match read_settled(root_dir, file, SUBSCRIPTIONS_CAP, opts.settle) {
             Ok(Some(b)) => b,
             Ok(None) => {
-                warn_path(&shown, "unsettled", "is being rewritten; keeping the subscriptions known so far until it holds still");
+                warn_path(
+                    &shown,
+                    "unsettled",
+                    "is being rewritten; keeping the subscriptions known so far until it holds still",
+                );
                 return None;
             }
             Err(Refused::NotFound) => continue,
             Err(e) => {
-                warn_path(&shown, "subscriptions", format!("{e}; keeping the subscriptions known so far"));
+                warn_path(
+                    &shown,
+                    "subscriptions",
+                    format!("{e}; keeping the subscriptions known so far"),
+                );
                 return None;
             }
         };
@@ -525,7 +566,11 @@ fn read_subscriptions(root_dir: &StoreDir, root: &Path, opts: &ScanOptions) -> O
                 1 => String::new(),
                 n => format!(" (and {} more)", n - 1),
             };
-            warn_path(&shown, "subscription-names", format!("subscription {first:?} is not a valid name; ignored{more}"));
+            warn_path(
+                &shown,
+                "subscription-names",
+                format!("subscription {first:?} is not a valid name; ignored{more}"),
+            );
         }
         return Some(subs.names.into_iter().collect());
     }
@@ -582,7 +627,10 @@ pub fn confirm_gone(listing: &mut UserListing, old: &UserSnapshot, opts: &ScanOp
         let Some(known) = old.folders.get(dir).and_then(|o| o.messages.as_ref()) else {
             continue;
         };
-        let mut missing: Vec<&Vec<u8>> = known.keys().filter(|b| !messages.contains_key(*b)).collect();
+        let mut missing: Vec<&Vec<u8>> = known
+            .keys()
+            .filter(|b| !messages.contains_key(*b))
+            .collect();
         for _ in 0..2 {
             if missing.is_empty() {
                 break;
@@ -677,12 +725,20 @@ pub fn read_maildirsize(root: &Path) -> Option<crate::quota::Limits> {
     let bytes = match read {
         Ok(Some((b, _))) => b,
         Ok(None) => {
-            warn_path(&shown, "unsettled", "is being rewritten; using the configured quota until it holds still");
+            warn_path(
+                &shown,
+                "unsettled",
+                "is being rewritten; using the configured quota until it holds still",
+            );
             return None;
         }
         Err(Refused::NotFound) => return None,
         Err(e) => {
-            warn_path(&shown, "maildirsize", format!("{e}; using the configured quota"));
+            warn_path(
+                &shown,
+                "maildirsize",
+                format!("{e}; using the configured quota"),
+            );
             return None;
         }
     };
@@ -692,7 +748,11 @@ pub fn read_maildirsize(root: &Path) -> Option<crate::quota::Limits> {
             messages: m.messages,
         }),
         Err(e) => {
-            warn_path(&shown, "maildirsize", format!("unusable ({e}); using the configured quota"));
+            warn_path(
+                &shown,
+                "maildirsize",
+                format!("unusable ({e}); using the configured quota"),
+            );
             None
         }
     }

@@ -136,9 +136,13 @@ impl Store {
                 // built aside and renamed into place), so this one was
                 // truncated: what it knew is lost. Starting over is the
                 // administrator's decision, not ours.
-                return Err(StoreError::new(&path, StoreErrorKind::Corrupt, format!(
-                    "is empty (0 bytes): it was truncated, and the snapshot and undelivered events it held are lost. {START_OVER}"
-                )));
+                return Err(StoreError::new(
+                    &path,
+                    StoreErrorKind::Corrupt,
+                    format!(
+                        "is empty (0 bytes): it was truncated, and the snapshot and undelivered events it held are lost. {START_OVER}"
+                    ),
+                ));
             }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => create_fresh(dir, &path)?,
@@ -247,7 +251,7 @@ impl Store {
             return Err(StoreError::new(
                 &self.path,
                 StoreErrorKind::Corrupt,
-                "is an SQLite database of some other program; pass another --state directory",
+                "is an SQLite database of some other program; pass another --state directory, or move this one away",
             ));
         } else if version > SCHEMA_VERSION {
             return Err(StoreError::new(
@@ -706,7 +710,11 @@ fn tighten(path: &Path) {
 fn create_fresh(dir: &Path, path: &Path) -> Result<(), StoreError> {
     let tmp = dir.join(format!("{FILE_NAME}.new"));
     let cant = |e: io::Error| {
-        StoreError::new(&tmp, StoreErrorKind::CantCreate, format!("cannot create: {e}"))
+        StoreError::new(
+            &tmp,
+            StoreErrorKind::CantCreate,
+            format!("cannot create: {e}"),
+        )
     };
     for stale in ["", "-journal", "-wal", "-shm"] {
         let mut p = tmp.clone().into_os_string();
@@ -730,7 +738,9 @@ fn create_fresh(dir: &Path, path: &Path) -> Result<(), StoreError> {
             })
             .map_err(|e| sql_err(&tmp, e))?;
     }
-    fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(cant)?;
+    fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(cant)?;
     fs::rename(&tmp, path).map_err(cant)?;
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
@@ -762,7 +772,11 @@ pub(crate) fn sql_err(path: &Path, e: rusqlite::Error) -> StoreError {
     };
     let hint = match kind {
         StoreErrorKind::Corrupt => {
-            "; it is not a usable maildir-events state: move it away or pass another --state"
+            return StoreError::new(
+                path,
+                kind,
+                format!("{e}: it is not a usable maildir-events state. {START_OVER}"),
+            );
         }
         StoreErrorKind::CantCreate => {
             "; check the permissions and free space of the state directory"

@@ -79,7 +79,10 @@ impl fmt::Display for Refused {
             ),
             Refused::Kind(k) => write!(f, "is {k}; not read"),
             Refused::TooBig { size, cap } => {
-                write!(f, "is {size} bytes, over the {cap}-byte read limit; not read")
+                write!(
+                    f,
+                    "is {size} bytes, over the {cap}-byte read limit; not read"
+                )
             }
             Refused::Io(e) => write!(f, "cannot be read: {e}"),
         }
@@ -127,14 +130,14 @@ pub fn stat_kind(st: &Stat) -> EntryKind {
 
 /// Nanoseconds of a stat's modification time.
 pub fn mtime_ns(st: &Stat) -> i64 {
-    (st.st_mtime as i64)
+    st.st_mtime
         .saturating_mul(1_000_000_000)
         .saturating_add(st.st_mtime_nsec as i64)
 }
 
 /// Nanoseconds of a stat's change time.
 pub fn ctime_ns(st: &Stat) -> i64 {
-    (st.st_ctime as i64)
+    st.st_ctime
         .saturating_mul(1_000_000_000)
         .saturating_add(st.st_ctime_nsec as i64)
 }
@@ -217,7 +220,9 @@ impl StoreDir {
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let fd = match rustix::fs::openat(&self.fd, name, flags | OFlags::NOATIME, Mode::empty()) {
             // O_NOATIME is only for the file's owner (or CAP_FOWNER).
-            Err(rustix::io::Errno::PERM) => rustix::fs::openat(&self.fd, name, flags, Mode::empty()),
+            Err(rustix::io::Errno::PERM) => {
+                rustix::fs::openat(&self.fd, name, flags, Mode::empty())
+            }
             r => r,
         }
         .map_err(Refused::from_errno)?;
@@ -401,14 +406,23 @@ mod tests {
 
         let cur = folder(&root, b"").unwrap().dir(b"cur").unwrap();
         assert_eq!(cur.read(b"ok", 100).unwrap(), b"hello");
-        assert!(matches!(cur.read(b"ok", 4), Err(Refused::TooBig { size: 5, cap: 4 })));
+        assert!(matches!(
+            cur.read(b"ok", 4),
+            Err(Refused::TooBig { size: 5, cap: 4 })
+        ));
         assert!(matches!(cur.read(b"link", 100), Err(Refused::Link)));
-        assert!(matches!(cur.read(b"fifo", 100), Err(Refused::Kind("a FIFO"))));
+        assert!(matches!(
+            cur.read(b"fifo", 100),
+            Err(Refused::Kind("a FIFO"))
+        ));
         assert!(matches!(cur.read(b"gone", 100), Err(Refused::NotFound)));
         assert!(matches!(folder(&root, b".Linked"), Err(Refused::Link)));
         // A link as the Maildir root itself.
         symlink(&root, t.path().join("root-link")).unwrap();
-        assert!(matches!(StoreDir::open(&t.path().join("root-link")), Err(Refused::Link)));
+        assert!(matches!(
+            StoreDir::open(&t.path().join("root-link")),
+            Err(Refused::Link)
+        ));
 
         let mut kinds: Vec<(Vec<u8>, EntryKind)> =
             cur.entries().unwrap().map(Result::unwrap).collect();

@@ -49,8 +49,7 @@ impl UidTail {
             Err(e) => return Err(io::Error::other(e.to_string())),
         };
         let (ino, len) = (sf.stat().st_ino, sf.len());
-        if ino != self.ino || len < self.offset || self.offset == 0 || !self.mark_holds(&mut sf)
-        {
+        if ino != self.ino || len < self.offset || self.offset == 0 || !self.mark_holds(&mut sf) {
             let bytes = sf
                 .read_all(UIDLIST_CAP)
                 .map_err(|e| io::Error::other(e.to_string()))?;
@@ -193,7 +192,11 @@ mod tests {
         let mut t = UidTail::default();
         t.refresh(&d).unwrap();
         // Same inode, longer, but not an append: the old tail is gone.
-        let mut f = fs::OpenOptions::new().write(true).truncate(true).open(&p).unwrap();
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&p)
+            .unwrap();
         f.write_all(b"3 V7 N9\n5 :x\n6 :y\n7 :zzzzzz\n").unwrap();
         drop(f);
         t.refresh(&d).unwrap();

@@ -58,7 +58,10 @@ pub fn warn_path(path: &str, kind: &'static str, message: impl Display) {
         if held == 0 {
             warn!(path, "{message}");
         } else {
-            warn!(path, "{message} ({held} more like it since the last report)");
+            warn!(
+                path,
+                "{message} ({held} more like it since the last report)"
+            );
         }
     }
 }

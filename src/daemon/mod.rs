@@ -34,8 +34,8 @@ use crate::scan::{self, folder_path};
 use crate::snapshot::{FolderSnapshot, UidSource};
 use crate::store::Store;
 use crate::storefs::{self, EntryKind, Refused, StoreDir};
-use crate::warnlimit::warn_path;
 use crate::uidtail::UidTail;
+use crate::warnlimit::warn_path;
 use crate::watch::{Kind, Signal, Target, Watcher};
 
 mod apply;
@@ -283,7 +283,9 @@ impl Daemon<'_> {
                 if dropped {
                     warn!("events were lost (our signal queue was full); rescanning everything");
                 } else {
-                    warn!("events were lost (the kernel's inotify queue overflowed; raise fs.inotify.max_queued_events); rescanning everything");
+                    warn!(
+                        "events were lost (the kernel's inotify queue overflowed; raise fs.inotify.max_queued_events); rescanning everything"
+                    );
                 }
                 self.rescan_all_due = true;
             }
