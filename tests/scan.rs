@@ -3,7 +3,7 @@
 //! Every test builds a store, records a baseline (the first scan is
 //! silent), changes the store the way a mail server or client would, and
 //! checks the JSON Lines the next scan prints against the event contract in
-//! `docs/DESIGN.md` ("What a change on disk means").
+//! README ("What a change on disk means").
 
 mod evq;
 mod fixture;

@@ -4,7 +4,7 @@
 //! with its own state directory and an sd_notify socket, waits for
 //! `READY=1`, changes the store the way Postfix, Dovecot or a mail client
 //! would, and checks the JSON Lines printed against the event contract in
-//! `docs/DESIGN.md` ("What a change on disk means", live rules). Waits are
+//! README ("What a change on disk means", and the `watch` rules). Waits are
 //! bounded polls; nothing about speed is asserted.
 
 mod evq;

@@ -1,5 +1,5 @@
 //! A throwaway Dovecot instance per test, as described in
-//! `/work/shared/docs/dovecot-for-tests.md`.
+//! the README ("Test it").
 //!
 //! Each instance has its own directory, config, loopback ports, `base_dir`
 //! and `state_dir`, so tests can run in parallel and never touch the system
