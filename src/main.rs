@@ -158,24 +158,20 @@ fn run(cli: Cli) -> Result<(), Error> {
             delivery::stop_process_on_close();
             let mut store = Store::open(&config.state_dir)?;
             let outlets = delivery::outlets(&config)?;
+            let names = delivery::names(&outlets);
             let result = daemon::run(&config, &mut store, outlets);
-            let closed = delivery::closed_sink();
-            match (result, closed) {
+            match (result, delivery::closed_sink()) {
                 (Ok(()), None) => {}
                 // The loop has stopped and the sinks with it: count what
-                // the next run will deliver now, not when the output went.
-                (Err(Error::Sink { error, .. }), _) => {
-                    let kept = kept_in_outbox(store.path())?;
-                    return Err(Error::Sink { error, kept });
-                }
-                (_, Some(_)) => {
-                    let kept = kept_in_outbox(store.path())?;
+                // the closed sink gets from the next run now, not when its
+                // output went away (the loop may have committed more).
+                (Ok(()) | Err(Error::Sink { .. }), Some(sink)) => {
                     return Err(Error::Sink {
-                        error: SinkError::Closed,
-                        kept,
+                        error: SinkError::Failed(format!("{sink}: {}", SinkError::Closed)),
+                        kept: kept_for(store.path(), &names, &sink)?,
                     });
                 }
-                (Err(e), None) => return Err(e),
+                (Err(e), _) => return Err(e),
             }
         }
         Command::CheckConfig(_) => print!(
@@ -193,6 +189,15 @@ fn register_secrets(sinks: &[SinkConfig]) {
     for s in sinks {
         redact::register(&s.secrets());
     }
+}
+
+/// What a closed sink leaves for the next run, counted once `watch` has
+/// stopped: the outbox is trimmed of what every sink took, then the
+/// sink's backlog is counted.
+fn kept_for(db: &Path, names: &[String], sink: &str) -> Result<u64, Error> {
+    let outbox = Outbox::open(db)?;
+    outbox.trim(names)?;
+    Ok(outbox.backlog(sink)?.events)
 }
 
 /// The events in the outbox (waiting for at least one sink), counted now;

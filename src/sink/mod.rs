@@ -91,7 +91,7 @@ pub enum SinkError {
 impl fmt::Display for SinkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SinkError::Closed => f.write_str("the output was closed"),
+            SinkError::Closed => f.write_str("the output was closed (its reader went away)"),
             SinkError::Failed(why) => f.write_str(why),
         }
     }
