@@ -124,8 +124,8 @@ fn run(cli: Cli) -> Result<(), Error> {
     let merged = load_file(cli.config.as_deref())?.merge(overlay);
     register_secrets(&merged.sink);
     let config = resolve(&merged)?;
-    let to_stdout = config.sinks.is_empty()
-        || config.sinks.iter().any(|s| matches!(s, SinkConfig::Stdout));
+    let to_stdout =
+        config.sinks.is_empty() || config.sinks.iter().any(|s| matches!(s, SinkConfig::Stdout));
     let stdout_closed = || {
         // Nothing has been read or sent: what waits stays for a run whose
         // output is open.
@@ -174,10 +174,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                 (Err(e), _) => return Err(e),
             }
         }
-        Command::CheckConfig(_) => print!(
-            "{}",
-            redact::scrub(&config::describe(&config, &merged))
-        ),
+        Command::CheckConfig(_) => print!("{}", redact::scrub(&config::describe(&config, &merged))),
         Command::Status(_) | Command::DeadLetters(_) => {}
     }
     Ok(())

@@ -36,7 +36,10 @@ fn assert_clean(what: &str, text: &str) {
     for s in SECRETS.iter().chain(["natsuser", "natstok3n"].iter()) {
         assert!(!text.contains(s), "{what}: {s:?} printed:\n{text}");
     }
-    assert!(text.contains("127.0.0.1"), "{what}: the host is not named:\n{text}");
+    assert!(
+        text.contains("127.0.0.1"),
+        "{what}: the host is not named:\n{text}"
+    );
 }
 
 /// A configuration with one webhook sink at `url` (plus the secrets).
@@ -124,7 +127,10 @@ fn run_all(what: &str, config: &Path) {
     let scan = command(&refs(&args("scan")), "debug").output().unwrap();
     let stderr = String::from_utf8_lossy(&scan.stderr);
     assert_eq!(scan.status.code(), Some(74), "{what} scan: {stderr}");
-    assert!(stderr.contains("kept in the outbox"), "{what} scan: {stderr}");
+    assert!(
+        stderr.contains("kept in the outbox"),
+        "{what} scan: {stderr}"
+    );
     assert_clean(&format!("{what} scan"), &stderr);
 
     let mut watch = command(&refs(&args("watch")), "debug")
@@ -156,7 +162,10 @@ fn run_all(what: &str, config: &Path) {
     unsafe { libc::kill(watch.id() as libc::pid_t, libc::SIGTERM) };
     let status = wait_for(&mut watch, Duration::from_secs(60)).expect("watch exits");
     let stderr = reader.join().unwrap();
-    assert!(warned, "{what} watch: no 'cannot deliver' warning:\n{stderr}");
+    assert!(
+        warned,
+        "{what} watch: no 'cannot deliver' warning:\n{stderr}"
+    );
     assert_eq!(status.code(), Some(0), "{what} watch: {stderr}");
     assert_clean(&format!("{what} watch"), &stderr);
 
@@ -254,7 +263,10 @@ fn nats_credentials_to_a_closed_port_print_no_secret() {
         format!("nats://natstok3n@127.0.0.1:{port}"),
     ] {
         let tmp = tempfile::tempdir().unwrap();
-        run_all(&u.replace(|c: char| !c.is_ascii_alphanumeric(), "_"), &nats_config(tmp.path(), &u));
+        run_all(
+            &u.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+            &nats_config(tmp.path(), &u),
+        );
     }
 }
 

@@ -215,7 +215,10 @@ fn events_kept_when_the_reader_goes_away_are_counted_and_delivered_next_run() {
     // yet, which its catch-up finds), and nothing waits any more.
     let (code, events, err) = scan(&state, &root);
     assert_eq!(code, Some(0), "{err}");
-    assert!(count(&events, "MessageNew") as u64 >= kept, "{kept}: {events:?}");
+    assert!(
+        count(&events, "MessageNew") as u64 >= kept,
+        "{kept}: {events:?}"
+    );
     let seqs: Vec<u64> = events
         .iter()
         .filter_map(|e| e["vnd.maildir.seq"].as_u64())
@@ -267,7 +270,10 @@ fn stdout_closed_at_start_is_exit_74_and_nothing_is_lost() {
         let a: Vec<&OsStr> = a.iter().map(|s| s.as_os_str()).collect();
         let (code, stderr) = run_stdout_closed(&a, "debug");
         assert_eq!(code, Some(74), "{cmd}: {stderr}");
-        assert!(stderr.contains("standard output is closed"), "{cmd}: {stderr}");
+        assert!(
+            stderr.contains("standard output is closed"),
+            "{cmd}: {stderr}"
+        );
         assert_eq!(kept_in(&stderr), Some(0), "{cmd}: {stderr}");
     }
     // Nothing was written into the state database by mistake, nothing

@@ -231,9 +231,7 @@ impl NatsSink {
             .map_err(|e| format!("nats: {e}"))?;
         match answer.recv_timeout(wait) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(SetupError::Fatal(why))) => {
-                Err(format!("nats: {}", self.secrets.scrub(&why)))
-            }
+            Ok(Err(SetupError::Fatal(why))) => Err(format!("nats: {}", self.secrets.scrub(&why))),
             Ok(Err(SetupError::Transient(why))) => {
                 let why = self.secrets.scrub(&why);
                 warn!(

@@ -17,7 +17,11 @@ use std::time::{Duration, Instant};
 pub fn nats_server_binary() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/usr/local/sbin".into()])
+        .chain([
+            "/usr/sbin".into(),
+            "/usr/bin".into(),
+            "/usr/local/sbin".into(),
+        ])
         .map(|dir| dir.join("nats-server"))
         .find(|candidate| candidate.is_file())
 }
