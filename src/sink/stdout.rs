@@ -124,6 +124,23 @@ mod tests {
     }
 
     #[test]
+    fn a_journal_stream_that_only_shut_its_own_side_is_not_gone() {
+        // journald shuts down its writing side of a service's stdout
+        // socket at once: that must not look like a closed output.
+        let mut fds = [0; 2];
+        // SAFETY: socketpair(2) into a two-element array.
+        let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) };
+        assert_eq!(r, 0);
+        let [ours, journal] = fds;
+        // SAFETY: shutdown/close of descriptors we own.
+        unsafe { libc::shutdown(journal, libc::SHUT_WR) };
+        assert!(!output_gone(ours));
+        unsafe { libc::close(journal) };
+        assert!(output_gone(ours), "the peer closed: gone");
+        unsafe { libc::close(ours) };
+    }
+
+    #[test]
     fn broken_pipe_is_closed() {
         let mut s = StdoutSink::with_writer(Closed);
         let r = s.send(&[OutboxRow {
