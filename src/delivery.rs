@@ -7,8 +7,8 @@
 //! wakes the threads after each commit.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,30 @@ use crate::store::StoreError;
 
 /// How many events a sink gets at once.
 const BATCH: usize = 1000;
+/// How often an idle sink thread looks at the outbox without a wake-up.
+const IDLE_LOOK: Duration = Duration::from_millis(500);
+/// How often an idle sink thread asks its sink whether the output went
+/// away ([`Sink::check`]): a closed stdout is noticed within this.
+const CHECK_EVERY: Duration = Duration::from_millis(200);
+
+/// The sink whose output went away in this process, if any.
+static CLOSED: Mutex<Option<String>> = Mutex::new(None);
+/// Whether a closed output should stop the process with SIGTERM.
+static STOP_ON_CLOSE: AtomicBool = AtomicBool::new(false);
+
+/// Makes a sink thread whose output goes away (a closed stdout) send
+/// SIGTERM to this process, so a `watch` loop idle in its wait wakes up at
+/// once and ends. Only for a process that catches SIGTERM
+/// (`daemon::run`): the binary calls it for `watch`.
+pub fn stop_process_on_close() {
+    STOP_ON_CLOSE.store(true, Ordering::SeqCst);
+}
+
+/// The sink whose output went away in this process, if one did: the run
+/// must end with [`Error::Sink`] whatever else happened.
+pub fn closed_sink() -> Option<String> {
+    CLOSED.lock().ok().and_then(|g| g.clone())
+}
 
 /// A sink and the name its outbox position is kept under.
 pub struct Outlet {
@@ -238,6 +262,40 @@ impl Dispatcher {
     }
 }
 
+/// Waits for a wake-up for up to [`IDLE_LOOK`], asking the sink every
+/// [`CHECK_EVERY`] whether its output went away.
+fn idle(o: &mut Outlet, woken: &Receiver<()>) -> Result<(), SinkError> {
+    let until = Instant::now() + IDLE_LOOK;
+    loop {
+        o.sink.check()?;
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || woken.recv_timeout(left.min(CHECK_EVERY)).is_ok() {
+            return Ok(());
+        }
+    }
+}
+
+/// A sink whose output went away: the run must end. Reports it to the
+/// loop, and wakes the loop up when it waits for the store (see
+/// [`stop_process_on_close`]). The count of events kept is only a first
+/// figure: the binary counts the outbox again once the loop has stopped.
+fn closed(outbox: &Outbox, o: &Outlet, fatal: &Sender<Error>) {
+    warn!(sink = o.name, "the output was closed; stopping");
+    if let Ok(mut g) = CLOSED.lock() {
+        g.get_or_insert_with(|| o.name.clone());
+    }
+    let kept = outbox.backlog(&o.name).map(|b| b.events).unwrap_or(0);
+    let _ = fatal.send(Error::Sink {
+        error: SinkError::Closed,
+        kept,
+    });
+    if STOP_ON_CLOSE.load(Ordering::SeqCst) {
+        // SAFETY: kill(2) on our own pid; the daemon blocks SIGTERM in every
+        // thread and takes it with sigwait, as a request to stop.
+        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+    }
+}
+
 fn run_worker(
     outbox: &mut Outbox,
     o: &mut Outlet,
@@ -266,17 +324,12 @@ fn run_worker(
                     return;
                 }
                 // Also look now and then without a wake-up, so nothing can
-                // wait forever.
-                let _ = woken.recv_timeout(Duration::from_millis(500));
+                // wait forever; meanwhile see whether the output went away.
+                if let Err(SinkError::Closed) = idle(o, woken) {
+                    return closed(outbox, o, fatal);
+                }
             }
-            Err(DrainError::Sink(SinkError::Closed)) => {
-                let kept = outbox.backlog(&o.name).map(|b| b.events).unwrap_or(0);
-                let _ = fatal.send(Error::Sink {
-                    error: SinkError::Closed,
-                    kept,
-                });
-                return;
-            }
+            Err(DrainError::Sink(SinkError::Closed)) => return closed(outbox, o, fatal),
             Err(DrainError::Sink(e)) => {
                 metrics.sink_failure(&o.name);
                 if failing_since.is_none() {

@@ -1,8 +1,10 @@
 //! The `maildir-events` binary: parses the command line, runs the library,
 //! maps errors to sysexits-style exit codes.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -12,13 +14,87 @@ use maildir_events::config::file::{DEFAULT_PATH, FileConfig};
 use maildir_events::config::{self, Config, ConfigError};
 use maildir_events::error::{EX_OK, Error};
 use maildir_events::outbox::Outbox;
+use maildir_events::sink::{SinkConfig, SinkError, redact};
 use maildir_events::store::{self, Store};
 use maildir_events::{daemon, delivery, host, pipeline};
 
+/// Whether fd 1 was closed when the process started (`>&-`).
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Runs before `main` and before the Rust runtime's own start-up, which
+/// quietly puts /dev/null on a closed fd 0, 1 or 2: only here can a closed
+/// stdout still be seen. It only looks; nothing is opened.
+extern "C" fn note_closed_stdout() {
+    // SAFETY: fcntl(F_GETFD) on a descriptor number reads its flags only.
+    if unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_GETFD) } == -1 {
+        STDOUT_CLOSED.store(true, Ordering::SeqCst);
+    }
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static NOTE_CLOSED_STDOUT: extern "C" fn() = note_closed_stdout;
+
+/// Makes sure fds 0, 1 and 2 are open before anything else is: with one
+/// closed, the next open() (the state database!) would get its number and
+/// events or log lines would be written into the file. A closed one gets
+/// /dev/null; a closed stdout is remembered, so a stdout sink can refuse
+/// to run (its events would vanish).
+fn guard_standard_fds() {
+    for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+        // SAFETY: fcntl(F_GETFD) reads a descriptor's flags only.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1 {
+            continue;
+        }
+        if fd == libc::STDOUT_FILENO {
+            STDOUT_CLOSED.store(true, Ordering::SeqCst);
+        }
+        // SAFETY: open(2) of a constant path; dup2/close on the descriptor
+        // just opened.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+            if null >= 0 && null != fd {
+                libc::dup2(null, fd);
+                libc::close(null);
+            } else if null == fd {
+                // The lowest free number is this one: keep it open on exec
+                // like any standard descriptor.
+                libc::fcntl(fd, libc::F_SETFD, 0);
+            }
+        }
+    }
+}
+
+/// One log line, written to stderr in one piece once complete, after
+/// [`redact::scrub`]: no log line (ours or a library's, at any level)
+/// carries a URL's userinfo or query, a header value or the HMAC secret.
+struct LogLine(Vec<u8>);
+
+impl Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let line = redact::scrub(&String::from_utf8_lossy(&self.0));
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+}
+
 fn main() -> ExitCode {
+    guard_standard_fds();
     // Logging first, so even configuration errors are logged the same way.
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogLine(Vec::new()))
         .with_env_filter(
             EnvFilter::try_from_env("MAILDIR_EVENTS_LOG")
                 .unwrap_or_else(|_| EnvFilter::new("warn")),
@@ -31,7 +107,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::from(EX_OK as u8),
         Err(e) => {
-            eprintln!("maildir-events: {e}");
+            eprintln!("maildir-events: {}", redact::scrub(&e.to_string()));
             ExitCode::from(e.exit_code() as u8)
         }
     }
@@ -46,30 +122,95 @@ fn run(cli: Cli) -> Result<(), Error> {
     }
     .map_err(ConfigError)?;
     let merged = load_file(cli.config.as_deref())?.merge(overlay);
+    register_secrets(&merged.sink);
     let config = resolve(&merged)?;
+    let to_stdout =
+        config.sinks.is_empty() || config.sinks.iter().any(|s| matches!(s, SinkConfig::Stdout));
+    let stdout_closed = || {
+        // Nothing has been read or sent: what waits stays for a run whose
+        // output is open.
+        let kept = kept_in_outbox(&config.state_dir.join(store::FILE_NAME)).unwrap_or(0);
+        Error::Sink {
+            error: SinkError::Failed(
+                "standard output is closed (fd 1 not open), and a stdout sink is configured; \
+                 nothing was scanned or sent"
+                    .into(),
+            ),
+            kept,
+        }
+    };
     match cli.command {
         Command::Scan(_) => {
+            if to_stdout && STDOUT_CLOSED.load(Ordering::SeqCst) {
+                return Err(stdout_closed());
+            }
             let mut store = Store::open(&config.state_dir)?;
             let mut outlets = delivery::outlets(&config)?;
             pipeline::run_scan(&config, &mut store, &mut outlets)?;
         }
         Command::Watch(_) => {
+            if to_stdout && STDOUT_CLOSED.load(Ordering::SeqCst) {
+                return Err(stdout_closed());
+            }
             // Before any sink starts a thread of its own.
             daemon::block_signals();
+            // A closed output wakes the loop (SIGTERM, which it catches).
+            delivery::stop_process_on_close();
             let mut store = Store::open(&config.state_dir)?;
             let outlets = delivery::outlets(&config)?;
-            daemon::run(&config, &mut store, outlets)?;
+            let names = delivery::names(&outlets);
+            let result = daemon::run(&config, &mut store, outlets);
+            match (result, delivery::closed_sink()) {
+                (Ok(()), None) => {}
+                // The loop has stopped and the sinks with it: count what
+                // the closed sink gets from the next run now, not when its
+                // output went away (the loop may have committed more).
+                (Ok(()) | Err(Error::Sink { .. }), Some(sink)) => {
+                    return Err(Error::Sink {
+                        error: SinkError::Failed(format!("{sink}: {}", SinkError::Closed)),
+                        kept: kept_for(store.path(), &names, &sink)?,
+                    });
+                }
+                (Err(e), _) => return Err(e),
+            }
         }
-        Command::CheckConfig(_) => print!("{}", config::describe(&config, &merged)),
+        Command::CheckConfig(_) => print!("{}", redact::scrub(&config::describe(&config, &merged))),
         Command::Status(_) | Command::DeadLetters(_) => {}
     }
     Ok(())
+}
+
+/// Makes every configured sink's secrets known to the log writer and to
+/// what this binary prints.
+fn register_secrets(sinks: &[SinkConfig]) {
+    for s in sinks {
+        redact::register(&s.secrets());
+    }
+}
+
+/// What a closed sink leaves for the next run, counted once `watch` has
+/// stopped: the outbox is trimmed of what every sink took, then the
+/// sink's backlog is counted.
+fn kept_for(db: &Path, names: &[String], sink: &str) -> Result<u64, Error> {
+    let outbox = Outbox::open(db)?;
+    outbox.trim(names)?;
+    Ok(outbox.backlog(sink)?.events)
+}
+
+/// The events in the outbox (waiting for at least one sink), counted now;
+/// 0 when there is no state database yet.
+fn kept_in_outbox(db: &Path) -> Result<u64, Error> {
+    if !db.exists() {
+        return Ok(0);
+    }
+    Ok(Outbox::open(db)?.total()?.events)
 }
 
 /// The state database for the inspection commands, which need no store
 /// and take no lock (they may run beside `watch`).
 fn state_outbox(file: Option<&Path>, args: &StateArgs) -> Result<(Outbox, Vec<String>), Error> {
     let fc = load_file(file)?;
+    register_secrets(&fc.sink);
     let dir = match args.state.clone().or(fc.state_dir.clone()) {
         Some(d) => d,
         None => config::default_state_dir(&|k| std::env::var(k).ok()).ok_or_else(|| {
@@ -112,7 +253,7 @@ fn status(file: Option<&Path>, args: &StateArgs) -> Result<(), Error> {
         "sinks": per_sink,
         "deadLetters": outbox.dead_letters()?.len(),
     });
-    println!("{out}");
+    println!("{}", redact::scrub(&out.to_string()));
     Ok(())
 }
 
@@ -125,6 +266,8 @@ fn dead_letters(file: Option<&Path>, args: &DeadLetterArgs) -> Result<(), Error>
                     serde_json::from_str(&d.body).unwrap_or(serde_json::Value::Null);
                 let line = serde_json::json!({"seq": d.seq, "eventId": d.event_id, "sink": d.sink,
                     "reason": d.reason, "at": d.at, "event": event});
+                // Reasons were scrubbed when they were recorded; the events'
+                // imap:// URLs are data, not secrets.
                 println!("{line}");
             }
         }

@@ -323,8 +323,8 @@ fn webhook_retries_signs_dead_letters_a_400_and_replays_it() {
 type = "webhook"
 url = "{}"
 secret_file = "{}"
-connect_timeout_ms = 500
-read_timeout_ms = 300
+connect_timeout_ms = 2000
+read_timeout_ms = 2000
 retries = 50
 deadline_ms = 10000
 backoff_initial_ms = 20
@@ -344,12 +344,14 @@ backoff_max_ms = 200
     let hook = Hook::start(
         port,
         SECRET,
-        Duration::from_millis(300),
+        // Answers later than the sender's read timeout (2 s, wide enough
+        // for a loaded machine) are failures; the slow one is far past it.
+        Duration::from_millis(2000),
         Box::new(move |n, ev| match n {
             0 | 1 => Reply::status(500),
             2 => Reply {
                 status: 200,
-                delay: Duration::from_millis(1200),
+                delay: Duration::from_millis(5000),
             },
             _ if is_target(ev) && !accept.load(Ordering::SeqCst) => Reply::status(400),
             _ => Reply::ok(),

@@ -144,7 +144,20 @@ fn serve(mut req: tiny_http::Request, hits: &Mutex<Vec<Hit>>, script: &Script) {
         at: Instant::now(),
         answer: answer.clone(),
     });
-    thread::sleep(answer.delay);
+    if answer.delay.is_zero() {
+        respond(req, answer);
+    } else {
+        // A slow answer comes from a thread of its own: the sender's retry
+        // (after its read timeout) must not wait behind it, or it would be
+        // answered only after the sender gave up on it too.
+        thread::spawn(move || {
+            thread::sleep(answer.delay);
+            respond(req, answer);
+        });
+    }
+}
+
+fn respond(req: tiny_http::Request, answer: Answer) {
     let mut resp = tiny_http::Response::from_string(answer.body).with_status_code(answer.status);
     if let Some(secs) = answer.retry_after {
         resp.add_header(tiny_http::Header::from_bytes("Retry-After", secs.to_string()).unwrap());
@@ -169,6 +182,14 @@ fn expected_signature(body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
+/// Timeouts short enough for a quick test, long enough that a loaded
+/// two-core machine never misses a prompt answer (the slow answer below is
+/// [`SLOW`], well past them).
+const CONNECT_TIMEOUT_MS: u64 = 2_000;
+const READ_TIMEOUT_MS: u64 = 2_000;
+/// An answer this late is a timeout for the client.
+const SLOW: Duration = Duration::from_millis(5_000);
+
 /// A config with short timeouts and a secret file in `dir`.
 fn config(port: u16, dir: &tempfile::TempDir) -> WebhookConfig {
     let secret = dir.path().join("secret");
@@ -177,8 +198,8 @@ fn config(port: u16, dir: &tempfile::TempDir) -> WebhookConfig {
     std::fs::write(&secret, content).unwrap();
     let mut c = WebhookConfig::new(format!("http://127.0.0.1:{port}/hook"));
     c.secret_file = Some(secret);
-    c.connect_timeout_ms = 300;
-    c.read_timeout_ms = 400;
+    c.connect_timeout_ms = CONNECT_TIMEOUT_MS;
+    c.read_timeout_ms = READ_TIMEOUT_MS;
     c.backoff_initial_ms = 20;
     c.backoff_max_ms = 200;
     c.retries = 100;
@@ -205,7 +226,7 @@ fn down_failing_slow_and_refusing_server_gets_every_good_event_in_order() {
     let script = Box::new(move |n: usize, body: &str| match n {
         0 | 1 => Answer::status(500),
         2 => Answer {
-            delay: Duration::from_millis(900),
+            delay: SLOW,
             ..Answer::status(200)
         },
         _ if body.contains(&format!("\"{bad}\"")) => Answer {
@@ -321,7 +342,8 @@ fn a_server_that_keeps_failing_fails_the_batch_at_the_deadline() {
     let started = Instant::now();
     let err = sink.send(&rows(1, 3)).expect_err("never accepted");
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(3), "took {took:?}");
+    // Without the deadline, 100 retries of up to 200 ms take about 20 s.
+    assert!(took < Duration::from_secs(8), "took {took:?}");
     let msg = err.to_string();
     assert!(
         msg.contains("deadline") && msg.contains("HTTP 503"),

@@ -3,6 +3,7 @@
 
 pub mod file;
 pub mod nats;
+pub mod redact;
 mod retry;
 pub mod stdout;
 pub mod webhook;
@@ -28,17 +29,10 @@ pub enum SinkConfig {
 }
 
 /// A URL without credentials or query (where tokens hide), for names that
-/// end up in logs, metrics and the state database.
-pub(crate) fn redact(url: &str) -> String {
-    let url = url.split(['?', '#']).next().unwrap_or("");
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-            format!("{scheme}://{host}{path}")
-        }
-        None => url.to_string(),
-    }
+/// end up in logs, metrics and the state database: [`redact::url`], the
+/// one way a URL is shown.
+pub fn redact(url: &str) -> String {
+    redact::url(url)
 }
 
 impl SinkConfig {
@@ -50,6 +44,27 @@ impl SinkConfig {
             SinkConfig::File(c) => format!("file:{}", c.path.display()),
             SinkConfig::Webhook(c) => format!("webhook:{}", redact(&c.url)),
             SinkConfig::Nats(c) => format!("nats:{}:{}", redact(&c.url), c.subject),
+        }
+    }
+
+    /// What must never be printed about this sink: the URL's userinfo and
+    /// query, header values (the HMAC secret is added by the sink when it
+    /// reads it).
+    pub fn secrets(&self) -> redact::Secrets {
+        match self {
+            SinkConfig::Stdout | SinkConfig::File(_) => redact::Secrets::default(),
+            SinkConfig::Webhook(c) => {
+                let mut s = redact::Secrets::of_url(&c.url);
+                for v in c.headers.values() {
+                    s.add(v);
+                    // "Bearer xyz": the token alone too.
+                    if let Some((_, token)) = v.split_once(' ') {
+                        s.add(token.trim());
+                    }
+                }
+                s
+            }
+            SinkConfig::Nats(c) => redact::Secrets::of_url(&c.url),
         }
     }
 
@@ -76,7 +91,7 @@ pub enum SinkError {
 impl fmt::Display for SinkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SinkError::Closed => f.write_str("the output was closed"),
+            SinkError::Closed => f.write_str("the output was closed (its reader went away)"),
             SinkError::Failed(why) => f.write_str(why),
         }
     }
@@ -102,6 +117,12 @@ pub trait Sink {
     fn send(&mut self, batch: &[OutboxRow]) -> Result<Vec<Rejected>, SinkError>;
     /// Reopens outputs (SIGHUP, after logrotate moved a file away).
     fn reopen(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// Looks, without sending, whether the output went away (a pipe whose
+    /// reader closed): `Err(SinkError::Closed)` then. Called while idle, so
+    /// a closed output is noticed without waiting for the next event.
+    fn check(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
 }

@@ -57,6 +57,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::redact::{self, Secrets};
 use super::retry::{Backoff, RetryPolicy, check_timeout};
 use super::{Rejected, Sink, SinkError};
 use crate::store::OutboxRow;
@@ -163,6 +164,9 @@ impl NatsConfig {
 /// Publishes events to JetStream; see the module documentation.
 pub struct NatsSink {
     name: String,
+    /// What never leaves the process in a message: the URL's userinfo
+    /// (user and password, or a token) and query.
+    secrets: Secrets,
     template: SubjectTemplate,
     settings: Arc<Settings>,
     worker: Option<Worker>,
@@ -200,11 +204,14 @@ impl NatsSink {
     /// `stream` is set and the server answers, creates or checks the
     /// stream. A server that is down is not an error here.
     pub fn new(config: NatsConfig) -> Result<NatsSink, String> {
+        let secrets = Secrets::of_url(&config.url);
+        redact::register(&secrets);
         let template = SubjectTemplate::parse(&config.subject)?;
         let settings = Arc::new(Settings::from_config(&config, &template)?);
         let sink = NatsSink {
             // The same name as `SinkConfig::name`: it keys the outbox position.
-            name: format!("nats:{}:{}", config.url, config.subject),
+            name: format!("nats:{}:{}", redact::url(&config.url), config.subject),
+            secrets,
             template,
             worker: Some(Worker::start(&settings)?),
             settings,
@@ -224,8 +231,9 @@ impl NatsSink {
             .map_err(|e| format!("nats: {e}"))?;
         match answer.recv_timeout(wait) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(SetupError::Fatal(why))) => Err(format!("nats: {why}")),
+            Ok(Err(SetupError::Fatal(why))) => Err(format!("nats: {}", self.secrets.scrub(&why))),
             Ok(Err(SetupError::Transient(why))) => {
+                let why = self.secrets.scrub(&why);
                 warn!(
                     "nats: cannot set up the stream yet ({why}); will try again before publishing"
                 );
@@ -295,7 +303,22 @@ impl Sink for NatsSink {
         &self.name
     }
 
+    /// Every error and reason passes [`Secrets::scrub`]: async-nats
+    /// errors may name the server URL with its credentials.
     fn send(&mut self, batch: &[OutboxRow]) -> Result<Vec<Rejected>, SinkError> {
+        let mut rejected = self.send_unscrubbed(batch).map_err(|e| match e {
+            SinkError::Failed(why) => SinkError::Failed(self.secrets.scrub(&why)),
+            closed => closed,
+        })?;
+        for r in &mut rejected {
+            r.reason = self.secrets.scrub(&r.reason);
+        }
+        Ok(rejected)
+    }
+}
+
+impl NatsSink {
+    fn send_unscrubbed(&mut self, batch: &[OutboxRow]) -> Result<Vec<Rejected>, SinkError> {
         let (messages, mut rejected) = self.messages(batch);
         if messages.is_empty() {
             return Ok(rejected);
@@ -385,8 +408,10 @@ fn parse_servers(url: &str) -> Result<Vec<ServerAddr>, String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| {
-            s.parse::<ServerAddr>()
-                .map_err(|e| format!("nats: `url` {s:?}: {e}"))
+            s.parse::<ServerAddr>().map_err(|e| {
+                let shown = redact::url(s);
+                Secrets::of_url(s).scrub(&format!("nats: `url` {shown:?}: {e}"))
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     if servers.is_empty() {
@@ -730,7 +755,7 @@ fn log_event(event: async_nats::Event) {
     match event {
         async_nats::Event::Connected => info!("nats: connected"),
         async_nats::Event::Disconnected => warn!("nats: disconnected; reconnecting"),
-        other => debug!("nats: {other}"),
+        other => debug!("nats: {}", redact::scrub(&other.to_string())),
     }
 }
 

@@ -57,6 +57,7 @@ use ureq::http::{HeaderName, HeaderValue, Response, Uri};
 use ureq::tls::{PemItem, RootCerts, TlsConfig};
 use ureq::{Agent, Body};
 
+use super::redact::{self, Secrets};
 use super::retry::{Backoff, RetryPolicy, check_timeout};
 use super::{Rejected, Sink, SinkError};
 use crate::store::OutboxRow;
@@ -189,6 +190,11 @@ impl WebhookConfig {
 pub struct WebhookSink {
     name: String,
     url: String,
+    /// The URL as it may be printed ([`redact::url`]).
+    shown: String,
+    /// What never leaves the process in a message: the URL's userinfo and
+    /// query, header values, the HMAC secret.
+    secrets: Secrets,
     agent: Agent,
     signer: Option<Hmac<Sha256>>,
     secret_file: Option<PathBuf>,
@@ -223,10 +229,16 @@ impl WebhookSink {
             config.backoff_initial_ms,
             config.backoff_max_ms,
         )?;
+        let mut secrets = super::SinkConfig::Webhook(config.clone()).secrets();
         let signer = match &config.secret_file {
-            Some(path) => Some(signer(&read_secret(path)?)?),
+            Some(path) => {
+                let secret = read_secret(path)?;
+                secrets.add(&String::from_utf8_lossy(&secret));
+                Some(signer(&secret)?)
+            }
             None => None,
         };
+        redact::register(&secrets);
         let root_certs = match &config.ca_file {
             Some(_) if !https => {
                 return Err("webhook: `ca_file` is set but `url` is not https://".into());
@@ -236,8 +248,11 @@ impl WebhookSink {
         };
         let headers = check_headers(&config.headers)?;
         let agent = build_agent(&config, root_certs);
+        let shown = redact::url(&config.url);
         Ok(WebhookSink {
-            name: format!("webhook:{}", config.url),
+            name: format!("webhook:{shown}"),
+            shown,
+            secrets,
             url: config.url,
             agent,
             signer,
@@ -263,7 +278,7 @@ impl WebhookSink {
                 reason,
             }]),
             Outcome::Refused(reason) => {
-                debug!(url = %self.url, "batch refused ({reason}); sending its events one by one");
+                debug!(url = %self.shown, "batch refused ({}); sending its events one by one", self.secrets.scrub(&reason));
                 let mut rejected = Vec::new();
                 for row in chunk {
                     let one = std::slice::from_ref(row);
@@ -318,20 +333,25 @@ impl WebhookSink {
         loop {
             let (why, asked) = match self.attempt(payload, deadline) {
                 Attempt::Delivered => return Ok(Outcome::Delivered),
-                Attempt::Refused(reason) => return Ok(Outcome::Refused(reason)),
-                Attempt::Fatal(why) => {
-                    return Err(SinkError::Failed(format!("{}: {why}", self.url)));
+                Attempt::Refused(reason) => {
+                    return Ok(Outcome::Refused(self.secrets.scrub(&reason)));
                 }
-                Attempt::Retry { why, retry_after } => (why, retry_after),
+                Attempt::Fatal(why) => {
+                    let why = self.secrets.scrub(&why);
+                    return Err(SinkError::Failed(format!("{}: {why}", self.shown)));
+                }
+                // Foreign errors (ureq's) may embed the URL: scrubbed here,
+                // before anything prints them.
+                Attempt::Retry { why, retry_after } => (self.secrets.scrub(&why), retry_after),
             };
             let wait = match asked {
                 Some(asked) => asked.min(self.retry_after_max),
                 None => backoff.delay(),
             };
             backoff.wait(wait, deadline).map_err(|stop| {
-                SinkError::Failed(format!("{}: {stop}; last error: {why}", self.url))
+                SinkError::Failed(format!("{}: {stop}; last error: {why}", self.shown))
             })?;
-            debug!(url = %self.url, key = %payload.key, "retrying after: {why}");
+            debug!(url = %self.shown, key = %payload.key, "retrying after: {why}");
         }
     }
 
@@ -380,9 +400,10 @@ impl Sink for WebhookSink {
     /// SIGHUP; if it cannot be read, the old secret stays in use.
     fn reopen(&mut self) -> Result<(), SinkError> {
         if let Some(path) = &self.secret_file {
-            let fresh = read_secret(path)
-                .and_then(|secret| signer(&secret))
-                .map_err(SinkError::Failed)?;
+            let secret = read_secret(path).map_err(SinkError::Failed)?;
+            let fresh = signer(&secret).map_err(SinkError::Failed)?;
+            self.secrets.add(&String::from_utf8_lossy(&secret));
+            redact::register(&self.secrets);
             self.signer = Some(fresh);
         }
         Ok(())
@@ -606,20 +627,21 @@ fn read_ca_file(path: &Path) -> Result<RootCerts, String> {
 
 /// Checks the URL and tells whether it is https.
 fn check_url(url: &str) -> Result<bool, String> {
+    let shown = redact::url(url);
     let uri: Uri = url
         .parse()
-        .map_err(|e| format!("webhook: `url` {url:?} is not a valid URL: {e}"))?;
+        .map_err(|e| format!("webhook: `url` {shown:?} is not a valid URL: {e}"))?;
     let https = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
         _ => {
             return Err(format!(
-                "webhook: `url` {url:?} must start with http:// or https://"
+                "webhook: `url` {shown:?} must start with http:// or https://"
             ));
         }
     };
     if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("webhook: `url` {url:?} has no host"));
+        return Err(format!("webhook: `url` {shown:?} has no host"));
     }
     Ok(https)
 }

@@ -1,32 +1,54 @@
 //! A `nats-server -js` child on loopback for the NATS tests
 //! (`tests/sink_nats.rs`, `tests/delivery.rs`): skipped without the
-//! server, except under CI=true.
+//! server (with a line on stderr), except under CI (`CI=true` or `CI=1`),
+//! where a missing server fails the test.
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Where `nats-server` is, if installed: on the PATH, or in `/usr/sbin`
+/// (where Debian puts it, not on a normal user's PATH) or `/usr/bin`.
+pub fn nats_server_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([
+            "/usr/sbin".into(),
+            "/usr/bin".into(),
+            "/usr/local/sbin".into(),
+        ])
+        .map(|dir| dir.join("nats-server"))
+        .find(|candidate| candidate.is_file())
+}
+
+/// True under CI (`CI=true` or `CI=1`), where a missing server is an error
+/// instead of a reason to skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
 /// Whether to run a test needing `nats-server`: a skip line without it,
 /// a failure on CI.
 pub fn have_nats_server(test: &str) -> bool {
-    let found = Command::new("nats-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "nats-server is not installed (apt-get install nats-server)"
-        );
-        eprintln!("skipping {test}: nats-server is not installed");
+    if nats_server_binary().is_some() {
+        return true;
     }
-    found
+    assert!(
+        !in_ci(),
+        "{test}: nats-server is not installed (apt-get install nats-server); .ci/run must install it"
+    );
+    // Straight to fd 2, not `eprintln!`: libtest captures the macro's
+    // output of passing tests, and a skip must be visible.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIP {test}: nats-server not installed (apt-get install nats-server); under CI=true this fails"
+    );
+    false
 }
 
 /// A `nats-server -js` child on a fixed port and store directory, so it
@@ -55,7 +77,7 @@ impl NatsServer {
     /// Starts the server and waits until it accepts connections.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let child = Command::new("nats-server")
+        let child = Command::new(nats_server_binary().expect("nats-server is installed"))
             .args([
                 "-js",
                 "-a",
