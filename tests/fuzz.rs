@@ -989,6 +989,7 @@ fn check_message(raw: &[u8], rng: &mut Rng) {
         c.warnings
     );
     assert!(c.warnings.len() <= 4, "{:?}", c.warnings);
+    assert!(c.warnings.iter().all(|w| w.len() < 400), "{:?}", c.warnings);
     if let Some(bs_str) = &c.body_structure {
         assert_eq!(bs_str.as_bytes(), String::from_utf8_lossy(&bs).as_bytes());
     }
