@@ -131,6 +131,9 @@ mod tests {
         }
         let err = parse(format!("{}S\n", "9".repeat(100_000)).as_bytes()).unwrap_err();
         assert!(err.len() < 200, "{err}");
+        // Control characters are escaped, so the bound is in characters.
+        let err = parse(format!("{}S\n", "\x01".repeat(100_000)).as_bytes()).unwrap_err();
+        assert!(err.len() < 64 * 10 + 100, "{err}");
         let err = parse(format!("{}éS\n", "9".repeat(63)).as_bytes()).unwrap_err();
         assert!(err.contains(&format!("{}…", "9".repeat(63))), "{err}");
     }
