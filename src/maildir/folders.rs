@@ -162,7 +162,9 @@ pub const EXAMPLE_MAX: usize = 64;
 pub struct InvalidDirs {
     /// How many were seen.
     pub count: usize,
-    /// The first few, as (lossy name cut to [`EXAMPLE_MAX`] bytes, reason).
+    /// The first few, as (name, reason). The name is lossy UTF-8 of at
+    /// most [`EXAMPLE_MAX`] bytes, with control characters escaped as
+    /// Rust does (`\n`, `\u{1}`), cut to 2 × [`EXAMPLE_MAX`] characters.
     pub examples: Vec<(String, InvalidFolder)>,
 }
 
@@ -171,12 +173,12 @@ impl InvalidDirs {
     pub fn add(&mut self, name: &[u8], why: InvalidFolder) {
         self.count += 1;
         if self.examples.len() < MAX_EXAMPLES {
-            let shown = match name.get(..EXAMPLE_MAX) {
-                Some(head) if name.len() > EXAMPLE_MAX => {
-                    format!("{}…", String::from_utf8_lossy(head))
-                }
-                _ => String::from_utf8_lossy(name).into_owned(),
-            };
+            let head = name.get(..EXAMPLE_MAX).unwrap_or(name);
+            let escaped: String = String::from_utf8_lossy(head).escape_debug().collect();
+            let mut shown: String = escaped.chars().take(2 * EXAMPLE_MAX).collect();
+            if name.len() > head.len() || shown.len() < escaped.len() {
+                shown.push('…');
+            }
             self.examples.push((shown, why));
         }
     }
@@ -200,7 +202,7 @@ impl fmt::Display for InvalidDirs {
         write!(f, "{} {what}:", self.count)?;
         for (i, (name, why)) in self.examples.iter().enumerate() {
             let comma = if i > 0 { "," } else { "" };
-            write!(f, "{comma} {name:?} ({why})")?;
+            write!(f, "{comma} \"{name}\" ({why})")?;
         }
         if self.count > self.examples.len() {
             f.write_str(", …")?;
@@ -401,6 +403,16 @@ mod tests {
         assert!(line.starts_with("40002 directories are not mailboxes: \".a..b\""));
         assert!(line.ends_with("\".a.\" (ends with hierarchy separator), …"));
         assert!(line.len() < 400, "{line}");
+        // Found by tests/fuzz.rs: control characters grew a line past its
+        // bound when escaped at display time.
+        let mut dirs = InvalidDirs::default();
+        dirs.add(&[b'\x01'; 64], InvalidFolder::EndsWithSeparator);
+        dirs.add(b".a\n\"b.", InvalidFolder::EndsWithSeparator);
+        assert!(dirs.examples[0].0.starts_with(&"\\u{1}".repeat(25)));
+        assert!(dirs.examples[0].0.ends_with('…'));
+        assert_eq!(dirs.examples[0].0.chars().count(), 2 * EXAMPLE_MAX + 1);
+        assert_eq!(dirs.examples[1].0, ".a\\n\\\"b.");
+        assert!(dirs.to_string().len() < 250, "{dirs}");
     }
 
     #[test]
