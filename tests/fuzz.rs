@@ -473,7 +473,7 @@ fn uidlist() {
             assert!(list.uidvalidity != 0 && list.next_uid != 0);
             assert!(list.warnings.len() <= uidlist::MAX_EXAMPLES);
             assert!(
-                list.warnings.iter().all(|w| w.len() < 300),
+                list.warnings.iter().all(|w| w.len() < 600),
                 "{:?}",
                 list.warnings
             );

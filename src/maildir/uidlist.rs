@@ -326,15 +326,17 @@ pub fn parse(bytes: &[u8]) -> Result<UidList, ParseError> {
     Ok(list)
 }
 
-/// Shows a name in a warning: lossy UTF-8, cut after [`EXAMPLE_NAME_MAX`]
-/// bytes.
+/// Shows a name in a warning: lossy UTF-8 of at most [`EXAMPLE_NAME_MAX`]
+/// bytes, with control characters escaped (`\r`, `\u{1}`) so that a name
+/// cannot forge a log line, cut to 2 × [`EXAMPLE_NAME_MAX`] characters.
 fn show(name: &[u8]) -> String {
-    match name.get(..EXAMPLE_NAME_MAX) {
-        Some(head) if name.len() > EXAMPLE_NAME_MAX => {
-            format!("{}…", String::from_utf8_lossy(head))
-        }
-        _ => String::from_utf8_lossy(name).into_owned(),
+    let head = name.get(..EXAMPLE_NAME_MAX).unwrap_or(name);
+    let escaped: String = String::from_utf8_lossy(head).escape_debug().collect();
+    let mut shown: String = escaped.chars().take(2 * EXAMPLE_NAME_MAX).collect();
+    if name.len() > head.len() || shown.len() < escaped.len() {
+        shown.push('…');
     }
+    shown
 }
 
 /// Why a line is not a usable record.
@@ -696,6 +698,12 @@ mod tests {
         );
         let long = parse(format!("{HDR}1 :{0}\n2 :{0}\n", "x".repeat(500)).as_bytes()).unwrap();
         assert!(long.warnings[0].contains(&format!("{}… listed again", "x".repeat(64))));
+        // Control characters in a name are escaped: no forged log lines.
+        let cr = parse(format!("{HDR}1 :a\rb\x01\n2 :a\rb\x01\n").as_bytes()).unwrap();
+        assert_eq!(
+            cr.warnings,
+            ["line 3: a\\rb\\u{1} listed again (UID 1 -> 2); the earlier record is dropped"]
+        );
     }
 
     #[test]
