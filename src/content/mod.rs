@@ -51,6 +51,20 @@
 //! `MAIL FROM:<sender>` and, when known, `\r\nRCPT TO:<recipient>`;
 //! `None` without a `Return-Path:` (a message saved by a client, not
 //! delivered). A null sender is `MAIL FROM:<>`.
+//!
+//! # Hostile messages
+//!
+//! A message is written by anyone who can send mail, so every parser here
+//! is bounded: at most 100 nested MIME parts and 10,000 parts in all (as
+//! Dovecot), no recursion deeper than that, and output that grows at most
+//! linearly with the input (`tests/fuzz.rs` checks this, with 10,000
+//! nested multiparts among its cases). [`extract`] is also the panic
+//! boundary: each parameter, and so every call into `mail-parser` (a
+//! dependency we do not control), is computed under `catch_unwind`, so a
+//! panic there costs that parameter and leaves a warning ("internal error
+//! …"), never the service. This needs the default
+//! `panic = "unwind"`; a stack overflow cannot be caught, which is why the
+//! depth limits matter.
 
 mod address;
 mod bodystructure;
@@ -168,7 +182,12 @@ pub fn extract(raw: &[u8], opts: &ContentOptions) -> Content {
         return content;
     }
     if opts.message_content {
-        content.message_content = message_content(raw, opts);
+        match catch_unwind(|| message_content(raw, opts)) {
+            Ok(mc) => content.message_content = mc,
+            Err(_) => content
+                .warnings
+                .push("messageContent: internal error while cutting the message".into()),
+        }
     }
     if opts.body_structure {
         match catch_unwind(|| body_structure(raw)) {
@@ -179,9 +198,12 @@ pub fn extract(raw: &[u8], opts: &ContentOptions) -> Content {
         }
     }
     if opts.envelope {
-        match smtp_envelope(raw) {
-            Ok(envelope) => content.envelope = envelope,
-            Err(warning) => content.warnings.push(warning),
+        match catch_unwind(|| smtp_envelope(raw)) {
+            Ok(Ok(envelope)) => content.envelope = envelope,
+            Ok(Err(warning)) => content.warnings.push(warning),
+            Err(_) => content
+                .warnings
+                .push("envelope: internal error while reading the header".into()),
         }
     }
     if opts.message_id || opts.subject || opts.from {
@@ -342,9 +364,19 @@ fn smtp_path(value: &[u8]) -> Option<String> {
     ok.then(|| inner.to_string())
 }
 
+/// A header value for a warning: lossy UTF-8, cut after
+/// [`WARNING_VALUE_MAX`] bytes so that a huge header gives a short line.
 fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    match bytes.get(..WARNING_VALUE_MAX) {
+        Some(head) if bytes.len() > WARNING_VALUE_MAX => {
+            format!("{}…", String::from_utf8_lossy(head))
+        }
+        _ => String::from_utf8_lossy(bytes).into_owned(),
+    }
 }
+
+/// How many bytes of a header value a warning shows.
+const WARNING_VALUE_MAX: usize = 100;
 
 /// Message-ID, Subject and From, decoded by mail-parser from the header.
 fn header_fields(raw: &[u8], opts: &ContentOptions, content: &mut Content) {

@@ -466,6 +466,17 @@ fn smtp_envelope_refuses_injection() {
 }
 
 #[test]
+fn envelope_warnings_are_short() {
+    // A 1 MB Return-Path gives a warning of about 100 bytes, not 1 MB.
+    let raw = format!("Return-Path: <{}>\n\nb\n", "a b".repeat(350_000));
+    let (envelope, warnings) = envelope_of(&raw);
+    assert_eq!(envelope, None);
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].len() < 200, "{} bytes", warnings[0].len());
+    assert!(warnings[0].ends_with("…\""), "{}", warnings[0]);
+}
+
+#[test]
 fn header_fields_decoded() {
     let raw = "Message-ID: <1234@example.test>\n\
                Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= aus\n \tBerlin\n\

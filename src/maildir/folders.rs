@@ -8,6 +8,23 @@
 //! set. See dovecot/core `src/lib-storage/list/mailbox-list-maildir-iter.c`
 //! (`maildir_fill_readdir_entry`) and `mailbox_list_default_get_vname()` in
 //! `src/lib-storage/mailbox-list.c`.
+//!
+//! # Dot-directories that are not folders
+//!
+//! [`classify_dir`] tells why a child of the root is not a folder. A
+//! directory whose name has an empty level (`..x`, `.a..b`, `.a.`) is **not
+//! a mailbox**: its IMAP name would begin with, hold two adjacent, or end
+//! with a hierarchy separator, and Dovecot's `mailbox_verify_name()`
+//! (`src/lib-storage/mail-storage.c`) refuses to open such a name ("Begins
+//! with hierarchy separator", "Has adjacent hierarchy separators", "Ends
+//! with hierarchy separator"), so no IMAP client can select it. The watcher
+//! therefore lists nothing inside it and reports no event for its messages;
+//! the caller warns once per Maildir with the count and the first few names
+//! ([`InvalidDirs`]). `.` and `..` are not entries, and `..DOVECOT-TRASHED`
+//! is a folder Dovecot is deleting (`maildir_delete_trash_dir()` in
+//! `list/mailbox-list-maildir-iter.c`): both are skipped without a warning.
+//! Only names are looked at; the caller warns only about directories,
+//! because dot-files such as `.qmail` may sit next to the folders.
 
 use std::fmt;
 
@@ -52,16 +69,145 @@ impl std::error::Error for NameError {}
 /// `..DOVECOT-TRASHED` (a folder Dovecot is deleting), `.a.` and `.a..b`
 /// are not folders. Only the name is checked: the caller still has to make
 /// sure it is a directory, because dot-files such as `.qmail` or
-/// `.customflags` may sit next to the folders.
+/// `.customflags` may sit next to the folders. [`classify_dir`] says why a
+/// name is not a folder.
 pub fn is_folder_dir(name: &[u8]) -> bool {
-    match name.split_first() {
-        Some((&STORAGE_SEP, rest)) => {
-            !rest.is_empty()
-                && rest
-                    .split(|&b| b == STORAGE_SEP)
-                    .all(|level| !level.is_empty())
+    classify_dir(name) == DirKind::Folder
+}
+
+/// What a direct child of the Maildir root is, by its name alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirKind {
+    /// A Maildir++ folder: `.` followed by non-empty levels.
+    Folder,
+    /// Not a dot-name (`cur`, `new`, `tmp`, control files): not a folder,
+    /// nothing to warn about.
+    NotDotName,
+    /// `.` or `..`: not an entry of its own.
+    SelfOrParent,
+    /// `..DOVECOT-TRASHED`: a folder Dovecot is deleting; skipped silently,
+    /// as Dovecot's listing does.
+    BeingDeleted,
+    /// A dot-name with an empty level: not a mailbox (see the module doc);
+    /// worth one warning per Maildir if it is a directory.
+    Invalid(InvalidFolder),
+}
+
+/// Why a dot-name with an empty level is no mailbox, in the words of
+/// Dovecot's `mailbox_verify_name()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidFolder {
+    /// The first level is empty: `..x`, `...`.
+    BeginsWithSeparator,
+    /// A level in the middle is empty: `.a..b`, `.a..`.
+    AdjacentSeparators,
+    /// The last level is empty: `.a.`.
+    EndsWithSeparator,
+}
+
+impl InvalidFolder {
+    /// Returns a short description, as Dovecot words it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            InvalidFolder::BeginsWithSeparator => "begins with hierarchy separator",
+            InvalidFolder::AdjacentSeparators => "has adjacent hierarchy separators",
+            InvalidFolder::EndsWithSeparator => "ends with hierarchy separator",
         }
-        _ => false,
+    }
+}
+
+impl fmt::Display for InvalidFolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+/// The name of the directory Dovecot renames a folder to while deleting it.
+const TRASHED: &[u8] = b"..DOVECOT-TRASHED";
+
+/// Classifies a direct child of the Maildir root by its name.
+pub fn classify_dir(name: &[u8]) -> DirKind {
+    let Some((&STORAGE_SEP, rest)) = name.split_first() else {
+        return DirKind::NotDotName;
+    };
+    if rest.is_empty() || rest == b"." {
+        return DirKind::SelfOrParent;
+    }
+    if name == TRASHED {
+        return DirKind::BeingDeleted;
+    }
+    let levels: Vec<&[u8]> = rest.split(|&b| b == STORAGE_SEP).collect();
+    let last = levels.len() - 1;
+    let empty = |i: usize| levels.get(i).is_some_and(|l| l.is_empty());
+    if empty(0) {
+        DirKind::Invalid(InvalidFolder::BeginsWithSeparator)
+    } else if (1..last).any(empty) || (last > 0 && empty(last) && empty(last - 1)) {
+        DirKind::Invalid(InvalidFolder::AdjacentSeparators)
+    } else if empty(last) {
+        DirKind::Invalid(InvalidFolder::EndsWithSeparator)
+    } else {
+        DirKind::Folder
+    }
+}
+
+/// How many names [`InvalidDirs`] keeps as examples.
+pub const MAX_EXAMPLES: usize = 5;
+
+/// How many bytes of a name an example shows before `…`.
+pub const EXAMPLE_MAX: usize = 64;
+
+/// The invalid folder directories of one Maildir, for one warning line:
+/// the count and the first [`MAX_EXAMPLES`] names with their reasons.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InvalidDirs {
+    /// How many were seen.
+    pub count: usize,
+    /// The first few, as (name, reason). The name is lossy UTF-8 of at
+    /// most [`EXAMPLE_MAX`] bytes, with control characters escaped as
+    /// Rust does (`\n`, `\u{1}`), cut to 2 × [`EXAMPLE_MAX`] characters.
+    pub examples: Vec<(String, InvalidFolder)>,
+}
+
+impl InvalidDirs {
+    /// Notes one invalid directory.
+    pub fn add(&mut self, name: &[u8], why: InvalidFolder) {
+        self.count += 1;
+        if self.examples.len() < MAX_EXAMPLES {
+            let head = name.get(..EXAMPLE_MAX).unwrap_or(name);
+            let escaped: String = String::from_utf8_lossy(head).escape_debug().collect();
+            let mut shown: String = escaped.chars().take(2 * EXAMPLE_MAX).collect();
+            if name.len() > head.len() || shown.len() < escaped.len() {
+                shown.push('…');
+            }
+            self.examples.push((shown, why));
+        }
+    }
+
+    /// Returns true if none was seen.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+/// `2 directories are not mailboxes: ".a..b" (has adjacent hierarchy
+/// separators), ".x." (ends with hierarchy separator)`, with `, …` when
+/// there are more than the examples.
+impl fmt::Display for InvalidDirs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.count == 1 {
+            "directory is not a mailbox"
+        } else {
+            "directories are not mailboxes"
+        };
+        write!(f, "{} {what}:", self.count)?;
+        for (i, (name, why)) in self.examples.iter().enumerate() {
+            let comma = if i > 0 { "," } else { "" };
+            write!(f, "{comma} \"{name}\" ({why})")?;
+        }
+        if self.count > self.examples.len() {
+            f.write_str(", …")?;
+        }
+        Ok(())
     }
 }
 
@@ -202,6 +348,71 @@ mod tests {
                 String::from_utf8_lossy(name)
             );
         }
+    }
+
+    #[test]
+    fn dir_kinds() {
+        use InvalidFolder::*;
+        #[rustfmt::skip]
+        let cases: &[(&[u8], DirKind)] = &[
+            (b".Sent", DirKind::Folder),
+            (b".A.B", DirKind::Folder),
+            (b".\xff", DirKind::Folder),
+            (b".qmail", DirKind::Folder),
+            (b"", DirKind::NotDotName),
+            (b"cur", DirKind::NotDotName),
+            (b"Sent.", DirKind::NotDotName),
+            (b".", DirKind::SelfOrParent),
+            (b"..", DirKind::SelfOrParent),
+            (b"..DOVECOT-TRASHED", DirKind::BeingDeleted),
+            (b"..dovecot-trashed", DirKind::Invalid(BeginsWithSeparator)),
+            (b"..x", DirKind::Invalid(BeginsWithSeparator)),
+            (b"...", DirKind::Invalid(BeginsWithSeparator)),
+            (b"..x.", DirKind::Invalid(BeginsWithSeparator)),
+            (b".a..b", DirKind::Invalid(AdjacentSeparators)),
+            (b".a...b", DirKind::Invalid(AdjacentSeparators)),
+            (b".a..", DirKind::Invalid(AdjacentSeparators)),
+            (b".a.b..c.", DirKind::Invalid(AdjacentSeparators)),
+            (b".a.", DirKind::Invalid(EndsWithSeparator)),
+            (b".a.b.", DirKind::Invalid(EndsWithSeparator)),
+        ];
+        for &(name, want) in cases {
+            let got = classify_dir(name);
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(name));
+            assert_eq!(is_folder_dir(name), want == DirKind::Folder);
+        }
+    }
+
+    #[test]
+    fn invalid_dirs_give_one_bounded_line() {
+        let mut dirs = InvalidDirs::default();
+        assert!(dirs.is_empty());
+        dirs.add(b".a..b", InvalidFolder::AdjacentSeparators);
+        assert_eq!(
+            dirs.to_string(),
+            "1 directory is not a mailbox: \".a..b\" (has adjacent hierarchy separators)"
+        );
+        dirs.add(&[b'x'; 1000], InvalidFolder::EndsWithSeparator);
+        for _ in 0..40_000 {
+            dirs.add(b".a.", InvalidFolder::EndsWithSeparator);
+        }
+        assert_eq!(dirs.count, 40_002);
+        assert_eq!(dirs.examples.len(), MAX_EXAMPLES);
+        assert_eq!(dirs.examples[1].0, format!("{}…", "x".repeat(EXAMPLE_MAX)));
+        let line = dirs.to_string();
+        assert!(line.starts_with("40002 directories are not mailboxes: \".a..b\""));
+        assert!(line.ends_with("\".a.\" (ends with hierarchy separator), …"));
+        assert!(line.len() < 400, "{line}");
+        // Found by tests/fuzz.rs: control characters grew a line past its
+        // bound when escaped at display time.
+        let mut dirs = InvalidDirs::default();
+        dirs.add(&[b'\x01'; 64], InvalidFolder::EndsWithSeparator);
+        dirs.add(b".a\n\"b.", InvalidFolder::EndsWithSeparator);
+        assert!(dirs.examples[0].0.starts_with(&"\\u{1}".repeat(25)));
+        assert!(dirs.examples[0].0.ends_with('…'));
+        assert_eq!(dirs.examples[0].0.chars().count(), 2 * EXAMPLE_MAX + 1);
+        assert_eq!(dirs.examples[1].0, ".a\\n\\\"b.");
+        assert!(dirs.to_string().len() < 250, "{dirs}");
     }
 
     #[test]

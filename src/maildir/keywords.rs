@@ -20,6 +20,46 @@
 /// How many keyword letters a file name can carry: `a`..=`z`.
 const MAX_KEYWORDS: usize = 26;
 
+/// The longest line Dovecot reads: it reads the file through a 1024-byte
+/// buffer (`i_stream_create_fd(fd, 1024)`), so a longer line (with its
+/// `\n`) ends its reading there, and so it ends ours.
+pub const MAX_LINE: usize = 1023;
+
+/// How many ignored lines [`Ignored::examples`] keeps.
+pub const MAX_EXAMPLES: usize = 5;
+
+/// The lines [`Keywords::parse_counted`] ignored, by reason, with the first
+/// few as examples: for one warning line per file. Empty lines are not
+/// counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ignored {
+    /// Lines that are not `<index> <name>`: no space, an index that is not
+    /// plain decimal, an empty name, a name that is not UTF-8.
+    pub malformed: usize,
+    /// Lines with an index of 26 or more (any number of digits).
+    pub index_out_of_range: usize,
+    /// Lines whose name an earlier line already has.
+    pub duplicate_name: usize,
+    /// Lines after a line longer than [`MAX_LINE`] bytes (that line
+    /// included), where Dovecot stops reading.
+    pub after_long_line: usize,
+    /// The first [`MAX_EXAMPLES`] ignored lines, as `line 3: <reason>`.
+    pub examples: Vec<String>,
+}
+
+impl Ignored {
+    /// Returns how many lines were ignored in all.
+    pub fn total(&self) -> usize {
+        self.malformed + self.index_out_of_range + self.duplicate_name + self.after_long_line
+    }
+
+    fn example(&mut self, number: usize, reason: &str) {
+        if self.examples.len() < MAX_EXAMPLES {
+            self.examples.push(format!("line {number}: {reason}"));
+        }
+    }
+}
+
 /// Keyword names by Dovecot letter index.
 ///
 /// Parsing never fails, because a damaged keywords file must not stop a
@@ -46,16 +86,49 @@ impl Keywords {
     /// cannot be half-written. If the same index appears twice, the later
     /// line wins, as it overwrites Dovecot's array slot.
     pub fn parse(text: &[u8]) -> Keywords {
+        Keywords::parse_counted(text).0
+    }
+
+    /// Reads a `dovecot-keywords` file as [`Keywords::parse`] does, and
+    /// also says which lines were ignored and why, so that the caller can
+    /// warn once per file with counts.
+    ///
+    /// Like Dovecot, reading stops at a line longer than [`MAX_LINE`]
+    /// bytes; that line and the rest are counted in
+    /// [`Ignored::after_long_line`].
+    pub fn parse_counted(text: &[u8]) -> (Keywords, Ignored) {
         let mut keywords = Keywords::default();
+        let mut ignored = Ignored::default();
         // Names accepted so far, including any a later line overwrote:
         // Dovecot's name hash still holds them, so they stay "taken".
         let mut seen: Vec<&str> = Vec::new();
-        for line in text.split(|&b| b == b'\n') {
+        let mut lines = (1..).zip(text.split(|&b| b == b'\n'));
+        while let Some((number, line)) = lines.next() {
+            if line.len() > MAX_LINE {
+                ignored.after_long_line = 1 + lines.filter(|(_, l)| !l.is_empty()).count();
+                ignored.example(number, "line too long; Dovecot stops reading here");
+                break;
+            }
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let Some((index, name)) = parse_line(line) else {
+            if line.is_empty() {
                 continue;
+            }
+            let (index, name) = match parse_line(line) {
+                Ok(pair) => pair,
+                Err(BadLine::IndexOutOfRange) => {
+                    ignored.index_out_of_range += 1;
+                    ignored.example(number, "index not below 26");
+                    continue;
+                }
+                Err(BadLine::Malformed) => {
+                    ignored.malformed += 1;
+                    ignored.example(number, "not <index> <name>");
+                    continue;
+                }
             };
             if seen.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+                ignored.duplicate_name += 1;
+                ignored.example(number, "name listed again");
                 continue;
             }
             seen.push(name);
@@ -63,7 +136,7 @@ impl Keywords {
                 *slot = Some(name.to_owned());
             }
         }
-        keywords
+        (keywords, ignored)
     }
 
     /// Returns the name of keyword letter `index` (0 is `a`), or `None` if
@@ -87,22 +160,38 @@ impl Keywords {
     }
 }
 
-/// Splits one line into a keyword index and a name, or returns `None` if the
-/// line does not define a keyword.
-fn parse_line(line: &[u8]) -> Option<(usize, &str)> {
-    let space = line.iter().position(|&b| b == b' ')?;
+/// Why a line defines no keyword.
+enum BadLine {
+    IndexOutOfRange,
+    Malformed,
+}
+
+/// Splits one line into a keyword index and a name, or says why the line
+/// does not define a keyword.
+fn parse_line(line: &[u8]) -> Result<(usize, &str), BadLine> {
+    let space = line
+        .iter()
+        .position(|&b| b == b' ')
+        .ok_or(BadLine::Malformed)?;
     let (index, name) = line.split_at(space);
-    let name = name.get(1..)?;
-    if index.is_empty() || name.is_empty() || !index.iter().all(u8::is_ascii_digit) {
-        return None;
+    let name = name.get(1..).unwrap_or_default();
+    if index.is_empty() || !index.iter().all(u8::is_ascii_digit) {
+        return Err(BadLine::Malformed);
     }
-    // Only ASCII digits are left, so this is valid UTF-8 and a number unless
-    // it is too large, and a too-large number is out of range anyway.
-    let index: usize = std::str::from_utf8(index).ok()?.parse().ok()?;
-    if index >= MAX_KEYWORDS {
-        return None;
+    // Only ASCII digits are left: an index below 26 has at most two
+    // significant digits, however many leading zeros come first.
+    let significant = index.iter().skip_while(|&&d| d == b'0').count();
+    let index = index.iter().fold(0usize, |n, &d| {
+        n.saturating_mul(10).saturating_add(usize::from(d - b'0'))
+    });
+    if significant > 2 || index >= MAX_KEYWORDS {
+        return Err(BadLine::IndexOutOfRange);
     }
-    Some((index, std::str::from_utf8(name).ok()?))
+    if name.is_empty() {
+        return Err(BadLine::Malformed);
+    }
+    let name = std::str::from_utf8(name).map_err(|_| BadLine::Malformed)?;
+    Ok((index, name))
 }
 
 #[cfg(test)]
@@ -152,6 +241,53 @@ mod tests {
             let got: Vec<(u8, &str)> = keywords.iter().collect();
             assert_eq!(got, want, "{:?}", String::from_utf8_lossy(text));
         }
+    }
+
+    #[test]
+    fn ignored_lines_are_counted() {
+        // (file, malformed, out of range, duplicate, after a long line, examples)
+        type Row = (Vec<u8>, usize, usize, usize, usize, &'static [&'static str]);
+        let long = format!("0 a\n1 {}\n2 b\n\n3 c\n", "x".repeat(MAX_LINE));
+        let fits = format!("0 {}\n", "x".repeat(MAX_LINE - 2));
+        #[rustfmt::skip]
+        let rows: Vec<Row> = vec![
+            (b"0 $Junk\n\n\r\n1 $NonJunk\n".to_vec(), 0, 0, 0, 0, &[]),
+            (b"$Junk\n26 z\n99999999999999999999999 big\n0 a\n1 a\n-1 n\n2 \n3 caf\xe9\n".to_vec(),
+             4, 2, 1, 0, &[
+                 "line 1: not <index> <name>",
+                 "line 2: index not below 26",
+                 "line 3: index not below 26",
+                 "line 5: name listed again",
+                 "line 6: not <index> <name>",
+             ]),
+            (long.into_bytes(), 0, 0, 0, 3, &["line 2: line too long; Dovecot stops reading here"]),
+            (fits.into_bytes(), 0, 0, 0, 0, &[]),
+        ];
+        for (text, malformed, range, duplicate, after, examples) in rows {
+            let (_, ignored) = Keywords::parse_counted(&text);
+            assert_eq!(
+                (
+                    ignored.malformed,
+                    ignored.index_out_of_range,
+                    ignored.duplicate_name,
+                    ignored.after_long_line
+                ),
+                (malformed, range, duplicate, after),
+                "{:?}",
+                String::from_utf8_lossy(&text)
+            );
+            assert_eq!(ignored.examples, examples);
+            assert_eq!(ignored.total(), malformed + range + duplicate + after);
+        }
+        let (keywords, _) =
+            Keywords::parse_counted(format!("0 a\n1 {}\n2 b\n", "x".repeat(MAX_LINE)).as_bytes());
+        assert_eq!(keywords.iter().collect::<Vec<_>>(), [(0, "a")]);
+        // 40,000 junk lines: counts and five examples.
+        let junk: Vec<u8> = b"junk\n".repeat(40_000);
+        let (keywords, ignored) = Keywords::parse_counted(&junk);
+        assert!(keywords.is_empty());
+        assert_eq!(ignored.malformed, 40_000);
+        assert_eq!(ignored.examples.len(), MAX_EXAMPLES);
     }
 
     #[test]

@@ -6,8 +6,34 @@
 //! two versions; Courier writes full IMAP names with its `INBOX.` prefix.
 //! Both parsers return the names Dovecot would show for the same folders,
 //! so that a Courier store migrated to Dovecot keeps its subscriptions.
+//!
+//! # Damaged and foreign files
+//!
+//! The file is written by the mailbox's user, so it may hold anything. An
+//! entry that names no folder is skipped and counted
+//! ([`Subscriptions::skipped_count`]); only the first [`MAX_EXAMPLES`] are
+//! kept as examples ([`Subscriptions::skipped`], each cut to
+//! [`EXAMPLE_MAX`] bytes), so a file of junk never gives one warning per
+//! line.
+//!
+//! A file that is not a subscription list at all gets a verdict
+//! ([`Subscriptions::not_subscriptions`]) and **no names**, so that the
+//! caller keeps the subscriptions it knew, warns once, and reports no
+//! MailboxSubscribe / MailboxUnSubscribe events for it. The verdict is
+//! given, first rule first, when the file:
+//!
+//! 1. holds a NUL byte: Dovecot and Courier write text, and a NUL inside a
+//!    name is escaped (`\x010`) in version 2;
+//! 2. has a line longer than [`MAX_LINE`] bytes (4096, Dovecot's
+//!    `MAILBOX_LIST_NAME_MAX_LENGTH` = `PATH_MAX`): Dovecot itself fails
+//!    such a file ("contains lines longer than 4096 characters");
+//! 3. has more invalid entries than valid ones (ignored lines, such as
+//!    Courier's `#shared` ones, count as neither).
+//!
+//! An empty file is a valid, empty list.
 
 use std::collections::HashSet;
+use std::fmt;
 
 use super::mutf7;
 
@@ -18,27 +44,124 @@ const V2_HEADER: &[u8] = b"V\t2\n\n";
 /// The hierarchy separator of Maildir++ storage names.
 const STORAGE_SEP: u8 = b'.';
 
+/// How many skipped entries [`Subscriptions::skipped`] keeps as examples.
+pub const MAX_EXAMPLES: usize = 5;
+
+/// How many bytes of a skipped entry an example shows before `…`.
+pub const EXAMPLE_MAX: usize = 64;
+
+/// The longest line a subscriptions file may have: Dovecot's
+/// `MAILBOX_LIST_NAME_MAX_LENGTH` (`PATH_MAX` on Linux).
+pub const MAX_LINE: usize = 4096;
+
+/// Why a file is not a subscription list at all (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotSubscriptions {
+    /// The file holds a NUL byte.
+    NulByte,
+    /// A line is longer than [`MAX_LINE`] bytes.
+    LineTooLong,
+    /// More entries are invalid than valid.
+    MostlyInvalid {
+        /// Entries that name a folder (duplicates included).
+        valid: usize,
+        /// Entries that do not.
+        invalid: usize,
+    },
+}
+
+impl fmt::Display for NotSubscriptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotSubscriptions::NulByte => f.write_str("it holds a NUL byte"),
+            NotSubscriptions::LineTooLong => {
+                write!(f, "a line is longer than {MAX_LINE} bytes")
+            }
+            NotSubscriptions::MostlyInvalid { valid, invalid } => write!(
+                f,
+                "{invalid} of its {} entries are not mailbox names",
+                valid + invalid
+            ),
+        }
+    }
+}
+
 /// The subscribed mailboxes of one file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Subscriptions {
-    /// IMAP names in file order, without duplicates.
+    /// IMAP names in file order, without duplicates; empty when
+    /// [`Subscriptions::not_subscriptions`] is set.
     pub names: Vec<String>,
-    /// Entries that have no IMAP name, as lossy UTF-8 for warnings. Dovecot
-    /// logs "Removing invalid entry" for these and drops them from the file.
+    /// The first [`MAX_EXAMPLES`] entries that have no IMAP name, as lossy
+    /// UTF-8 cut to [`EXAMPLE_MAX`] bytes, for a warning. Dovecot logs
+    /// "Removing invalid entry" for these and drops them from the file.
     pub skipped: Vec<String>,
+    /// How many entries have no IMAP name, in all.
+    pub skipped_count: usize,
+    /// Set when the file is not a subscription list at all: the caller
+    /// should keep the subscriptions it knew and warn once.
+    pub not_subscriptions: Option<NotSubscriptions>,
 }
 
-impl Subscriptions {
+/// Collects the entries of one file.
+#[derive(Default)]
+struct Builder {
+    subs: Subscriptions,
+    seen: HashSet<String>,
+    /// Entries that name a folder, duplicates included.
+    valid: usize,
+}
+
+impl Builder {
     /// Records one entry, keeping the first of any duplicates.
-    fn push(&mut self, seen: &mut HashSet<String>, name: Option<String>, raw: &[u8]) {
+    fn push(&mut self, name: Option<String>, raw: &[u8]) {
         match name {
             Some(name) => {
-                if seen.insert(name.clone()) {
-                    self.names.push(name);
+                self.valid += 1;
+                if self.seen.insert(name.clone()) {
+                    self.subs.names.push(name);
                 }
             }
-            None => self.skipped.push(String::from_utf8_lossy(raw).into_owned()),
+            None => {
+                self.subs.skipped_count += 1;
+                if self.subs.skipped.len() < MAX_EXAMPLES {
+                    self.subs.skipped.push(example(raw));
+                }
+            }
         }
+    }
+
+    /// Gives the verdict on the whole file (see the module doc).
+    fn finish(mut self, bytes: &[u8]) -> Subscriptions {
+        let invalid = self.subs.skipped_count;
+        let verdict = if bytes.contains(&0) {
+            Some(NotSubscriptions::NulByte)
+        } else if bytes
+            .split(|&b| b == b'\n')
+            .any(|line| line.len() > MAX_LINE)
+        {
+            Some(NotSubscriptions::LineTooLong)
+        } else if invalid > self.valid {
+            Some(NotSubscriptions::MostlyInvalid {
+                valid: self.valid,
+                invalid,
+            })
+        } else {
+            None
+        };
+        if verdict.is_some() {
+            self.subs.names.clear();
+        }
+        self.subs.not_subscriptions = verdict;
+        self.subs
+    }
+}
+
+/// Shows a skipped entry: lossy UTF-8, cut after [`EXAMPLE_MAX`] bytes.
+fn example(raw: &[u8]) -> String {
+    match raw.get(..EXAMPLE_MAX) {
+        Some(head) if raw.len() > EXAMPLE_MAX => format!("{}…", String::from_utf8_lossy(head)),
+        _ => String::from_utf8_lossy(raw).into_owned(),
     }
 }
 
@@ -68,17 +191,16 @@ pub fn parse_dovecot(bytes: &[u8], sep: char, utf8: bool) -> Subscriptions {
         Some(body) => (true, body),
         None => (false, bytes),
     };
-    let mut subs = Subscriptions::default();
-    let mut seen = HashSet::new();
+    let mut subs = Builder::default();
     for line in lines(body) {
         let storage = if v2 {
             tab_unescape_levels(line)
         } else {
             line.to_vec()
         };
-        subs.push(&mut seen, dovecot_name(&storage, sep, utf8), &storage);
+        subs.push(dovecot_name(&storage, sep, utf8), &storage);
     }
-    subs
+    subs.finish(bytes)
 }
 
 /// Parses Courier's `courierimapsubscribed` file.
@@ -91,8 +213,7 @@ pub fn parse_dovecot(bytes: &[u8], sep: char, utf8: bool) -> Subscriptions {
 /// are ignored. Folder names are modified UTF-7 before Courier-IMAP 5.0 and
 /// UTF-8 after it, which `utf8` selects.
 pub fn parse_courier(bytes: &[u8], sep: char, utf8: bool) -> Subscriptions {
-    let mut subs = Subscriptions::default();
-    let mut seen = HashSet::new();
+    let mut subs = Builder::default();
     for line in lines(bytes) {
         if line.first() == Some(&b'#') {
             continue;
@@ -106,9 +227,9 @@ pub fn parse_courier(bytes: &[u8], sep: char, utf8: bool) -> Subscriptions {
             };
             join_levels(rest, sep, utf8)
         };
-        subs.push(&mut seen, name, line);
+        subs.push(name, line);
     }
-    subs
+    subs.finish(bytes)
 }
 
 /// Yields the non-empty lines of a file, without their line endings.
@@ -250,10 +371,10 @@ mod tests {
             ),
             (b"Archive.2024.\n", '.', false, &["Archive.2024"], &[]),
             (
-                b"bad&\nA..B\n.\nok\n",
+                b"bad&\nA..B\n.\nok\nx\ny\n",
                 '/',
                 false,
-                &["ok"],
+                &["ok", "x", "y"],
                 &["bad&", "A..B", "."],
             ),
             (b"V\t2\nSent\n", '/', false, &["Sent"], &["V\t2"]),
@@ -300,16 +421,109 @@ mod tests {
                 &[],
             ),
             (
-                b"INBOX.\nINBOX..x\nINBOXX\n",
+                b"INBOX.\nINBOX..x\nINBOXX\nINBOX.a\n",
                 '/',
                 false,
-                &["INBOXX"],
+                &["INBOXX", "a"],
                 &["INBOX.", "INBOX..x"],
             ),
         ];
         for &(file, sep, utf8, names, skipped) in cases {
             check(parse_courier(file, sep, utf8), names, skipped);
         }
+    }
+
+    #[test]
+    fn foreign_files_get_a_verdict_and_no_names() {
+        let long = format!("Sent\n{}\n", "a".repeat(MAX_LINE + 1));
+        let fits = format!("Sent\n{}\n", "a".repeat(MAX_LINE));
+        #[rustfmt::skip]
+        let cases: &[(&[u8], Option<NotSubscriptions>, usize)] = &[
+            (b"", None, 0),
+            (b"\n\n", None, 0),
+            (b"Sent\nbad&\n", None, 1),
+            (b"Sent\nbad&\nA..B\n", Some(NotSubscriptions::MostlyInvalid { valid: 1, invalid: 2 }), 2),
+            (b"bad&\n", Some(NotSubscriptions::MostlyInvalid { valid: 0, invalid: 1 }), 1),
+            (b"Sent\nTrash\nSe\0nt\n", Some(NotSubscriptions::NulByte), 1),
+            (b"V\t2\n\nSent\n\0\n", Some(NotSubscriptions::NulByte), 1),
+            (long.as_bytes(), Some(NotSubscriptions::LineTooLong), 0),
+            (fits.as_bytes(), None, 0),
+            // Duplicates count as valid entries.
+            (b"Sent\nSent\nbad&\n", None, 1),
+        ];
+        for &(file, verdict, skipped) in cases {
+            let got = parse_dovecot(file, '/', false);
+            assert_eq!(
+                got.not_subscriptions,
+                verdict,
+                "{:?}",
+                String::from_utf8_lossy(file)
+            );
+            assert_eq!(
+                got.skipped_count,
+                skipped,
+                "{:?}",
+                String::from_utf8_lossy(file)
+            );
+            if verdict.is_some() {
+                assert!(got.names.is_empty());
+            }
+        }
+        let got = parse_courier(b"#shared.x\nINBOX.Sent\nINBOX..x\n", '/', false);
+        assert_eq!(got.not_subscriptions, None);
+        assert_eq!(got.names, ["Sent"]);
+        let got = parse_courier(b"INBOX..x\nINBOX.\x00\n", '/', false);
+        assert_eq!(got.not_subscriptions, Some(NotSubscriptions::NulByte));
+        assert_eq!(
+            NotSubscriptions::MostlyInvalid {
+                valid: 1,
+                invalid: 3
+            }
+            .to_string(),
+            "3 of its 4 entries are not mailbox names"
+        );
+    }
+
+    #[test]
+    fn random_bytes_give_a_few_examples_and_a_verdict() {
+        // 10 MB of pseudo-random bytes, as in the issue: no junk names, a
+        // bounded list of examples, one verdict.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let file: Vec<u8> = (0..10_000_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        for subs in [
+            parse_dovecot(&file, '/', false),
+            parse_courier(&file, '/', true),
+        ] {
+            assert!(subs.names.is_empty());
+            assert!(subs.not_subscriptions.is_some());
+            assert!(subs.skipped.len() <= MAX_EXAMPLES);
+            assert!(subs.skipped.iter().all(|e| e.len() <= EXAMPLE_MAX * 3 + 3));
+            assert!(subs.skipped_count > 1000);
+        }
+        let mut text = b"Sent\n".to_vec();
+        for i in 0..40_000 {
+            text.extend_from_slice(format!("junk&{i}\n").as_bytes());
+        }
+        let subs = parse_dovecot(&text, '/', false);
+        assert_eq!(subs.skipped_count, 40_000);
+        assert_eq!(
+            subs.skipped,
+            ["junk&0", "junk&1", "junk&2", "junk&3", "junk&4"]
+        );
+        assert_eq!(
+            subs.not_subscriptions,
+            Some(NotSubscriptions::MostlyInvalid {
+                valid: 1,
+                invalid: 40_000
+            })
+        );
     }
 
     #[test]

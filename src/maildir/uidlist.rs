@@ -7,10 +7,38 @@
 //! may be appending to it. The rules here follow `maildir_uidlist_next()` and
 //! `maildir_uidlist_read_header()` in dovecot/core
 //! `src/lib-storage/index/maildir/maildir-uidlist.c`, with one deliberate
-//! difference: Dovecot throws the whole file away at the first bad record
-//! line, which it can afford because it rebuilds the file under its lock. A
-//! reader cannot rebuild anything, so it skips bad records, keeps the rest
-//! and reports what it skipped in [`UidList::warnings`].
+//! difference: Dovecot stops reading at the first bad record line and
+//! rebuilds the file under its lock. A reader cannot rebuild anything, so it
+//! drops the bad records, keeps the rest and counts what it dropped in
+//! [`UidList::dropped`].
+//!
+//! # Damaged and hostile files
+//!
+//! The file is written by the mailbox's user, so it may hold anything. The
+//! result still guarantees **at most one base name per UID and one UID per
+//! base name**, with UIDs strictly increasing in [`UidList::records`]:
+//!
+//! | record | outcome | counted in [`Dropped`] |
+//! |---|---|---|
+//! | not `<uid> … :<name>`, empty name, name with `/` | dropped | `unparsable` |
+//! | UID 0 or ≥ 4294967295 (Dovecot: "UID too high") | dropped | `uid_out_of_range` |
+//! | UID already used by a kept record | dropped, the first record stays | `duplicate_uid` |
+//! | UID below the highest kept UID (Dovecot: "UIDs not ordered") | dropped, the earlier records stay | `out_of_order` |
+//! | base name already listed with a lower UID | the **earlier** record is dropped, the later one stays | `duplicate_name` |
+//!
+//! The last row is Dovecot's own reading rule (`maildir_uidlist_next()`:
+//! "Duplicate file entry", the old UID is deleted and the new record
+//! replaces it: an expunged file that came back gets a new UID). The other
+//! rows keep the first record where Dovecot would stop reading.
+//!
+//! A message whose record was dropped has no server UID. The caller treats
+//! it like a file Dovecot has not named yet: UID 0, the folder stays
+//! pending and is read again until a later `dovecot-uidlist` names it.
+//!
+//! [`UidList::warnings`] keeps only the first [`MAX_EXAMPLES`] problems (with
+//! names cut to [`EXAMPLE_NAME_MAX`] bytes), so a file of 10 MB of junk gives
+//! a few short strings and one set of counts, never one string per line: the
+//! caller logs one line per file with [`Dropped`]'s counts and the examples.
 //!
 //! Version 3 (Dovecot 1.1 and later):
 //!
@@ -27,8 +55,75 @@
 //! 25006 1276528487.M364837P9451.kurkku
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+
+/// How many problems [`UidList::warnings`] keeps as examples.
+pub const MAX_EXAMPLES: usize = 5;
+
+/// How many bytes of a name an example shows before it is cut with `…`.
+pub const EXAMPLE_NAME_MAX: usize = 64;
+
+/// The records [`parse`] dropped, by reason (see the module doc).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Records whose UID a kept record already has; the first one stays.
+    pub duplicate_uid: usize,
+    /// Earlier records of a base name that a later record lists again with
+    /// a higher UID; the later one stays, as in Dovecot.
+    pub duplicate_name: usize,
+    /// Records whose UID is below the highest UID kept so far (and is no
+    /// kept record's UID).
+    pub out_of_order: usize,
+    /// Records whose UID is 0 or at least 4294967295 (2^32 - 1, which
+    /// Dovecot reserves), including numbers that do not fit in 32 bits.
+    pub uid_out_of_range: usize,
+    /// Lines that are no record: no UID, no space after it, no name, a
+    /// name with `/`, an empty line.
+    pub unparsable: usize,
+}
+
+impl Dropped {
+    /// Returns how many records were dropped in all.
+    pub fn total(&self) -> usize {
+        self.duplicate_uid
+            + self.duplicate_name
+            + self.out_of_order
+            + self.uid_out_of_range
+            + self.unparsable
+    }
+
+    /// Returns true if nothing was dropped.
+    pub fn is_empty(&self) -> bool {
+        self.total() == 0
+    }
+}
+
+/// `3 duplicate UID, 1 out-of-order UID`: the non-zero counts, for one log
+/// line; `none` when nothing was dropped.
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kinds = [
+            (self.duplicate_uid, "duplicate UID"),
+            (self.duplicate_name, "duplicate name"),
+            (self.out_of_order, "out-of-order UID"),
+            (self.uid_out_of_range, "UID out of range"),
+            (self.unparsable, "unparsable line"),
+        ];
+        let mut first = true;
+        for (count, what) in kinds.into_iter().filter(|&(n, _)| n > 0) {
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            write!(f, "{count} {what}")?;
+        }
+        if first {
+            f.write_str("none")?;
+        }
+        Ok(())
+    }
+}
 
 /// A parsed UID list.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,33 +135,49 @@ pub struct UidList {
     /// The next UID as Dovecot computes it: max(header N, last record UID + 1).
     ///
     /// Dovecot appends records without rewriting the header, so the header
-    /// alone falls behind; "last" here is the highest UID of any record.
+    /// alone falls behind; "last" here is the highest UID of any kept record.
     pub next_uid: u32,
     /// The mailbox GUID from the v3 header `G` field, as 32 lower-case hex
     /// digits; `None` for version 1 files, which have no GUID.
     pub guid: Option<String>,
-    /// The records as (uid, base name) in file order.
+    /// The records as (uid, base name) in file order, which is strictly
+    /// increasing UID order. No UID and no base name appears twice.
     ///
     /// The name is cut at the first `:`, because files written before Dovecot
     /// 2.0.6 carry a stale `:2,<flags>` that says nothing about the current
-    /// flags. Dovecot compares names the same way. A name may appear twice
-    /// (Dovecot appends a new record when an expunged file comes back); the
-    /// later record is the one that counts, as in [`UidList::lookup_map`].
+    /// flags. Dovecot compares names the same way. When a name is listed
+    /// twice (Dovecot appends a new record when an expunged file comes
+    /// back), only the later record is kept, as in Dovecot.
     pub records: Vec<(u32, Vec<u8>)>,
-    /// Problems that did not stop the parse, such as
-    /// `"line 7: record without a name"`, for the caller to log.
+    /// How many records were dropped, by reason: for one warning line per
+    /// file.
+    pub dropped: Dropped,
+    /// Version 1 records kept although their UID is not below the header's
+    /// next UID (Dovecot calls that corruption; the UID is still the one
+    /// Courier gave the message). [`UidList::next_uid`] is raised past them.
+    pub above_next_uid: usize,
+    /// The first [`MAX_EXAMPLES`] problems, such as
+    /// `"line 7: record without a name"`, as examples for the caller's log
+    /// line; the counts are in [`UidList::dropped`] and
+    /// [`UidList::above_next_uid`].
     pub warnings: Vec<String>,
 }
 
 impl UidList {
-    /// Returns a map from base name to UID; when a name appears more than
-    /// once, the later record wins, as it replaces the earlier one in
-    /// Dovecot.
+    /// Returns a map from base name to UID (names are unique in
+    /// [`UidList::records`]).
     pub fn lookup_map(&self) -> HashMap<&[u8], u32> {
         self.records
             .iter()
             .map(|(uid, name)| (name.as_slice(), *uid))
             .collect()
+    }
+
+    /// Keeps `warning` if fewer than [`MAX_EXAMPLES`] are kept already.
+    fn example(&mut self, warning: impl FnOnce() -> String) {
+        if self.warnings.len() < MAX_EXAMPLES {
+            self.warnings.push(warning());
+        }
     }
 }
 
@@ -140,40 +251,109 @@ pub fn parse(bytes: &[u8]) -> Result<UidList, ParseError> {
         next_uid: header.next_uid,
         guid: header.guid,
         records: Vec::new(),
+        dropped: Dropped::default(),
+        above_next_uid: 0,
         warnings: Vec::new(),
     };
+    // Kept records; a slot is emptied when a later record takes its name.
+    let mut slots: Vec<Option<(u32, &[u8])>> = Vec::new();
+    let mut slot_by_name: HashMap<&[u8], usize> = HashMap::new();
+    let mut kept_uids: HashSet<u32> = HashSet::new();
     let mut max_uid = 0u32;
-    let mut uids_by_name: HashMap<&[u8], u32> = HashMap::new();
     for (number, line) in (2..).zip(complete.iter().skip(1)) {
         let (uid, name) = match parse_record(strip_cr(line), list.version) {
             Ok(record) => record,
-            Err(reason) => {
-                list.warnings.push(format!("line {number}: {reason}"));
+            Err(bad) => {
+                match bad {
+                    BadRecord::OutOfRange(_) => list.dropped.uid_out_of_range += 1,
+                    BadRecord::Unparsable(_) => list.dropped.unparsable += 1,
+                }
+                list.example(|| format!("line {number}: {bad}"));
                 continue;
             }
         };
         if uid <= max_uid {
-            list.warnings.push(format!(
-                "line {number}: UID {uid} is not above the previous UID {max_uid}"
-            ));
+            if kept_uids.contains(&uid) {
+                list.dropped.duplicate_uid += 1;
+                list.example(|| {
+                    format!(
+                        "line {number}: UID {uid} listed again (for {}); dropped",
+                        show(name)
+                    )
+                });
+            } else {
+                list.dropped.out_of_order += 1;
+                list.example(|| {
+                    format!(
+                        "line {number}: UID {uid} is not above the previous UID {max_uid}; dropped"
+                    )
+                });
+            }
+            continue;
         }
         if list.version == 1 && uid >= header.next_uid {
-            list.warnings.push(format!(
-                "line {number}: UID {uid} is not below the header's next UID {}",
-                header.next_uid
-            ));
+            list.above_next_uid += 1;
+            list.example(|| {
+                format!(
+                    "line {number}: UID {uid} is not below the header's next UID {}",
+                    header.next_uid
+                )
+            });
         }
-        if let Some(old) = uids_by_name.insert(name, uid).filter(|&old| old != uid) {
-            list.warnings.push(format!(
-                "line {number}: {} listed again (UID {old} -> {uid})",
-                String::from_utf8_lossy(name)
-            ));
+        if let Some(old) = slot_by_name.insert(name, slots.len()) {
+            let old_uid = slots
+                .get_mut(old)
+                .and_then(Option::take)
+                .map_or(0, |(u, _)| u);
+            list.dropped.duplicate_name += 1;
+            list.example(|| {
+                format!(
+                    "line {number}: {} listed again (UID {old_uid} -> {uid}); the earlier record is dropped",
+                    show(name)
+                )
+            });
         }
-        max_uid = max_uid.max(uid);
-        list.records.push((uid, name.to_vec()));
+        kept_uids.insert(uid);
+        max_uid = uid;
+        slots.push(Some((uid, name)));
     }
+    list.records = slots
+        .into_iter()
+        .flatten()
+        .map(|(uid, name)| (uid, name.to_vec()))
+        .collect();
     list.next_uid = list.next_uid.max(max_uid.saturating_add(1));
     Ok(list)
+}
+
+/// Shows a name in a warning: lossy UTF-8 of at most [`EXAMPLE_NAME_MAX`]
+/// bytes, with control characters escaped (`\r`, `\u{1}`) so that a name
+/// cannot forge a log line, cut to 2 × [`EXAMPLE_NAME_MAX`] characters.
+fn show(name: &[u8]) -> String {
+    let head = name.get(..EXAMPLE_NAME_MAX).unwrap_or(name);
+    let escaped: String = String::from_utf8_lossy(head).escape_debug().collect();
+    let mut shown: String = escaped.chars().take(2 * EXAMPLE_NAME_MAX).collect();
+    if name.len() > head.len() || shown.len() < escaped.len() {
+        shown.push('…');
+    }
+    shown
+}
+
+/// Why a line is not a usable record.
+#[derive(Debug)]
+enum BadRecord {
+    /// The UID is 0 or does not fit below 2^32 - 1.
+    OutOfRange(String),
+    /// Anything else.
+    Unparsable(String),
+}
+
+impl fmt::Display for BadRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BadRecord::OutOfRange(reason) | BadRecord::Unparsable(reason) => f.write_str(reason),
+        }
+    }
 }
 
 /// The fields of a valid header line.
@@ -214,20 +394,21 @@ fn parse_header(line: &[u8]) -> Result<Header, String> {
                 let Some((&key, value)) = field.split_first() else {
                     continue;
                 };
-                let show = || String::from_utf8_lossy(value).into_owned();
+                let shown = || show(value);
                 match key {
                     b'V' => {
                         let v = parse_u32(value);
                         uidvalidity =
-                            Some(v.ok_or_else(|| format!("invalid UIDVALIDITY {:?}", show()))?);
+                            Some(v.ok_or_else(|| format!("invalid UIDVALIDITY {:?}", shown()))?);
                     }
                     b'N' => {
                         let n = parse_u32(value);
-                        next_uid = Some(n.ok_or_else(|| format!("invalid next UID {:?}", show()))?);
+                        next_uid =
+                            Some(n.ok_or_else(|| format!("invalid next UID {:?}", shown()))?);
                     }
                     b'G' => {
                         if value.len() != 32 || !value.iter().all(u8::is_ascii_hexdigit) {
-                            return Err(format!("invalid mailbox GUID {:?}", show()));
+                            return Err(format!("invalid mailbox GUID {:?}", shown()));
                         }
                         guid = Some(String::from_utf8_lossy(value).to_ascii_lowercase());
                     }
@@ -258,21 +439,26 @@ fn parse_header(line: &[u8]) -> Result<Header, String> {
 
 /// Parses one record line into a UID and a base name, or says why it is not
 /// a usable record.
-fn parse_record(line: &[u8], version: u8) -> Result<(u32, &[u8]), String> {
+fn parse_record(line: &[u8], version: u8) -> Result<(u32, &[u8]), BadRecord> {
     let digits = line.iter().take_while(|b| b.is_ascii_digit()).count();
     let (uid, rest) = line.split_at(digits);
     if uid.is_empty() {
-        return Err("record without a UID".to_owned());
+        return Err(BadRecord::Unparsable("record without a UID".to_owned()));
     }
     let uid = match parse_u32(uid) {
         None | Some(u32::MAX) => {
-            return Err(format!("UID {} too large", String::from_utf8_lossy(uid)));
+            return Err(BadRecord::OutOfRange(format!(
+                "UID {} too large",
+                show(uid)
+            )));
         }
-        Some(0) => return Err("record with UID 0".to_owned()),
+        Some(0) => return Err(BadRecord::OutOfRange("record with UID 0".to_owned())),
         Some(uid) => uid,
     };
     let Some(mut rest) = rest.strip_prefix(b" ") else {
-        return Err(format!("UID {uid} not followed by a space"));
+        return Err(BadRecord::Unparsable(format!(
+            "UID {uid} not followed by a space"
+        )));
     };
     if version == 3 {
         // Skip `<KEY><value>` extension fields up to the one that starts
@@ -280,7 +466,7 @@ fn parse_record(line: &[u8], version: u8) -> Result<(u32, &[u8]), String> {
         rest = loop {
             rest = trim_spaces(rest);
             match rest.split_first() {
-                None => return Err("record without a name".to_owned()),
+                None => return Err(BadRecord::Unparsable("record without a name".to_owned())),
                 Some((b':', name)) => break name,
                 Some(_) => {
                     let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
@@ -293,13 +479,13 @@ fn parse_record(line: &[u8], version: u8) -> Result<(u32, &[u8]), String> {
     }
     let name = rest.split(|&b| b == b':').next().unwrap_or_default();
     if name.is_empty() {
-        return Err("record without a name".to_owned());
+        return Err(BadRecord::Unparsable("record without a name".to_owned()));
     }
     if name.contains(&b'/') {
-        return Err(format!(
+        return Err(BadRecord::Unparsable(format!(
             "file name with '/': {}",
-            String::from_utf8_lossy(name)
-        ));
+            show(name)
+        )));
     }
     Ok((uid, name))
 }
@@ -335,7 +521,7 @@ mod tests {
     /// A version 3 header with UIDVALIDITY 42 and next UID 1.
     const HDR: &str = "3 V42 N1 G3085f01b7f11094c501100008c4a11c1\n";
 
-    /// Builds the expected list of a version 3 file.
+    /// Builds the expected list of a version 3 file, with nothing dropped.
     fn v3(uidvalidity: u32, next_uid: u32, records: &[(u32, &str)], warnings: &[&str]) -> UidList {
         UidList {
             version: 3,
@@ -343,7 +529,30 @@ mod tests {
             next_uid,
             guid: Some(GUID.to_owned()),
             records: records.iter().map(|&(u, n)| (u, n.into())).collect(),
+            dropped: Dropped::default(),
+            above_next_uid: 0,
             warnings: warnings.iter().map(|&w| w.to_owned()).collect(),
+        }
+    }
+
+    /// Builds the expected list of a version 3 file with dropped records.
+    fn v3d(next_uid: u32, records: &[(u32, &str)], dropped: Dropped, warnings: &[&str]) -> UidList {
+        UidList {
+            dropped,
+            ..v3(42, next_uid, records, warnings)
+        }
+    }
+
+    /// Counts of dropped records: (duplicate UID, duplicate name, out of
+    /// order, out of range, unparsable).
+    fn d(counts: (usize, usize, usize, usize, usize)) -> Dropped {
+        let (duplicate_uid, duplicate_name, out_of_order, uid_out_of_range, unparsable) = counts;
+        Dropped {
+            duplicate_uid,
+            duplicate_name,
+            out_of_order,
+            uid_out_of_range,
+            unparsable,
         }
     }
 
@@ -391,28 +600,122 @@ mod tests {
             (HDR.trim_end().into(), v3(42, 1, &[], &[])),
             // CRLF line endings.
             (format!("{}\r\n1 :a\r\n", HDR.trim_end()), v3(42, 2, &[(1, "a")], &[])),
-            // Bad records are skipped with a warning; the good ones stay.
+            // Bad records are dropped and counted; the first five are examples; the good ones stay.
             (format!("{HDR}1 :a\n0 :zero\nx :no-uid\n2 W5\n3 :\n4 ::2,S\n5:glued\n6 :a/b\n\
                       4294967295 :max\n99999999999 :huge\n\n7 :b\n"),
-             v3(42, 8, &[(1, "a"), (7, "b")], &[
+             v3d(8, &[(1, "a"), (7, "b")], d((0, 0, 0, 3, 7)), &[
                  "line 3: record with UID 0",
                  "line 4: record without a UID",
                  "line 5: record without a name",
                  "line 6: record without a name",
                  "line 7: record without a name",
-                 "line 8: UID 5 not followed by a space",
-                 "line 9: file name with '/': a/b",
-                 "line 10: UID 4294967295 too large",
-                 "line 11: UID 99999999999 too large",
-                 "line 12: record without a UID",
              ])),
-            // UIDs out of order and a name listed twice are kept, with warnings.
-            (format!("{HDR}5 :a\n3 :b\n5 :a\n8 :b\n"),
-             v3(42, 9, &[(5, "a"), (3, "b"), (5, "a"), (8, "b")], &[
-                 "line 3: UID 3 is not above the previous UID 5",
-                 "line 4: UID 5 is not above the previous UID 5",
-                 "line 5: b listed again (UID 3 -> 8)",
+        ];
+        for (text, want) in rows {
+            assert_eq!(parse(text.as_bytes()), Ok(want), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn conflicting_records() {
+        #[rustfmt::skip]
+        let rows: Vec<(String, UidList)> = vec![
+            // Out of order and a repeated UID: the first record stays.
+            (format!("{HDR}5 :a\n3 :b\n5 :c\n8 :d\n"),
+             v3d(9, &[(5, "a"), (8, "d")], d((1, 0, 1, 0, 0)), &[
+                 "line 3: UID 3 is not above the previous UID 5; dropped",
+                 "line 4: UID 5 listed again (for c); dropped",
              ])),
+            // The same record twice: one stays.
+            (format!("{HDR}5 :a\n5 :a\n"),
+             v3d(6, &[(5, "a")], d((1, 0, 0, 0, 0)), &[
+                 "line 3: UID 5 listed again (for a); dropped",
+             ])),
+            // A name listed again with a higher UID: the later record stays (Dovecot's rule).
+            (format!("{HDR}1 :a\n2 :b\n3 :a\n"),
+             v3d(4, &[(2, "b"), (3, "a")], d((0, 1, 0, 0, 0)), &[
+                 "line 4: a listed again (UID 1 -> 3); the earlier record is dropped",
+             ])),
+            // ... three times: only the last one stays.
+            (format!("{HDR}1 :a\n2 :a\n3 :a:2,S\n"),
+             v3d(4, &[(3, "a")], d((0, 2, 0, 0, 0)), &[
+                 "line 3: a listed again (UID 1 -> 2); the earlier record is dropped",
+                 "line 4: a listed again (UID 2 -> 3); the earlier record is dropped",
+             ])),
+            // A dropped out-of-order record does not take its name from a kept one.
+            (format!("{HDR}1 :a\n5 :b\n3 :a\n"),
+             v3d(6, &[(1, "a"), (5, "b")], d((0, 0, 1, 0, 0)), &[
+                 "line 4: UID 3 is not above the previous UID 5; dropped",
+             ])),
+            // UIDs out of range: 0, 2^32 - 1 (reserved), 2^32 and beyond.
+            (format!("{HDR}0 :a\n4294967294 :b\n4294967295 :c\n4294967296 :d\n18446744073709551617 :e\n"),
+             v3d(4294967295, &[(4294967294, "b")], d((0, 0, 0, 4, 0)), &[
+                 "line 2: record with UID 0",
+                 "line 4: UID 4294967295 too large",
+                 "line 5: UID 4294967296 too large",
+                 "line 6: UID 18446744073709551617 too large",
+             ])),
+            // A dropped record does not raise the next UID.
+            (format!("{HDR}7 :a\n3 :b\n"),
+             v3d(8, &[(7, "a")], d((0, 0, 1, 0, 0)), &[
+                 "line 3: UID 3 is not above the previous UID 7; dropped",
+             ])),
+        ];
+        for (text, want) in rows {
+            assert_eq!(parse(text.as_bytes()), Ok(want), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn junk_gives_counts_not_one_warning_per_line() {
+        // 40,000 bad lines and a name of 100 kB: five short examples and the counts.
+        let mut file = HDR.as_bytes().to_vec();
+        for i in 0..40_000u32 {
+            file.extend_from_slice(format!("x{i} junk\n").as_bytes());
+        }
+        file.extend_from_slice(b"1 :");
+        file.extend(std::iter::repeat_n(b'n', 100_000));
+        file.extend_from_slice(b"/\n2 :ok\n1 :again\n");
+        let list = parse(&file).expect("valid header");
+        assert_eq!(list.records, vec![(2, b"ok".to_vec())]);
+        assert_eq!(list.dropped, d((0, 0, 1, 0, 40_001)));
+        assert_eq!(list.dropped.total(), 40_002);
+        assert_eq!(list.warnings.len(), MAX_EXAMPLES);
+        assert!(
+            list.warnings.iter().all(|w| w.len() < 200),
+            "{:?}",
+            list.warnings
+        );
+        assert_eq!(
+            list.dropped.to_string(),
+            "1 out-of-order UID, 40001 unparsable line"
+        );
+        assert_eq!(Dropped::default().to_string(), "none");
+        let long = parse(format!("{HDR}5 :a\n3 :{}\n", "x".repeat(500)).as_bytes()).unwrap();
+        assert_eq!(
+            long.warnings,
+            ["line 3: UID 3 is not above the previous UID 5; dropped"]
+        );
+        let long = parse(format!("{HDR}1 :{0}\n2 :{0}\n", "x".repeat(500)).as_bytes()).unwrap();
+        assert!(long.warnings[0].contains(&format!("{}… listed again", "x".repeat(64))));
+        // Control characters in a name are escaped: no forged log lines.
+        let cr = parse(format!("{HDR}1 :a\rb\x01\n2 :a\rb\x01\n").as_bytes()).unwrap();
+        assert_eq!(
+            cr.warnings,
+            ["line 3: a\\rb\\u{1} listed again (UID 1 -> 2); the earlier record is dropped"]
+        );
+    }
+
+    #[test]
+    fn header_errors_are_short() {
+        let err = parse(format!("3 V{} N1\n", "9".repeat(100_000)).as_bytes()).unwrap_err();
+        assert!(err.reason().len() < 100, "{}", err.reason());
+    }
+
+    #[test]
+    fn version1_files() {
+        #[rustfmt::skip]
+        let rows: Vec<(String, UidList)> = vec![
             // Courier's courierimapuiddb.
             ("1 1100000000 5\n\
               1 1100000001.12345_0.host\n\
@@ -423,9 +726,12 @@ mod tests {
                  (2, "1100000002.M12P345V0000000000000803I00000000001F2A3B_0.host,S=2872"),
                  (4, "1100000004.4242_1.laptop"),
              ], &[])),
-            // Version 1 with a UID at or above the header's next UID.
+            // Version 1 with a UID at or above the header's next UID: kept, counted.
             ("1 7 3\n3 a\n".into(),
-             v1(7, 4, &[(3, "a")], &["line 2: UID 3 is not below the header's next UID 3"])),
+             UidList {
+                 above_next_uid: 1,
+                 ..v1(7, 4, &[(3, "a")], &["line 2: UID 3 is not below the header's next UID 3"])
+             }),
         ];
         for (text, want) in rows {
             assert_eq!(parse(text.as_bytes()), Ok(want), "{text:?}");
