@@ -190,16 +190,31 @@ pub fn scan_user(root: &Path, old: Option<&UserSnapshot>, opts: &ScanOptions) ->
     listing.exists = true;
     let mut dirs: Vec<Vec<u8>> = vec![Vec::new()];
     let mut linked = Vec::new();
+    let mut invalid = folders::InvalidDirs::default();
     for entry in entries.flatten() {
         let (name, kind) = entry;
-        if !folders::is_folder_dir(&name) {
-            continue;
+        match folders::classify_dir(&name) {
+            folders::DirKind::Folder => {}
+            folders::DirKind::Invalid(why) if kind == EntryKind::Dir => {
+                invalid.add(&name, why);
+                continue;
+            }
+            _ => continue,
         }
         match kind {
             EntryKind::Dir => dirs.push(name),
             EntryKind::Link => linked.push(name),
             _ => {}
         }
+    }
+    if !invalid.is_empty() {
+        // Dovecot will not open such a name either: no mailbox, no events
+        // for what is inside.
+        warn_path(
+            &root.display().to_string(),
+            "invalid-folders",
+            format!("{invalid}; their messages get no events (rename them to valid names)"),
+        );
     }
     for name in linked {
         warn_path(
@@ -476,8 +491,23 @@ fn read_uids(folder: &StoreDir, path: &Path, listing: &mut FolderListing) {
         };
         match uidlist::parse(&bytes) {
             Ok(list) => {
-                for w in &list.warnings {
-                    debug!(path = %shown, "{w}");
+                if !list.dropped.is_empty() {
+                    // A record dropped leaves its message without a UID:
+                    // reported as pending until the server rewrites the list.
+                    warn_path(
+                        &shown,
+                        "uidlist-records",
+                        format!(
+                            "{} records ignored ({}), e.g. {:?}; their messages have no UID until the server rewrites the list",
+                            list.dropped.total(),
+                            list.dropped,
+                            list.warnings
+                        ),
+                    );
+                } else {
+                    for w in &list.warnings {
+                        debug!(path = %shown, "{w}");
+                    }
                 }
                 let by_base = list
                     .records
@@ -507,7 +537,21 @@ fn read_uids(folder: &StoreDir, path: &Path, listing: &mut FolderListing) {
 /// Reads a folder's `dovecot-keywords`; none when missing or unusable.
 pub fn read_keywords(folder: &StoreDir, path: &Path) -> Keywords {
     match folder.read(b"dovecot-keywords", KEYWORDS_CAP) {
-        Ok(b) => Keywords::parse(&b),
+        Ok(b) => {
+            let (keywords, ignored) = Keywords::parse_counted(&b);
+            if ignored.total() > 0 {
+                warn_path(
+                    &storefs::show(path, b"dovecot-keywords"),
+                    "keywords-lines",
+                    format!(
+                        "{} lines ignored, e.g. {:?}",
+                        ignored.total(),
+                        ignored.examples
+                    ),
+                );
+            }
+            keywords
+        }
         Err(Refused::NotFound) => Keywords::default(),
         Err(e) => {
             warn_path(
@@ -561,9 +605,19 @@ fn read_subscriptions(
         } else {
             subscriptions::parse_dovecot(&bytes, opts.hier_sep, opts.utf8_names)
         };
+        if let Some(why) = &subs.not_subscriptions {
+            warn_path(
+                &shown,
+                "subscriptions",
+                format!(
+                    "is not a subscription list ({why}); keeping the subscriptions known so far"
+                ),
+            );
+            return None;
+        }
         if let Some(first) = subs.skipped.first() {
-            let more = match subs.skipped.len() {
-                1 => String::new(),
+            let more = match subs.skipped_count {
+                0 | 1 => String::new(),
                 n => format!(" (and {} more)", n - 1),
             };
             warn_path(

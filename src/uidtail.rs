@@ -86,7 +86,13 @@ impl UidTail {
                 self.uids.by_base.clear();
             }
             for (uid, base) in list.records {
-                self.uids.uidnext = self.uids.uidnext.max(uid.saturating_add(1));
+                if uid < self.uids.uidnext {
+                    // Not above every UID so far: a duplicate or out of
+                    // order (Dovecot calls the list corrupted). Never two
+                    // messages with one UID.
+                    continue;
+                }
+                self.uids.uidnext = uid.saturating_add(1);
                 self.uids.by_base.insert(base, uid);
             }
         }

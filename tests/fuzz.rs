@@ -961,6 +961,7 @@ fn all_on(mode: InclusionMode, max_size: usize) -> ContentOptions {
         message_id: true,
         subject: true,
         from: true,
+        max_read: 0,
     }
 }
 

@@ -831,3 +831,137 @@ fn no_event_names_a_link_or_fifo_in_any_folder() {
         .count();
     assert!((2..=4).contains(&lines), "{lines} lines:\n{}", r.stderr);
 }
+
+// ------------------------------------------------------------ bad control data
+
+#[test]
+fn duplicate_and_out_of_range_uids_never_give_two_messages_one_uid() {
+    let env = Env::new();
+    for b in ["a", "b", "c", "d"] {
+        env.md
+            .put("", "cur", &format!("1700000000.M{b}P1.host:2,S"), b"x\n");
+    }
+    env.md.write(
+        "",
+        "dovecot-uidlist",
+        "3 V1700000000 N9\n1 :1700000000.MaP1.host\n1 :1700000000.MbP1.host\n\
+         4294967296 :1700000000.McP1.host\n5 :1700000000.MdP1.host\n",
+    );
+    let r = env
+        .scan(&[
+            OsStr::new("--emit-existing"),
+            OsStr::new("--uid-wait-ms"),
+            OsStr::new("0"),
+        ])
+        .ok();
+    let evs = r.events();
+    let arrived: Vec<&Value> = evs
+        .iter()
+        .filter(|e| matches!(s(e, "event"), "MessageNew" | "MessageAppend"))
+        .collect();
+    assert_eq!(arrived.len(), 4, "every message is reported: {}", r.stdout);
+    let mut uids: Vec<u32> = arrived
+        .iter()
+        .filter(|e| e.get("vnd.maildir.uidPending").is_none())
+        .map(|e| uid(e))
+        .collect();
+    let n_named = uids.len();
+    uids.sort();
+    uids.dedup();
+    assert_eq!(
+        uids.len(),
+        n_named,
+        "two messages with one UID: {}",
+        r.stdout
+    );
+    assert_eq!(uids, [1, 5], "{}", r.stdout);
+    let lines: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("dovecot-uidlist"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one warning line for the file: {}",
+        r.stderr
+    );
+    assert!(lines[0].contains("2 records ignored"), "{}", lines[0]);
+}
+
+#[test]
+fn invalid_folder_names_are_one_warning_and_no_events() {
+    let env = Env::new();
+    for f in [".a..b", ".a.", "..x"] {
+        env.md.folder(f);
+        env.md.put(f, "cur", "1700000001.M1P1.host:2,S", b"x\n");
+    }
+    env.md.folder(".Good");
+    env.md
+        .put(".Good", "cur", "1700000002.M1P1.host:2,S", b"x\n");
+    let r = env.scan(&[OsStr::new("--emit-existing")]).ok();
+    let evs = r.events();
+    let mailboxes: Vec<&str> = evs.iter().map(|e| s(e, "mailboxID")).collect();
+    assert!(
+        mailboxes
+            .iter()
+            .all(|m| m.contains("/Good;") || m.contains("/INBOX;")),
+        "{mailboxes:?}"
+    );
+    assert_eq!(of(&evs, "MessageAppend").len(), 1, "{}", r.stdout);
+    let lines: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("not mailboxes"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", r.stderr);
+    assert!(
+        lines[0].contains("3 directories") && lines[0].contains(".a..b"),
+        "{}",
+        lines[0]
+    );
+}
+
+#[test]
+fn random_bytes_in_subscriptions_are_no_subscriptions_and_few_lines() {
+    let env = Env::new();
+    env.md.folder(".Lists");
+    env.md.write("", "subscriptions", "V\t2\n\nINBOX\nLists\n");
+    fs::create_dir_all(&env.state).unwrap();
+    env.scan(&[]).ok();
+    let mut x: u64 = 0x2545f4914f6cdd1d;
+    let mut noise = |len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    // Over the read cap, and under it.
+    for len in [10 << 20, 100 << 10] {
+        fs::write(env.md.root.join("subscriptions"), noise(len)).unwrap();
+        let r = env
+            .scan(&[OsStr::new("--uid-wait-ms"), OsStr::new("0")])
+            .ok();
+        let evs = r.events();
+        assert!(
+            evs.iter().all(|e| !s(e, "event").contains("Subscribe")),
+            "no junk (un)subscriptions from {len} random bytes: {}",
+            r.stdout
+        );
+        assert!(
+            r.stderr.lines().count() <= 3,
+            "{} log lines for {len} random bytes:\n{}",
+            r.stderr.lines().count(),
+            r.stderr
+        );
+        assert!(r.stderr.contains("subscriptions"), "{}", r.stderr);
+    }
+    // A good file again: nothing changed, nothing to report.
+    env.md.write("", "subscriptions", "V\t2\n\nINBOX\nLists\n");
+    let r = env.scan(&[]).ok();
+    assert!(r.events().is_empty(), "{}", r.stdout);
+}
