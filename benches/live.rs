@@ -1386,7 +1386,7 @@ fn main() {
     }
 }
 
-/// The figures against DESIGN.md's targets, one column per watcher.
+/// The figures against the project.s targets, one column per watcher.
 fn summary(o: &Opts, sweep: &[RunResult], cpu: &[RunResult]) {
     let labels: Vec<String> = o.watchers.iter().map(Watcher::label).collect();
     let med = |runs: &[RunResult], keep: &dyn Fn(&RunResult) -> bool, g: fn(&RunResult) -> f64| {
@@ -1514,7 +1514,7 @@ fn summary(o: &Opts, sweep: &[RunResult], cpu: &[RunResult]) {
     if rows.is_empty() {
         return;
     }
-    println!("## Summary against the DESIGN.md targets (medians; a shared, noisy machine)");
+    println!("## Summary against the project targets (medians; a shared, noisy machine)");
     println!();
     println!("| figure | target | {} |", labels.join(" | "));
     println!("|---|---|{}", "---|".repeat(labels.len()));

@@ -711,7 +711,7 @@ fn main() {
     );
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     let (cold_r, unch_r) = (steps[1].wall() / find_wall, steps[2].wall() / find_wall);
-    println!("\ntargets (DESIGN.md; reported, never asserted):");
+    println!("\ntargets (the project's; reported, never asserted):");
     println!(
         "  cold scan ≤ 1.5× find:       {cold_r:.2}×  {}",
         verdict(cold_r <= 1.5)
