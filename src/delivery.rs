@@ -1,53 +1,33 @@
 //! Getting events from the outbox to the sinks, and only then forgetting
 //! them (vector-style acknowledgement).
 //!
-//! `scan` delivers synchronously before it exits. `watch` gives each sink a
-//! thread of its own with its own connection to the outbox, so a webhook
-//! retrying for half a minute never stalls the inotify loop: the loop only
-//! wakes the threads after each commit.
+//! `scan` delivers synchronously from the outbox before it exits. `watch`
+//! gives each sink a thread of its own, so a webhook retrying for half a
+//! minute never stalls the inotify loop; the threads get committed rows
+//! from the engine in memory and report back what they took, and the
+//! engine (the database's one user) records it.
 
-use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use crossbeam_channel::{Receiver, Sender, unbounded};
 use tracing::{debug, error, warn};
 
 use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
-use crate::sink::{Sink, SinkConfig, SinkError};
+use crate::sink::{Rejected, Sink, SinkConfig, SinkError};
+use crate::store::OutboxRow;
 use crate::store::StoreError;
 
 /// How many events a sink gets at once.
 const BATCH: usize = 1000;
-/// How often an idle sink thread looks at the outbox without a wake-up.
-const IDLE_LOOK: Duration = Duration::from_millis(500);
 /// How often an idle sink thread asks its sink whether the output went
 /// away ([`Sink::check`]): a closed stdout is noticed within this.
 const CHECK_EVERY: Duration = Duration::from_millis(200);
-
-/// The sink whose output went away in this process, if any.
-static CLOSED: Mutex<Option<String>> = Mutex::new(None);
-/// Whether a closed output should stop the process with SIGTERM.
-static STOP_ON_CLOSE: AtomicBool = AtomicBool::new(false);
-
-/// Makes a sink thread whose output goes away (a closed stdout) send
-/// SIGTERM to this process, so a `watch` loop idle in its wait wakes up at
-/// once and ends. Only for a process that catches SIGTERM
-/// (`daemon::run`): the binary calls it for `watch`.
-pub fn stop_process_on_close() {
-    STOP_ON_CLOSE.store(true, Ordering::SeqCst);
-}
-
-/// The sink whose output went away in this process, if one did: the run
-/// must end with [`Error::Sink`] whatever else happened.
-pub fn closed_sink() -> Option<String> {
-    CLOSED.lock().ok().and_then(|g| g.clone())
-}
 
 /// A sink and the name its outbox position is kept under.
 pub struct Outlet {
@@ -145,56 +125,66 @@ fn drain(
     }
 }
 
+/// What a sink thread tells the engine.
+#[derive(Debug)]
+pub enum Report {
+    /// The sink took every event up to `last`; it rejected `rejected` for
+    /// good (they go to the dead-letter table with its position).
+    Took {
+        sink: usize,
+        last: i64,
+        rejected: Vec<Rejected>,
+    },
+    /// The sink's output went away (a closed stdout): the run must end.
+    Closed { sink: usize },
+}
+
 struct Worker {
     name: String,
-    wake: Sender<()>,
+    feed: Sender<Arc<[OutboxRow]>>,
     reopen: Arc<AtomicBool>,
     handle: JoinHandle<()>,
 }
 
-/// The sink threads of `watch`.
+/// The sink threads of `watch`. They never touch the database: the engine
+/// thread, its only user, hands them committed rows from memory (the
+/// outbox stays the durable copy) and records what they report taking in
+/// its next transaction.
 pub struct Dispatcher {
     workers: Vec<Worker>,
     stop: Arc<AtomicBool>,
-    fatal: Receiver<Error>,
+    reports: Receiver<Report>,
     names: Vec<String>,
 }
 
 impl Dispatcher {
-    /// Starts one thread per sink.
+    /// Starts one thread per sink; `wake` is called after every report so
+    /// the engine, waiting for the store, takes it at once.
     pub fn start(
-        db: &Path,
         outlets: Vec<Outlet>,
         metrics: Arc<Metrics>,
+        wake: Arc<dyn Fn() + Send + Sync>,
     ) -> Result<Dispatcher, Error> {
         let stop = Arc::new(AtomicBool::new(false));
-        let (fatal_tx, fatal) = unbounded();
+        let (report_tx, reports) = unbounded();
         let names = names(&outlets);
         let mut workers = Vec::new();
-        for mut o in outlets {
-            let mut outbox = Outbox::open(db)?;
-            let (wake, woken) = bounded(1);
+        for (i, mut o) in outlets.into_iter().enumerate() {
+            let (feed, fed) = unbounded::<Arc<[OutboxRow]>>();
             let reopen = Arc::new(AtomicBool::new(false));
-            let (stop, reopen2, fatal_tx, metrics) = (
-                stop.clone(),
-                reopen.clone(),
-                fatal_tx.clone(),
-                metrics.clone(),
-            );
+            let ctx = WorkerCtx {
+                index: i,
+                fed,
+                stop: stop.clone(),
+                reopen: reopen.clone(),
+                reports: report_tx.clone(),
+                metrics: metrics.clone(),
+                wake: wake.clone(),
+            };
             let name = o.name.clone();
             let handle = thread::Builder::new()
                 .name(format!("sink {name}"))
-                .spawn(move || {
-                    run_worker(
-                        &mut outbox,
-                        &mut o,
-                        &woken,
-                        &stop,
-                        &reopen2,
-                        &fatal_tx,
-                        &metrics,
-                    )
-                })
+                .spawn(move || run_worker(&mut o, &ctx))
                 .map_err(|e| {
                     Error::Config(crate::config::ConfigError(format!(
                         "cannot start a thread: {e}"
@@ -202,7 +192,7 @@ impl Dispatcher {
                 })?;
             workers.push(Worker {
                 name,
-                wake,
+                feed,
                 reopen,
                 handle,
             });
@@ -210,16 +200,21 @@ impl Dispatcher {
         Ok(Dispatcher {
             workers,
             stop,
-            fatal,
+            reports,
             names,
         })
     }
 
-    /// Tells every sink that new events were committed.
-    pub fn wake(&self) {
-        for w in &self.workers {
-            let _ = w.wake.try_send(());
+    /// Hands sink `i` committed rows, in order after what it was given.
+    pub fn feed(&self, i: usize, rows: Arc<[OutboxRow]>) {
+        if let Some(w) = self.workers.get(i) {
+            let _ = w.feed.send(rows);
         }
+    }
+
+    /// What the sinks reported since the last call.
+    pub fn reports(&self) -> Vec<Report> {
+        self.reports.try_iter().collect()
     }
 
     /// Asks every sink to reopen its output (SIGHUP).
@@ -227,12 +222,6 @@ impl Dispatcher {
         for w in &self.workers {
             w.reopen.store(true, Ordering::SeqCst);
         }
-        self.wake();
-    }
-
-    /// A sink that cannot go on (its reader went away), if any.
-    pub fn fatal(&self) -> Option<Error> {
-        self.fatal.try_recv().ok()
     }
 
     /// The sinks' names.
@@ -240,13 +229,14 @@ impl Dispatcher {
         &self.names
     }
 
-    /// Lets each sink deliver what is committed, for up to `grace`, then
-    /// stops the threads. What is not delivered stays in the outbox.
-    pub fn stop(self, grace: Duration) {
+    /// Lets each sink deliver what it was given, for up to `grace`, then
+    /// stops the threads; returns what they reported meanwhile. What is not
+    /// delivered stays in the outbox.
+    pub fn stop(self, grace: Duration) -> Vec<Report> {
         self.stop.store(true, Ordering::SeqCst);
-        self.wake();
         let deadline = Instant::now() + grace;
         for w in self.workers {
+            drop(w.feed);
             while !w.handle.is_finished() && Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(5));
             }
@@ -259,79 +249,106 @@ impl Dispatcher {
                 );
             }
         }
+        self.reports.try_iter().collect()
     }
 }
 
-/// Waits for a wake-up for up to [`IDLE_LOOK`], asking the sink every
-/// [`CHECK_EVERY`] whether its output went away.
-fn idle(o: &mut Outlet, woken: &Receiver<()>) -> Result<(), SinkError> {
-    let until = Instant::now() + IDLE_LOOK;
-    loop {
-        o.sink.check()?;
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() || woken.recv_timeout(left.min(CHECK_EVERY)).is_ok() {
-            return Ok(());
-        }
+struct WorkerCtx {
+    index: usize,
+    fed: Receiver<Arc<[OutboxRow]>>,
+    stop: Arc<AtomicBool>,
+    reopen: Arc<AtomicBool>,
+    reports: Sender<Report>,
+    metrics: Arc<Metrics>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl WorkerCtx {
+    fn report(&self, r: Report) {
+        let _ = self.reports.send(r);
+        (self.wake)();
     }
 }
 
-/// A sink whose output went away: the run must end. Reports it to the
-/// loop, and wakes the loop up when it waits for the store (see
-/// [`stop_process_on_close`]). The count of events kept is only a first
-/// figure: the binary counts the outbox again once the loop has stopped.
-fn closed(outbox: &Outbox, o: &Outlet, fatal: &Sender<Error>) {
-    warn!(sink = o.name, "the output was closed; stopping");
-    if let Ok(mut g) = CLOSED.lock() {
-        g.get_or_insert_with(|| o.name.clone());
-    }
-    let kept = outbox.backlog(&o.name).map(|b| b.events).unwrap_or(0);
-    let _ = fatal.send(Error::Sink {
-        error: SinkError::Closed,
-        kept,
-    });
-    if STOP_ON_CLOSE.load(Ordering::SeqCst) {
-        // SAFETY: kill(2) on our own pid; the daemon blocks SIGTERM in every
-        // thread and takes it with sigwait, as a request to stop.
-        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
-    }
-}
-
-fn run_worker(
-    outbox: &mut Outbox,
-    o: &mut Outlet,
-    woken: &Receiver<()>,
-    stop: &AtomicBool,
-    reopen: &AtomicBool,
-    fatal: &Sender<Error>,
-    metrics: &Metrics,
-) {
+/// A sink thread: takes what it is fed, up to [`BATCH`] rows at a time in
+/// one `send`, retries with back-off until the sink takes them, and asks
+/// an idle sink every [`CHECK_EVERY`] whether its output went away.
+fn run_worker(o: &mut Outlet, ctx: &WorkerCtx) {
+    let mut queue: std::collections::VecDeque<Arc<[OutboxRow]>> = Default::default();
+    let mut offset = 0usize;
     let mut backoff = Duration::from_millis(100);
     let mut failing_since: Option<Instant> = None;
+    let mut fed_open = true;
     loop {
-        if reopen.swap(false, Ordering::SeqCst)
+        if ctx.reopen.swap(false, Ordering::SeqCst)
             && let Err(e) = o.sink.reopen()
         {
             error!(sink = o.name, "cannot reopen: {e}");
         }
-        let stopping = stop.load(Ordering::SeqCst);
-        match drain(outbox, o, Some(stop)) {
-            Ok(_) => {
+        while let Ok(rows) = ctx.fed.try_recv() {
+            queue.push_back(rows);
+        }
+        if queue.is_empty() {
+            if !fed_open || ctx.stop.load(Ordering::SeqCst) && ctx.fed.is_empty() {
+                return;
+            }
+            if let Err(SinkError::Closed) = o.sink.check() {
+                return closed(o, ctx);
+            }
+            match ctx.fed.recv_timeout(CHECK_EVERY) {
+                Ok(rows) => queue.push_back(rows),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => fed_open = false,
+            }
+            continue;
+        }
+        // One send of up to BATCH rows, across what was fed.
+        let mut batch: Vec<OutboxRow> = Vec::new();
+        for rows in &queue {
+            let from = if batch.is_empty() { offset } else { 0 };
+            let take = (BATCH - batch.len()).min(rows.len() - from);
+            batch.extend_from_slice(&rows[from..from + take]);
+            if batch.len() >= BATCH {
+                break;
+            }
+        }
+        let last = batch.last().map_or(0, |r| r.seq);
+        match o.sink.send(&batch) {
+            Ok(rejected) => {
+                for r in &rejected {
+                    warn!(
+                        sink = o.name,
+                        seq = r.seq,
+                        "event rejected: {}; kept in the dead-letter table",
+                        r.reason
+                    );
+                }
                 if failing_since.take().is_some() {
                     warn!(sink = o.name, "delivering again");
                 }
                 backoff = Duration::from_millis(100);
-                if stopping {
-                    return;
+                // Drop what was sent from the queue.
+                let mut n = batch.len();
+                while n > 0 {
+                    let front_left = queue[0].len() - offset;
+                    if n >= front_left {
+                        n -= front_left;
+                        queue.pop_front();
+                        offset = 0;
+                    } else {
+                        offset += n;
+                        n = 0;
+                    }
                 }
-                // Also look now and then without a wake-up, so nothing can
-                // wait forever; meanwhile see whether the output went away.
-                if let Err(SinkError::Closed) = idle(o, woken) {
-                    return closed(outbox, o, fatal);
-                }
+                ctx.report(Report::Took {
+                    sink: ctx.index,
+                    last,
+                    rejected,
+                });
             }
-            Err(DrainError::Sink(SinkError::Closed)) => return closed(outbox, o, fatal),
-            Err(DrainError::Sink(e)) => {
-                metrics.sink_failure(&o.name);
+            Err(SinkError::Closed) => return closed(o, ctx),
+            Err(e) => {
+                ctx.metrics.sink_failure(&o.name);
                 if failing_since.is_none() {
                     warn!(
                         sink = o.name,
@@ -341,20 +358,23 @@ fn run_worker(
                 } else {
                     debug!(sink = o.name, "still failing: {e}");
                 }
-                if stopping {
+                if ctx.stop.load(Ordering::SeqCst) {
                     return;
                 }
-                let _ = woken.recv_timeout(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-            Err(DrainError::Store(e)) => {
-                error!(sink = o.name, "{e}");
-                if stopping {
-                    return;
+                // Back off, waking early only to stop.
+                let until = Instant::now() + backoff;
+                while Instant::now() < until && !ctx.stop.load(Ordering::SeqCst) {
+                    thread::sleep(Duration::from_millis(20).min(until - Instant::now()));
                 }
-                thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
     }
+}
+
+/// A sink whose output went away: the run must end; the engine counts
+/// what it keeps for the next run.
+fn closed(o: &Outlet, ctx: &WorkerCtx) {
+    warn!(sink = o.name, "the output was closed; stopping");
+    ctx.report(Report::Closed { sink: ctx.index });
 }

@@ -2,7 +2,7 @@
 //! maps errors to sysexits-style exit codes.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -154,25 +154,11 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             // Before any sink starts a thread of its own.
             daemon::block_signals();
-            // A closed output wakes the loop (SIGTERM, which it catches).
-            delivery::stop_process_on_close();
-            let mut store = Store::open(&config.state_dir)?;
+            let mut store = Store::open_for_watch(&config.state_dir)?;
             let outlets = delivery::outlets(&config)?;
-            let names = delivery::names(&outlets);
-            let result = daemon::run(&config, &mut store, outlets);
-            match (result, delivery::closed_sink()) {
-                (Ok(()), None) => {}
-                // The loop has stopped and the sinks with it: count what
-                // the closed sink gets from the next run now, not when its
-                // output went away (the loop may have committed more).
-                (Ok(()) | Err(Error::Sink { .. }), Some(sink)) => {
-                    return Err(Error::Sink {
-                        error: SinkError::Failed(format!("{sink}: {}", SinkError::Closed)),
-                        kept: kept_for(store.path(), &names, &sink)?,
-                    });
-                }
-                (Err(e), _) => return Err(e),
-            }
+            // A sink whose output went away ends it with exit 74 and the
+            // number of events it keeps for the next run.
+            daemon::run(&config, &mut store, outlets)?;
         }
         Command::CheckConfig(_) => print!("{}", redact::scrub(&config::describe(&config, &merged))),
         Command::Status(_) | Command::DeadLetters(_) => {}
@@ -188,15 +174,6 @@ fn register_secrets(sinks: &[SinkConfig]) {
     }
 }
 
-/// What a closed sink leaves for the next run, counted once `watch` has
-/// stopped: the outbox is trimmed of what every sink took, then the
-/// sink's backlog is counted.
-fn kept_for(db: &Path, names: &[String], sink: &str) -> Result<u64, Error> {
-    let outbox = Outbox::open(db)?;
-    outbox.trim(names)?;
-    Ok(outbox.backlog(sink)?.events)
-}
-
 /// The events in the outbox (waiting for at least one sink), counted now;
 /// 0 when there is no state database yet.
 fn kept_in_outbox(db: &Path) -> Result<u64, Error> {
@@ -208,15 +185,21 @@ fn kept_in_outbox(db: &Path) -> Result<u64, Error> {
 
 /// The state database for the inspection commands, which need no store
 /// and take no lock (they may run beside `watch`).
-fn state_outbox(file: Option<&Path>, args: &StateArgs) -> Result<(Outbox, Vec<String>), Error> {
+/// The state directory the inspection commands look at.
+fn state_dir(file: Option<&Path>, args: &StateArgs) -> Result<PathBuf, Error> {
     let fc = load_file(file)?;
-    register_secrets(&fc.sink);
-    let dir = match args.state.clone().or(fc.state_dir.clone()) {
+    Ok(match args.state.clone().or(fc.state_dir.clone()) {
         Some(d) => d,
         None => config::default_state_dir(&|k| std::env::var(k).ok()).ok_or_else(|| {
             ConfigError("no --state given and neither $STATE_DIRECTORY nor $HOME is set".into())
         })?,
-    };
+    })
+}
+
+fn state_outbox(file: Option<&Path>, args: &StateArgs) -> Result<(Outbox, Vec<String>), Error> {
+    let fc = load_file(file)?;
+    register_secrets(&fc.sink);
+    let dir = state_dir(file, args)?;
     let db = dir.join(store::FILE_NAME);
     if !db.exists() {
         return Err(ConfigError(format!(
@@ -234,7 +217,22 @@ fn state_outbox(file: Option<&Path>, args: &StateArgs) -> Result<(Outbox, Vec<St
 }
 
 fn status(file: Option<&Path>, args: &StateArgs) -> Result<(), Error> {
-    let (outbox, sinks) = state_outbox(file, args)?;
+    let dir = state_dir(file, args)?;
+    let (outbox, sinks) = match state_outbox(file, args) {
+        Ok(o) => o,
+        // The database is busy: a running `watch` publishes its status in a
+        // file every second.
+        Err(e) if store::held(&dir) => {
+            match std::fs::read_to_string(dir.join(store::STATUS_FILE)) {
+                Ok(text) => {
+                    println!("{}", redact::scrub(text.trim_end()));
+                    return Ok(());
+                }
+                Err(_) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    };
     let (users, folders, messages) = outbox.totals()?;
     let mut per_sink = serde_json::Map::new();
     for s in &sinks {

@@ -2,20 +2,18 @@
 //! default when on): events per type, outbox depth and oldest age per sink,
 //! sink failures, rescans and overflows, watches, rescan durations.
 //!
-//! Counters are atomics the loop and the sink threads bump; the endpoint's
-//! thread reads them, and the outbox through a connection of its own, so a
-//! scrape never waits for the loop.
+//! Counters are atomics the loop and the sink threads bump, and the
+//! outbox figures are what the loop last published (it is the database's
+//! only user); the endpoint's thread reads them, so a scrape never waits
+//! for the loop.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use tracing::{info, warn};
-
-use crate::outbox::Outbox;
+use tracing::info;
 
 /// The counters and gauges.
 #[derive(Debug, Default)]
@@ -31,6 +29,8 @@ pub struct Metrics {
     /// Sum and count of user rescan durations, in microseconds.
     pub rescan_micros: AtomicU64,
     pub batches: AtomicU64,
+    /// Per sink: events waiting, and the age of the oldest in seconds.
+    outbox: Mutex<Vec<(String, u64, f64)>>,
 }
 
 impl Metrics {
@@ -48,8 +48,15 @@ impl Metrics {
         }
     }
 
-    /// The text exposition format, with the outbox read now.
-    pub fn render(&self, outbox: Option<&Outbox>, sinks: &[String]) -> String {
+    /// Publishes each sink's backlog: (sink, events waiting, oldest age).
+    pub fn set_outbox(&self, per_sink: Vec<(String, u64, f64)>) {
+        if let Ok(mut m) = self.outbox.lock() {
+            *m = per_sink;
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self, sinks: &[String]) -> String {
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str| {
             let _ = writeln!(
@@ -149,27 +156,25 @@ impl Metrics {
                 );
             }
         }
-        if let Some(outbox) = outbox {
+        if let Ok(outbox) = self.outbox.lock()
+            && !outbox.is_empty()
+        {
             let _ = writeln!(
                 text,
                 "# HELP maildir_events_outbox_events Events waiting for a sink.\n# TYPE maildir_events_outbox_events gauge"
             );
             let mut ages = String::new();
-            for s in sinks {
-                if let Ok(b) = outbox.backlog(s) {
-                    let _ = writeln!(
-                        text,
-                        "maildir_events_outbox_events{{sink=\"{}\"}} {}",
-                        escape(s),
-                        b.events
-                    );
-                    let _ = writeln!(
-                        ages,
-                        "maildir_events_outbox_oldest_seconds{{sink=\"{}\"}} {}",
-                        escape(s),
-                        b.oldest_secs.unwrap_or(0.0)
-                    );
-                }
+            for (s, events, age) in outbox.iter() {
+                let _ = writeln!(
+                    text,
+                    "maildir_events_outbox_events{{sink=\"{}\"}} {events}",
+                    escape(s)
+                );
+                let _ = writeln!(
+                    ages,
+                    "maildir_events_outbox_oldest_seconds{{sink=\"{}\"}} {age}",
+                    escape(s)
+                );
             }
             let _ = writeln!(
                 text,
@@ -188,23 +193,16 @@ fn escape(s: &str) -> String {
 }
 
 /// Serves `/metrics` on `listen` from a thread of its own.
-pub fn serve(
-    listen: &str,
-    metrics: Arc<Metrics>,
-    db: &Path,
-    sinks: Vec<String>,
-) -> Result<(), String> {
+pub fn serve(listen: &str, metrics: Arc<Metrics>, sinks: Vec<String>) -> Result<(), String> {
     let server = tiny_http::Server::http(listen)
         .map_err(|e| format!("metrics: cannot listen on {listen}: {e}"))?;
-    let db: PathBuf = db.to_path_buf();
     info!(listen, "metrics at /metrics");
     thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
-            let outbox = Outbox::open(&db).map_err(|e| warn!("metrics: {e}")).ok();
             for req in server.incoming_requests() {
                 let (status, body) = if req.url() == "/metrics" {
-                    (200, metrics.render(outbox.as_ref(), &sinks))
+                    (200, metrics.render(&sinks))
                 } else {
                     (404, "see /metrics\n".to_string())
                 };
@@ -235,7 +233,7 @@ mod tests {
         m.event("FlagsSet");
         m.sink_failure("webhook:http://x");
         m.rescans.store(3, Ordering::Relaxed);
-        let text = m.render(None, &["webhook:http://x".into(), "stdout".into()]);
+        let text = m.render(&["webhook:http://x".into(), "stdout".into()]);
         assert!(
             text.contains("maildir_events_events_total{event=\"MessageNew\"} 2"),
             "{text}"

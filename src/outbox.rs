@@ -56,35 +56,12 @@ impl Outbox {
     /// The last sequence number `sink` took (0 for a new sink: it gets
     /// everything still in the outbox).
     pub fn position(&self, sink: &str) -> Result<i64, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT seq FROM sink_positions WHERE sink = ?1",
-                [sink],
-                |r| r.get(0),
-            )
-            .optional()
-            .map(|o| o.unwrap_or(0))
-            .map_err(|e| self.err(e))
+        position(&self.conn, sink).map_err(|e| self.err(e))
     }
 
     /// Up to `limit` events after `seq`, in order.
     pub fn rows_after(&self, seq: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT seq, event_id, body FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![seq, limit as i64], |r| {
-                Ok(OutboxRow {
-                    seq: r.get(0)?,
-                    event_id: r.get(1)?,
-                    body: r.get(2)?,
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        rows_after(&self.conn, seq, limit).map_err(|e| self.err(e))
     }
 
     /// Moves `sink` past `seq`; the events it rejected go to the dead-letter
@@ -100,20 +77,7 @@ impl Outbox {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| sql_err(&path, e))?;
-        for r in rejected {
-            tx.execute(
-                "INSERT OR REPLACE INTO dead_letters(seq, event_id, sink, reason, body, at)
-                 SELECT seq, event_id, ?2, ?3, body, strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM outbox WHERE seq = ?1",
-                params![r.seq, sink, r.reason],
-            )
-            .map_err(|e| sql_err(&path, e))?;
-        }
-        tx.execute(
-            "INSERT INTO sink_positions(sink, seq) VALUES (?1, ?2)
-             ON CONFLICT(sink) DO UPDATE SET seq = max(seq, excluded.seq)",
-            params![sink, seq],
-        )
-        .map_err(|e| sql_err(&path, e))?;
+        record(&tx, sink, seq, rejected).map_err(|e| sql_err(&path, e))?;
         tx.commit().map_err(|e| sql_err(&path, e))
     }
 
@@ -123,13 +87,7 @@ impl Outbox {
         for s in sinks {
             low = low.min(self.position(s)?);
         }
-        if low == i64::MAX || low == 0 {
-            return Ok(());
-        }
-        self.conn
-            .execute("DELETE FROM outbox WHERE seq <= ?1", [low])
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        trim_to(&self.conn, low).map_err(|e| self.err(e))
     }
 
     /// How far behind `sink` is.
@@ -278,4 +236,73 @@ impl Outbox {
         tx.commit().map_err(|e| sql_err(&path, e))?;
         Ok(n)
     }
+}
+
+// The outbox statements, on any connection: `Outbox` uses its own, and
+// `watch`'s engine thread the store's, as the one writer of the database.
+
+/// The last sequence number `sink` took (0 for a new sink).
+pub(crate) fn position(conn: &Connection, sink: &str) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT seq FROM sink_positions WHERE sink = ?1")?
+        .query_row([sink], |r| r.get(0))
+        .optional()
+        .map(|o| o.unwrap_or(0))
+}
+
+/// Up to `limit` events after `seq`, in order.
+pub(crate) fn rows_after(
+    conn: &Connection,
+    seq: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<OutboxRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, event_id, body FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![seq, limit as i64], |r| {
+        Ok(OutboxRow {
+            seq: r.get(0)?,
+            event_id: r.get(1)?,
+            body: r.get(2)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Moves `sink` past `seq`, its rejected events into the dead-letter
+/// table; call inside a transaction.
+pub(crate) fn record(
+    conn: &Connection,
+    sink: &str,
+    seq: i64,
+    rejected: &[Rejected],
+) -> rusqlite::Result<()> {
+    for r in rejected {
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO dead_letters(seq, event_id, sink, reason, body, at)
+             SELECT seq, event_id, ?2, ?3, body, strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM outbox WHERE seq = ?1",
+        )?
+        .execute(params![r.seq, sink, r.reason])?;
+    }
+    conn.prepare_cached(
+        "INSERT INTO sink_positions(sink, seq) VALUES (?1, ?2)
+         ON CONFLICT(sink) DO UPDATE SET seq = max(seq, excluded.seq)",
+    )?
+    .execute(params![sink, seq])?;
+    Ok(())
+}
+
+/// Deletes the events up to `low` (every sink's position is at least it).
+pub(crate) fn trim_to(conn: &Connection, low: i64) -> rusqlite::Result<()> {
+    if low == i64::MAX || low == 0 {
+        return Ok(());
+    }
+    conn.prepare_cached("DELETE FROM outbox WHERE seq <= ?1")?
+        .execute([low])
+        .map(|_| ())
+}
+
+/// The highest sequence number in the outbox (0 when empty).
+pub(crate) fn high(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT coalesce(max(seq), 0) FROM outbox")?
+        .query_row([], |r| r.get(0))
 }

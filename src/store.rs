@@ -30,6 +30,20 @@ const APPLICATION_ID: i64 = 0x4D44_4556;
 const SCHEMA_VERSION: i64 = 1;
 /// The database file name inside the state directory.
 pub const FILE_NAME: &str = "state.sqlite3";
+/// The status a running `watch` rewrites every second, beside the
+/// database, for tools that should not open the database itself (and for
+/// `maildir-events status` when it cannot).
+pub const STATUS_FILE: &str = "status.json";
+
+/// Whether another process holds the state directory now (a running
+/// `watch` or `scan`).
+pub fn held(dir: &Path) -> bool {
+    let Ok(f) = fs::File::open(dir.join("lock")) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own; released when it is closed.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
+}
 
 /// Something wrong with the state directory or database.
 #[derive(Debug)]
@@ -92,6 +106,9 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     instance: String,
+    /// The rows committed since the last [`Store::take_committed`], when
+    /// kept (`watch` hands them to its sinks from memory).
+    committed: Option<Vec<OutboxRow>>,
     _lock: fs::File,
 }
 
@@ -99,6 +116,17 @@ impl Store {
     /// Opens (creating if needed) the state in `dir`, and locks it so two
     /// runs cannot report the same change twice.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(dir, false)
+    }
+
+    /// Opens the state for `watch`, whose engine thread is its only
+    /// writer: the rows each commit adds to the outbox are kept for
+    /// [`Store::take_committed`], so the sinks get them from memory.
+    pub fn open_for_watch(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(dir, true)
+    }
+
+    fn open_with(dir: &Path, keep_committed: bool) -> Result<Store, StoreError> {
         create_private_dir(dir)?;
         let lock_path = dir.join("lock");
         let lock = fs::OpenOptions::new()
@@ -164,6 +192,7 @@ impl Store {
             conn,
             path,
             instance: String::new(),
+            committed: keep_committed.then(Vec::new),
             _lock: lock,
         };
         store.init()?;
@@ -496,7 +525,61 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| sql_err(&path, e))?;
         write_user(&tx, user, root, diff).map_err(|e| sql_err(&path, e))?;
-        enqueue(&tx, &instance, events).map_err(|e| sql_err(&path, e))?;
+        let rows = enqueue(&tx, &instance, events).map_err(|e| sql_err(&path, e))?;
+        tx.commit().map_err(|e| sql_err(&path, e))?;
+        if let Some(c) = &mut self.committed {
+            c.extend(rows);
+        }
+        Ok(())
+    }
+
+    /// The outbox rows committed since the last call (only when opened
+    /// with [`Store::open_for_watch`]).
+    pub fn take_committed(&mut self) -> Vec<OutboxRow> {
+        self.committed
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Each sink's position, the highest sequence number in the outbox,
+    /// and the number of dead letters.
+    pub fn outbox_state(&self, sinks: &[String]) -> Result<(Vec<i64>, i64, u64), StoreError> {
+        let err = |e| sql_err(&self.path, e);
+        let mut pos = Vec::with_capacity(sinks.len());
+        for s in sinks {
+            pos.push(crate::outbox::position(&self.conn, s).map_err(err)?);
+        }
+        let high = crate::outbox::high(&self.conn).map_err(err)?;
+        let dead: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM dead_letters", [], |r| r.get(0))
+            .map_err(err)?;
+        Ok((pos, high, dead as u64))
+    }
+
+    /// Up to `limit` outbox rows after `seq`, for a sink being fed.
+    pub fn rows_after(&self, seq: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        crate::outbox::rows_after(&self.conn, seq, limit).map_err(|e| sql_err(&self.path, e))
+    }
+
+    /// Records what the sinks took, in one transaction: each sink's new
+    /// position with the events it rejected for good (into the dead-letter
+    /// table), then deletes every row all sinks are past (`low`).
+    pub fn record_taken(
+        &mut self,
+        taken: &[(String, i64, Vec<crate::sink::Rejected>)],
+        low: i64,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| sql_err(&path, e))?;
+        for (sink, seq, rejected) in taken {
+            crate::outbox::record(&tx, sink, *seq, rejected).map_err(|e| sql_err(&path, e))?;
+        }
+        crate::outbox::trim_to(&tx, low).map_err(|e| sql_err(&path, e))?;
         tx.commit().map_err(|e| sql_err(&path, e))
     }
 }
@@ -604,10 +687,15 @@ fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rus
 }
 
 /// Numbers the events and puts them in the outbox.
-fn enqueue(tx: &Transaction, instance: &str, events: Vec<Event>) -> rusqlite::Result<()> {
+fn enqueue(
+    tx: &Transaction,
+    instance: &str,
+    events: Vec<Event>,
+) -> rusqlite::Result<Vec<OutboxRow>> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
+    let mut rows = Vec::with_capacity(events.len());
     let mut seq: i64 = tx.query_row(
         "SELECT coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'next_seq'), 1)",
         [],
@@ -631,14 +719,19 @@ fn enqueue(tx: &Transaction, instance: &str, events: Vec<Event>) -> rusqlite::Re
             .to_string();
         let body = Value::Object(e.fields).to_string();
         insert.execute(params![seq, id, user, e.kind, body, now_ms])?;
+        rows.push(OutboxRow {
+            seq,
+            event_id: id,
+            body,
+        });
         seq += 1;
     }
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO meta(key, value) VALUES ('next_seq', ?1)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        [seq.to_string()],
-    )?;
-    Ok(())
+    )?
+    .execute([seq.to_string()])?;
+    Ok(rows)
 }
 
 /// Settings every connection to the state database needs: WAL with

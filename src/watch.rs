@@ -63,6 +63,8 @@ pub enum Signal {
     Stop,
     /// SIGHUP: reopen outputs.
     Reopen,
+    /// A sink thread reported what it took (or that its output went away).
+    Wake,
 }
 
 /// Failure to add a watch, with what the admin should do about it.
@@ -159,6 +161,12 @@ impl Watcher {
             targets: HashMap::new(),
             overflow,
         })
+    }
+
+    /// Whether a signal was lost since the last [`Watcher::take_overflow`]
+    /// (without clearing it).
+    pub fn overflowed(&self) -> bool {
+        self.overflow.load(Ordering::SeqCst)
     }
 
     /// Whether a signal was lost since the last call (and clears it).

@@ -28,25 +28,27 @@ use crate::live::{self, LiveFolder, Op};
 use crate::maildir::keywords::Keywords;
 use crate::maildir::{folders, name};
 use crate::metrics::{self, Metrics};
-use crate::outbox::Outbox;
 use crate::pipeline::{self, Summary};
 use crate::scan::{self, folder_path};
 use crate::snapshot::{FolderSnapshot, UidSource};
-use crate::store::Store;
+use crate::store::{OutboxRow, Store};
 use crate::storefs::{self, EntryKind, Refused, StoreDir};
 use crate::uidtail::UidTail;
 use crate::warnlimit::warn_path;
 use crate::watch::{Kind, Signal, Target, Watcher};
 
 mod apply;
+mod batch;
+mod feed;
+mod status;
 mod watches;
 
 /// Signals the channel holds before the reader must report an overflow.
 const CHANNEL: usize = 1 << 17;
 /// Signals in one batch at most, so a flood still makes progress.
 const BATCH_LIMIT: usize = 5_000;
-/// Signals per second above which a batch counts as one burst.
-const DENSE_RATE: f64 = 10_000.0;
+/// How often the status (systemd, metrics, status file) is published.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
 /// Full rescans (after an overflow) at most this often.
 const RESCAN_ALL_GAP: Duration = Duration::from_secs(1);
 
@@ -88,7 +90,7 @@ struct Daemon<'a> {
     dispatcher: Option<Dispatcher>,
     metrics: Arc<Metrics>,
     content: crate::content::ContentOptions,
-    outbox: Outbox,
+    feeds: feed::Feeds,
     watcher: Option<Watcher>,
     users: Vec<User>,
     by_name: HashMap<String, usize>,
@@ -101,6 +103,10 @@ struct Daemon<'a> {
     events: u64,
     last_rescan_all: Option<Instant>,
     rescan_all_due: bool,
+    /// The `STATUS=` text last sent to systemd.
+    status_sent: String,
+    /// A sink's wake-up is on its way (cleared when reports are taken).
+    woken: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Runs `watch` until SIGTERM or SIGINT.
@@ -121,11 +127,25 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
     let metrics = Arc::new(Metrics::default());
     let names = crate::delivery::names(&outlets);
     if let Some(listen) = &config.metrics_listen {
-        metrics::serve(listen, metrics.clone(), store.path(), names)
+        metrics::serve(listen, metrics.clone(), names.clone())
             .map_err(|e| Error::Config(crate::config::ConfigError(e)))?;
     }
-    let dispatcher = Dispatcher::start(store.path(), outlets, metrics.clone())?;
-    let outbox = Outbox::open(store.path())?;
+    let feeds = feed::Feeds::load(store, &names)?;
+    // A sink's report wakes the loop, so what it took is written down (and
+    // a closed output noticed) even while the store is quiet.
+    let woken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let waker = {
+        let tx = tx.clone();
+        let woken = woken.clone();
+        // One wake-up on its way at a time: the loop takes every report
+        // when it wakes.
+        Arc::new(move || {
+            if !woken.swap(true, Ordering::SeqCst) && tx.try_send(Signal::Wake).is_err() {
+                woken.store(false, Ordering::SeqCst);
+            }
+        })
+    };
+    let dispatcher = Dispatcher::start(outlets, metrics.clone(), waker)?;
     let watcher = match opts.poll {
         Some(_) => None,
         None => Some(Watcher::start(tx).map_err(|e| {
@@ -141,7 +161,7 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
         dispatcher: Some(dispatcher),
         metrics,
         content: config.content.options(),
-        outbox,
+        feeds,
         watcher,
         users: Vec::new(),
         by_name: HashMap::new(),
@@ -153,6 +173,8 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
         events: 0,
         last_rescan_all: None,
         rescan_all_due: false,
+        status_sent: String::new(),
+        woken,
     };
     for (i, source) in config.sources.iter().enumerate() {
         d.first_run.push(!d.store.source_known(&source.spec())?);
@@ -175,13 +197,23 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
         None => d.live_loop(&rx),
     };
     notify(&[sd_notify::NotifyState::Stopping]);
+    // Hand the sinks what is committed, deliver it before leaving, within
+    // reason, and write down what they took; the rest waits in the outbox
+    // for the next start.
+    let fed = d.pump(true);
     if let Some(dispatcher) = d.dispatcher.take() {
-        // Deliver what is committed before leaving, within reason; the
-        // rest waits in the outbox for the next start.
-        dispatcher.stop(Duration::from_secs(10));
+        let last = dispatcher.stop(Duration::from_secs(10));
+        d.take_reports(last);
     }
-    let _ = d.trim();
+    let recorded = d.record(true);
+    d.status();
     result?;
+    fed?;
+    recorded?;
+    // A sink whose output went away ends the run with what it keeps.
+    if let Some(e) = d.closed_error() {
+        return Err(e);
+    }
     info!(events = d.events, "stopped");
     Ok(())
 }
@@ -190,7 +222,6 @@ impl Daemon<'_> {
     fn live_loop(&mut self, rx: &Receiver<Signal>) -> Result<(), Error> {
         let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
         let mut last_watchdog = Instant::now();
-        let mut last_trim = Instant::now();
         let mut last_status = Instant::now();
         let mut next_rescan = self.opts.rescan_interval.map(|i| Instant::now() + i);
         while !self.stop {
@@ -202,6 +233,8 @@ impl Daemon<'_> {
             if let Some(r) = next_rescan {
                 wake = wake.min(r);
             }
+            // The status (metrics, status file) stays fresh while idle.
+            wake = wake.min(last_status + STATUS_EVERY);
             if let Some(d) = self.deferred.values().map(|d| d.deadline).min() {
                 // Look again soon: Dovecot writes the UID a moment later.
                 wake = wake.min(d).min(now + Duration::from_millis(2));
@@ -213,43 +246,11 @@ impl Daemon<'_> {
                 // Look at the sinks' progress even when the store is quiet.
                 wake = wake.min(now + Duration::from_millis(50));
             }
-            let mut batch = Vec::new();
-            match rx.recv_timeout(wake.saturating_duration_since(now)) {
-                Ok(sig) => batch.push(sig),
-                Err(RecvTimeoutError::Timeout) => {}
+            let mut batch = match rx.recv_timeout(wake.saturating_duration_since(now)) {
+                Ok(sig) => self.collect(rx, sig)?,
+                Err(RecvTimeoutError::Timeout) => Vec::new(),
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
-            }
-            if !batch.is_empty() {
-                let started = Instant::now();
-                while batch.len() < BATCH_LIMIT {
-                    // A dense burst (a client's loop over many messages) may
-                    // take up to ten times the cap, so it still merges.
-                    let elapsed = started.elapsed();
-                    let dense = batch.len() >= 16
-                        && batch.len() as f64 >= elapsed.as_secs_f64() * DENSE_RATE;
-                    let cap = if dense {
-                        self.opts.batch_max * 10
-                    } else {
-                        self.opts.batch_max
-                    };
-                    let left = cap.saturating_sub(elapsed);
-                    if left.is_zero() {
-                        break;
-                    }
-                    match rx.recv_timeout(self.opts.batch_quiet.min(left)) {
-                        Ok(sig) => batch.push(sig),
-                        Err(_) => break,
-                    }
-                }
-                // Never cut between the two halves of a rename: the kernel
-                // queues them together, so the second is already on its way.
-                while batch.last().is_some_and(is_moved_from) {
-                    match rx.recv_timeout(Duration::from_millis(2)) {
-                        Ok(sig) => batch.push(sig),
-                        Err(_) => break,
-                    }
-                }
-            }
+            };
             if self.backed_up()? {
                 // Back-pressure: the sinks are too far behind. Take no new
                 // changes (they stay in the Maildir); rescan once they catch up.
@@ -265,6 +266,10 @@ impl Daemon<'_> {
                 }
                 let _ = self.watcher.as_ref().map(Watcher::take_overflow);
                 self.deliver()?;
+                if last_status.elapsed() >= STATUS_EVERY {
+                    self.status();
+                    last_status = Instant::now();
+                }
                 thread::sleep(Duration::from_millis(50));
                 continue;
             }
@@ -315,11 +320,7 @@ impl Daemon<'_> {
                 next_rescan = self.opts.rescan_interval.map(|i| Instant::now() + i);
             }
             self.deliver()?;
-            if last_trim.elapsed() >= Duration::from_millis(200) {
-                self.trim()?;
-                last_trim = Instant::now();
-            }
-            if last_status.elapsed() >= Duration::from_secs(2) {
+            if last_status.elapsed() >= STATUS_EVERY {
                 self.status();
                 last_status = Instant::now();
             }
@@ -335,16 +336,24 @@ impl Daemon<'_> {
 
     fn poll_loop(&mut self, rx: &Receiver<Signal>, every: Duration) -> Result<(), Error> {
         let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
+        let mut last_watchdog = Instant::now();
         let mut round = 0u32;
         while !self.stop {
             let tick = watchdog.map_or(every, |w| w.min(every));
             let deadline = Instant::now() + every;
             while Instant::now() < deadline && !self.stop {
                 let left = deadline.saturating_duration_since(Instant::now()).min(tick);
-                if let Ok(Signal::Stop) = rx.recv_timeout(left) {
-                    self.stop = true;
+                match rx.recv_timeout(left) {
+                    Ok(Signal::Stop) => self.stop = true,
+                    // A sink reported: write it down, and end the run if
+                    // its output went away.
+                    Ok(Signal::Wake) => self.deliver()?,
+                    _ => {}
                 }
-                notify(&[sd_notify::NotifyState::Watchdog]);
+                if watchdog.is_some_and(|w| last_watchdog.elapsed() >= w) {
+                    notify(&[sd_notify::NotifyState::Watchdog]);
+                    last_watchdog = Instant::now();
+                }
             }
             if self.stop {
                 break;
@@ -376,6 +385,8 @@ impl Daemon<'_> {
                     self.stop = true;
                     continue;
                 }
+                // A sink reported: taken by `deliver` after the batch.
+                Signal::Wake => continue,
                 Signal::Reopen => {
                     if let Some(d) = &self.dispatcher {
                         d.reopen();
@@ -514,55 +525,15 @@ impl Daemon<'_> {
         Ok(())
     }
 
-    /// Wakes the sinks, and fails when one cannot go on.
+    /// Hands the sinks what was committed, takes their reports, and fails
+    /// when one cannot go on.
     fn deliver(&mut self) -> Result<(), Error> {
-        if let Some(d) = &self.dispatcher {
-            d.wake();
-            if let Some(e) = d.fatal() {
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    /// Forgets the events every sink has taken.
-    fn trim(&self) -> Result<(), Error> {
-        if let Some(d) = &self.dispatcher {
-            self.outbox.trim(d.names())?;
-        }
-        Ok(())
+        self.pump(false)
     }
 
     /// Whether the sinks are so far behind that no new change may be taken.
     fn backed_up(&self) -> Result<bool, Error> {
-        Ok(match &self.dispatcher {
-            Some(d) => self.outbox.depth(d.names())? >= self.config.outbox_limit,
-            None => false,
-        })
-    }
-
-    fn status(&self) {
-        let folders: usize = self.users.iter().map(|u| u.folders.len()).sum();
-        let messages: u64 = self
-            .users
-            .iter()
-            .flat_map(|u| u.folders.values())
-            .map(|f| f.count as u64)
-            .sum();
-        let m = &self.metrics;
-        m.users.store(self.users.len() as u64, Ordering::Relaxed);
-        m.folders.store(folders as u64, Ordering::Relaxed);
-        m.messages.store(messages, Ordering::Relaxed);
-        m.watches.store(
-            self.watcher.as_ref().map_or(0, Watcher::len) as u64,
-            Ordering::Relaxed,
-        );
-        let text = format!(
-            "watching {} users, {folders} folders, {messages} messages; {} events",
-            self.users.len(),
-            self.events
-        );
-        notify(&[sd_notify::NotifyState::Status(&text)]);
+        Ok(self.feeds.depth() >= self.config.outbox_limit)
     }
 }
 
@@ -572,8 +543,33 @@ fn is_moved_from(sig: &Signal) -> bool {
 }
 
 /// Tells systemd, when it is listening; a no-op elsewhere.
+///
+/// The datagram is sent without blocking: systemd reads every one at once,
+/// but a listener that does not (a test harness, a wrapper) would otherwise
+/// fill its queue and stop the whole loop. A message that does not fit is
+/// dropped; the next status carries the news.
 fn notify(state: &[sd_notify::NotifyState]) {
-    let _ = sd_notify::notify(state);
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name),
+        None => SocketAddr::from_pathname(Path::new(&path)),
+    };
+    let Ok(addr) = addr else { return };
+    let Ok(sock) = UnixDatagram::unbound() else {
+        return;
+    };
+    let _ = sock.set_nonblocking(true);
+    let mut msg = String::new();
+    for s in state {
+        msg.push_str(&s.to_string());
+        msg.push('\n');
+    }
+    let _ = sock.send_to_addr(msg.as_bytes(), &addr);
 }
 
 /// Blocks SIGTERM, SIGINT and SIGHUP in this thread and every thread it

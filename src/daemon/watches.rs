@@ -120,6 +120,9 @@ impl Daemon<'_> {
             };
             self.events +=
                 pipeline::scan_user(&config, self.store, who, old, silent, &mut summary)?;
+            // Hand the sinks this user's events now: a catch-up over many
+            // users never holds them all in memory.
+            self.feed_committed();
             let snap = self.store.load_user(&name)?.unwrap_or_default();
             self.users[u].folders = snap.folders;
             self.users[u].quota = snap.quota;
