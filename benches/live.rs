@@ -172,15 +172,15 @@ fn opts() -> Opts {
             "2000,5000,10000,20000,40000,max"
         },
     )
-        .split(',')
-        .map(|r| match r.trim() {
-            "max" => None,
-            r => Some(
-                r.parse()
-                    .unwrap_or_else(|_| panic!("LIVE_RATES: bad rate {r}")),
-            ),
-        })
-        .collect();
+    .split(',')
+    .map(|r| match r.trim() {
+        "max" => None,
+        r => Some(
+            r.parse()
+                .unwrap_or_else(|_| panic!("LIVE_RATES: bad rate {r}")),
+        ),
+    })
+    .collect();
     let mix: Vec<u32> = var_str("LIVE_MIX", "30,40,30")
         .split(',')
         .map(|p| p.trim().parse().expect("LIVE_MIX: three integers"))
@@ -212,13 +212,15 @@ fn opts() -> Opts {
     // The store goes on tmpfs when there is one (as the probe
     // did); the watcher's state stays on the disk of $TMPDIR.
     let shm = Path::new("/dev/shm");
-    let dir = env::var_os("LIVE_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        if tempfile::tempdir_in(shm).is_ok() {
-            shm.to_path_buf()
-        } else {
-            env::temp_dir()
-        }
-    });
+    let dir = env::var_os("LIVE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            if tempfile::tempdir_in(shm).is_ok() {
+                shm.to_path_buf()
+            } else {
+                env::temp_dir()
+            }
+        });
     let state_dir = env::var_os("LIVE_STATE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(env::temp_dir);
@@ -382,8 +384,10 @@ impl OursMatcher {
             expunge_of: HashMap::new(),
         };
         for (f, folder) in store.folders.iter().enumerate() {
-            m.folder_of
-                .insert((store.users[folder.user].clone(), folder.mailbox.clone()), f);
+            m.folder_of.insert(
+                (store.users[folder.user].clone(), folder.mailbox.clone()),
+                f,
+            );
             m.folders.push(FolderMatch {
                 first_uid: Store::uid_of(folder.messages),
                 ..FolderMatch::default()
@@ -392,9 +396,12 @@ impl OursMatcher {
         for (i, op) in stream.ops.iter().enumerate() {
             match op.kind {
                 Kind::Deliver { f, j, k } => {
-                    m.folders[f]
-                        .deliveries
-                        .push_back((i, stream.vsize(op).expect("a delivery"), k, j));
+                    m.folders[f].deliveries.push_back((
+                        i,
+                        stream.vsize(op).expect("a delivery"),
+                        k,
+                        j,
+                    ));
                 }
                 Kind::Flag { f, uid, from } => m.folders[f]
                     .flags
@@ -466,8 +473,7 @@ impl Matcher for OursMatcher {
         };
         let ev = v["event"].as_str().unwrap_or("");
         let user = v["user"].as_str().unwrap_or("").to_string();
-        let Some(f) = mailbox_of(&v).and_then(|mb| self.folder_of.get(&(user, mb)).copied())
-        else {
+        let Some(f) = mailbox_of(&v).and_then(|mb| self.folder_of.get(&(user, mb)).copied()) else {
             if env::var_os("LIVE_DEBUG").is_some() {
                 eprintln!("[debug] no such folder: {}", String::from_utf8_lossy(line));
             }
@@ -1310,7 +1316,10 @@ fn main() {
             o.state_dir.display()
         );
     } else {
-        println!("one folder (LIVE_SPREAD=0); state in {}", o.state_dir.display());
+        println!(
+            "one folder (LIVE_SPREAD=0); state in {}",
+            o.state_dir.display()
+        );
     }
     println!("load average at start: {}", loadavg());
     println!();
@@ -1331,7 +1340,8 @@ fn main() {
             for &rate in &o.rates {
                 let stream = stream_for(&o, store, ops_for(&o, rate), rate, None);
                 if rep == 0 {
-                    let mut touched: Vec<usize> = stream.ops.iter().map(|op| op.kind.folder()).collect();
+                    let mut touched: Vec<usize> =
+                        stream.ops.iter().map(|op| op.kind.folder()).collect();
                     touched.sort_unstable();
                     touched.dedup();
                     let users: std::collections::HashSet<usize> =
@@ -1457,7 +1467,11 @@ fn main() {
                 .filter(|&f| Some(f) != store.hot)
                 .min_by_key(|&f| (store.folders[f].mailbox != "INBOX", f));
             sizes.extend(small.map(|f| (store.folders[f].messages, o.repeat, Some(f))));
-            sizes.extend(store.hot.map(|f| (store.folders[f].messages, o.repeat, Some(f))));
+            sizes.extend(
+                store
+                    .hot
+                    .map(|f| (store.folders[f].messages, o.repeat, Some(f))),
+            );
         } else {
             sizes.push((o.small, o.repeat, None));
             sizes.push((o.big, o.repeat, None));
@@ -1601,6 +1615,74 @@ fn summary(o: &Opts, sweep: &[RunResult], cpu: &[RunResult]) {
             "≥ 20000".into(),
             best,
         ));
+        // Lossless in every run and median p99 ≤ 5 ms, lower rates too.
+        let best_p99: Vec<String> = labels
+            .iter()
+            .map(|l| {
+                let mut best = "none".to_string();
+                for &rate in &o.rates {
+                    let rs: Vec<&RunResult> = sweep
+                        .iter()
+                        .filter(|r| r.target_rate == rate && &r.watcher == l)
+                        .collect();
+                    let p99 = median(rs.iter().map(|r| r.p99_ms).collect());
+                    if rs.is_empty() || !rs.iter().all(|r| r.lossless) || p99.is_nan() || p99 > 5.0
+                    {
+                        break;
+                    }
+                    let a = median(rs.iter().map(|r| r.achieved_rate).collect());
+                    best = format!("{} (achieved {a:.0}/s)", rate_label(rate));
+                }
+                best
+            })
+            .collect();
+        rows.push((
+            "highest rate with 0 lost and p99 ≤ 5 ms, ops/s".into(),
+            "≥ 20000 (or = inotifywait's)".into(),
+            best_p99,
+        ));
+        // CPU per 1k operations at the low rates, against inotifywait.
+        let mut cpu_rates: Vec<f64> = o
+            .rates
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&r| r <= o.lat_rate)
+            .collect();
+        if !cpu_rates.iter().any(|&r| (r - o.lat_rate).abs() < 0.5) {
+            cpu_rates.push(o.lat_rate);
+        }
+        for rate in cpu_rates {
+            let v: Vec<f64> = labels
+                .iter()
+                .map(|l| {
+                    med(
+                        sweep,
+                        &|r| r.target_rate == Some(rate) && &r.watcher == l,
+                        |r| r.cpu_us_per_op,
+                    )
+                })
+                .collect();
+            let iw = labels
+                .iter()
+                .position(|l| l == "inotifywait")
+                .map_or(f64::NAN, |k| v[k]);
+            rows.push((
+                format!("CPU ms per 1k ops at {rate:.0} ops/s"),
+                "≤ 2× inotifywait".into(),
+                labels
+                    .iter()
+                    .zip(&v)
+                    .map(|(l, x)| {
+                        if l == "inotifywait" {
+                            f(*x, 1)
+                        } else {
+                            format!("{} ({})", f(*x, 1), ratio(*x, iw))
+                        }
+                    })
+                    .collect(),
+            ));
+        }
         let lat = Some(o.lat_rate);
         for (name, g) in [
             (
@@ -1608,7 +1690,6 @@ fn summary(o: &Opts, sweep: &[RunResult], cpu: &[RunResult]) {
                 (|r: &RunResult| r.p50_ms) as fn(&RunResult) -> f64,
             ),
             ("p99 latency ms", |r: &RunResult| r.p99_ms),
-            ("CPU µs/op", |r: &RunResult| r.cpu_us_per_op),
         ] {
             let v: Vec<f64> = labels
                 .iter()
@@ -1652,7 +1733,7 @@ fn summary(o: &Opts, sweep: &[RunResult], cpu: &[RunResult]) {
         if big != small {
             rows.push((
                 format!("CPU/op {big} vs {small} messages"),
-                "≈ 1×".into(),
+                if o.spread { "≤ 1.2×" } else { "≈ 1×" }.into(),
                 labels
                     .iter()
                     .map(|l| {
@@ -1694,6 +1775,25 @@ fn summary(o: &Opts, sweep: &[RunResult], cpu: &[RunResult]) {
                     .collect(),
             ));
         }
+    }
+    let all: Vec<&RunResult> = sweep.iter().chain(cpu).collect();
+    if !all.is_empty() {
+        rows.push((
+            "peak RSS (VmHWM, highest of all runs), MB".into(),
+            String::new(),
+            labels
+                .iter()
+                .map(|l| {
+                    let kb = all
+                        .iter()
+                        .filter(|r| &r.watcher == l)
+                        .map(|r| r.hwm_end_kb)
+                        .max()
+                        .unwrap_or(0);
+                    f(kb as f64 / 1024.0, 1)
+                })
+                .collect(),
+        ));
     }
     if rows.is_empty() {
         return;

@@ -184,7 +184,11 @@ impl Store {
                     .into_os_string(),
             ]
         } else {
-            vec!["--user".into(), "u".into(), self.root.clone().into_os_string()]
+            vec![
+                "--user".into(),
+                "u".into(),
+                self.root.clone().into_os_string(),
+            ]
         }
     }
 }
@@ -307,9 +311,8 @@ impl Stream {
     pub fn generate(store: &Store, cfg: &StreamConfig) -> Stream {
         let mut rng = Rng::new(cfg.seed);
         let nf = store.folders.len();
-        let draw_folder = |rng: &mut Rng| -> usize {
-            cfg.only.unwrap_or_else(|| rng.below(nf as u64) as usize)
-        };
+        let draw_folder =
+            |rng: &mut Rng| -> usize { cfg.only.unwrap_or_else(|| rng.below(nf as u64) as usize) };
         // The working set: distinct (folder, message) pairs.
         let pool: usize = match cfg.only {
             Some(f) => store.folders[f].messages,
