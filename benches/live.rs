@@ -1,27 +1,42 @@
 //! The live benchmark: `cargo bench --bench live`.
 //!
 //! A driver thread replays one stream of filesystem operations on a
-//! generated one-folder Maildir at a set rate: Postfix-style deliveries
-//! (write `tmp/`, link into `new/`, unlink `tmp/`), flag renames in `cur/`
-//! (`x:2,` → `x:2,S` → `x:2,FS` → `x:2,F` → `x:2,`) and expunges (unlink of
-//! an earlier delivery). The same stream is replayed for each watcher:
+//! generated store at a set rate: Postfix-style deliveries (write `tmp/`,
+//! link into `new/`, unlink `tmp/`), flag renames in `cur/` (`x:2,` →
+//! `x:2,S` → `x:2,FS` → `x:2,F` → `x:2,`) and expunges (unlink of an
+//! earlier delivery or, in the spread store, of a pre-populated message).
 //!
-//! - ours: `maildir-events watch --state FRESH --user u --server-name bench
-//!   --uid-wait-ms 0 MAILDIR` (release build, ready on `READY=1` through a
+//! The store, by default (`LIVE_SPREAD=1`), is spread like a real server's:
+//! `LIVE_USERS` users `uNNN@example.org` at
+//! `ROOT/example.org/uNNN/Maildir`, each with `LIVE_FOLDERS` folders
+//! (INBOX and `.F1` …) of `LIVE_SMALL` messages, except one hot folder
+//! (u000's INBOX) of `LIVE_HOT` messages. Deliveries go `LIVE_INBOX_PCT` %
+//! to the INBOX of a uniformly drawn user and otherwise to a uniformly
+//! drawn folder; flag renames touch `LIVE_WORKSET` messages drawn over all
+//! folders; expunges remove, half and half, an earlier delivery or a
+//! pre-populated message of a uniformly drawn folder. `LIVE_SPREAD=0`
+//! gives the earlier one-folder store (one Maildir, INBOX only, expunges
+//! of deliveries only). The same stream is replayed for each watcher:
+//!
+//! - ours: `maildir-events watch --state FRESH --server-name bench
+//!   --uid-wait-ms 0 --store ROOT/{domain}/{local}/Maildir` (one folder:
+//!   `--user u MAILDIR`) (release build, ready on `READY=1` through a
 //!   `NOTIFY_SOCKET` we bind);
 //! - `inotifywait -m -r -e create,moved_to,moved_from,delete --format
-//!   '%w%f %e' MAILDIR` (ready on "Watches established.").
+//!   '%w%f %e' ROOT` (ready on "Watches established.").
 //!
 //! Each line the watcher prints is timestamped on arrival and matched to
-//! the operations it covers: a MessageNew to an unreported delivery of its
-//! `messageSize` (deliveries differ in size, `j mod 1024` bytes of pad) and
-//! nearest its expected UID (deliveries are numbered in order after the
+//! the operations it covers, per folder: ours's events are routed by
+//! `user` and the mailbox name in `mailboxID` (`uri`). Within a folder, a
+//! MessageNew goes to an unreported delivery of its `messageSize`
+//! (deliveries differ in size, `j mod 1024` bytes of pad) nearest its
+//! expected UID (deliveries to a folder are numbered in order after its
 //! pre-populated messages); a flag event to the next flag operation of
 //! each UID in its `uidset` (event and flag checked); a MessageExpunge to
-//! the unlink of those deliveries; an inotifywait line to the operation
-//! whose file and event it names. Latency = line arrival − return of the
-//! operation's syscall (a merged event gives its arrival time to all the
-//! operations it covers).
+//! the unlink of those deliveries or pre-populated messages; an
+//! inotifywait line to the operation whose file and event it names.
+//! Latency = line arrival − return of the operation's syscall (a merged
+//! event gives its arrival time to all the operations it covers).
 //!
 //! Also counted, for ours: *renumbered* messages (a flag rename reported
 //! as MessageExpunge + MessageAppend under a new UID: a rename cut in two
@@ -40,8 +55,11 @@
 //! 2. the latency at `LIVE_LAT_RATE` (the sweep point at that rate runs
 //!    `LIVE_LAT_OPS` operations);
 //! 3. CPU per operation (utime+stime from `/proc/PID/stat` after ready
-//!    and after the last line, so the catch-up is not counted) on a small
-//!    and a big folder (and `LIVE_HUGE` if set);
+//!    and after the last line, so the catch-up is not counted; µs/op is
+//!    ms per 1k ops) at every rate, and with every operation in one small
+//!    folder against every operation in the hot folder (spread store,
+//!    whole store watched) or, with `LIVE_SPREAD=0`, on a small and a big
+//!    one-folder store (and `LIVE_HUGE` if set);
 //! 4. memory of each watcher: `VmHWM` at ready (after the catch-up) and at
 //!    the end, `VmRSS` at the end; and the time to ready (the catch-up).
 //!
@@ -49,17 +67,24 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `LIVE_RATES` | 2000,5000,10000,20000,40000,max | sweep rates (ops/s; `max` = as fast as possible) |
+//! | `LIVE_SPREAD` | 1 | 1: many users and folders plus a hot folder; 0: the one-folder store |
+//! | `LIVE_USERS` | 100 | users (spread) |
+//! | `LIVE_FOLDERS` | 10 | folders per user, INBOX included (spread) |
+//! | `LIVE_HOT` | 100000 | messages in the hot folder, u000's INBOX (spread; 0 = none) |
+//! | `LIVE_INBOX_PCT` | 80 | percent of deliveries to an INBOX (spread) |
+//! | `LIVE_RATES` | 500,2000,5000,10000,20000,max (one folder: 2000,5000,10000,20000,40000,max) | sweep rates (ops/s; `max` = as fast as possible) |
 //! | `LIVE_SECS` | 3 | seconds per sweep point (ops = rate × secs) |
+//! | `LIVE_MIN_OPS` | 6000 (one folder: 10) | operations per sweep point at least (CPU ticks are 10 ms) |
 //! | `LIVE_OPS` | unset | operations per sweep point, overriding `LIVE_SECS` |
 //! | `LIVE_MAX_OPS` | 60000 | operations of the `max` point, and at most at any rate |
 //! | `LIVE_LAT_RATE` / `LIVE_LAT_OPS` | 2000 / 20000 | the latency point of the sweep |
-//! | `LIVE_SMALL` / `LIVE_BIG` | 100 / 100000 | messages in the small / big folder |
-//! | `LIVE_HUGE` | 0 | a third, huge folder for CPU and RSS (e.g. 1000000; 0 = skip) |
+//! | `LIVE_SMALL` | 100 | messages per folder (spread), or in the small folder (one folder) |
+//! | `LIVE_BIG` | 100000 | messages in the big folder (one folder) |
+//! | `LIVE_HUGE` | 0 | one folder: a third, huge folder for CPU and RSS (e.g. 1000000; 0 = skip) |
 //! | `LIVE_CPU_RATE` / `LIVE_CPU_OPS` | 5000 / 25000 | the CPU-per-event runs |
 //! | `LIVE_REPEAT` | 3 | runs per point (`LIVE_HUGE` runs once) |
 //! | `LIVE_MIX` | 30,40,30 | parts of deliveries, flag renames, expunges |
-//! | `LIVE_WORKSET` | 1000 | distinct messages the flag renames touch |
+//! | `LIVE_WORKSET` | 10000 (one folder: 1000) | distinct messages the flag renames touch |
 //! | `LIVE_LAG_SECS` | 0.1 | a delivery is expunged no sooner than this (at the target rate; `max` counts as 50k/s) |
 //! | `LIVE_BODY_BYTES` | 300 | size of a delivered message |
 //! | `LIVE_OURS_ARGS` | (empty) | extra `watch` options; `;` separates variants, each measured |
@@ -67,7 +92,8 @@
 //! | `LIVE_SECTIONS` | sweep,cpu | which sections to run |
 //! | `LIVE_QUIET_MS` | 1500 | after the stream, a run ends when nothing came this long |
 //! | `LIVE_SEED` | 42 | generator seed |
-//! | `LIVE_DIR` | `$TMPDIR` or /tmp | where the stores go |
+//! | `LIVE_DIR` | /dev/shm if writable, else `$TMPDIR` or /tmp | where the stores go |
+//! | `LIVE_STATE_DIR` | `$TMPDIR` or /tmp | where ours's state databases go |
 //! | `LIVE_JSON` | unset | also write every run as JSON to this file |
 //! | `LIVE_DUMP` | unset | path prefix: write the operations (with arrival or MISSING), lines and stderr of every run that was not clean (`LIVE_DUMP_ALL=1`: of every run) |
 //! | `LIVE_DEBUG` | unset | print why an event of ours matched no operation |
