@@ -243,6 +243,54 @@ fn ready_status_stopping_and_a_clean_exit_on_sigterm() {
 }
 
 #[test]
+fn status_file_and_status_command_beside_a_running_watcher() {
+    let env = Env::new();
+    env.md.folder(".Lists");
+    let w = env.watch();
+    env.md.deliver("", &base(1), &body("one"));
+    env.md.deliver(".Lists", &base(2), &body("two"));
+    w.wait_for("two deliveries", WAIT, |e| e.len() >= 2);
+    // The status file follows within a couple of seconds.
+    let path = env.state.join("status.json");
+    let start = Instant::now();
+    let status = loop {
+        let v: Option<Value> = fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        if let Some(v) = v.filter(|v| v["watch"]["events"] == 2 && v["outbox"]["waiting"] == 0) {
+            break v;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "status.json: {:?}",
+            fs::read_to_string(&path)
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status["users"], 1, "{status}");
+    assert_eq!(status["folders"], 2, "{status}");
+    assert_eq!(status["messages"], 2, "{status}");
+    assert_eq!(status["watch"]["pid"], w.pid(), "{status}");
+    assert_eq!(status["sinks"]["stdout"]["waiting"], 0, "{status}");
+    assert_eq!(status["watch"]["paused"], false, "{status}");
+    // The inspection command works beside it.
+    let out = std::process::Command::new(live::BIN)
+        .args(["status", "--state"])
+        .arg(&env.state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["messages"], 2, "{v}");
+    assert_eq!(v["outbox"]["waiting"], 0, "{v}");
+    w.stop();
+}
+
+#[test]
 fn sigint_also_stops_cleanly_and_flushes() {
     let env = Env::new();
     let mut w = env.watch();
