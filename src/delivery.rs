@@ -264,11 +264,21 @@ struct WorkerCtx {
 }
 
 impl WorkerCtx {
-    fn report(&self, r: Report) {
+    /// Reports to the engine; `wake` wakes it up now rather than at its
+    /// next turn (a batch, or its status tick).
+    fn report(&self, r: Report, wake: bool) {
         let _ = self.reports.send(r);
-        (self.wake)();
+        if wake {
+            (self.wake)();
+        }
     }
 }
+
+/// A sink that took this many rows since it last woke the engine, and has
+/// nothing left, wakes it: it is catching up and may need more from the
+/// outbox. Below that, what it took is taken at the engine's next turn, so
+/// an event costs no extra wake-up of the loop.
+const WAKE_AFTER: usize = 5_000;
 
 /// A sink thread: takes what it is fed, up to [`BATCH`] rows at a time in
 /// one `send`, retries with back-off until the sink takes them, and asks
@@ -279,6 +289,7 @@ fn run_worker(o: &mut Outlet, ctx: &WorkerCtx) {
     let mut backoff = Duration::from_millis(100);
     let mut failing_since: Option<Instant> = None;
     let mut fed_open = true;
+    let mut since_wake = 0usize;
     loop {
         if ctx.reopen.swap(false, Ordering::SeqCst)
             && let Err(e) = o.sink.reopen()
@@ -340,11 +351,19 @@ fn run_worker(o: &mut Outlet, ctx: &WorkerCtx) {
                         n = 0;
                     }
                 }
-                ctx.report(Report::Took {
-                    sink: ctx.index,
-                    last,
-                    rejected,
-                });
+                since_wake += batch.len();
+                let wake = since_wake >= WAKE_AFTER && queue.is_empty() && ctx.fed.is_empty();
+                if wake {
+                    since_wake = 0;
+                }
+                ctx.report(
+                    Report::Took {
+                        sink: ctx.index,
+                        last,
+                        rejected,
+                    },
+                    wake,
+                );
             }
             Err(SinkError::Closed) => return closed(o, ctx),
             Err(e) => {
@@ -376,5 +395,5 @@ fn run_worker(o: &mut Outlet, ctx: &WorkerCtx) {
 /// what it keeps for the next run.
 fn closed(o: &Outlet, ctx: &WorkerCtx) {
     warn!(sink = o.name, "the output was closed; stopping");
-    ctx.report(Report::Closed { sink: ctx.index });
+    ctx.report(Report::Closed { sink: ctx.index }, true);
 }
