@@ -67,18 +67,21 @@ pub fn run_scan(
         // Owned here, so that a panic of the lister also closes the queue
         // and the writer ends (the scope waits for it).
         let jobs = jobs;
-        let writer = s.spawn(move || {
-            let mut w = Writer {
-                config,
-                store,
-                outbox,
-                outlets,
-                failed,
-                events: 0,
-            };
-            let r = w.run(&queue);
-            (r, w.outbox, w.failed, w.events)
-        });
+        let writer = std::thread::Builder::new()
+            .name("scan-writer".into())
+            .spawn_scoped(s, move || {
+                let mut w = Writer {
+                    config,
+                    store,
+                    outbox,
+                    outlets,
+                    failed,
+                    events: 0,
+                };
+                let r = w.run(&queue);
+                (r, w.outbox, w.failed, w.events)
+            })
+            .expect("cannot start a thread");
         let listed = list_all(config, &reader, &jobs, &mut summary);
         drop(jobs);
         match writer.join() {

@@ -486,7 +486,18 @@ fn scan_folder(
             return Some(listing);
         }
     }
-    let mut messages = NameMap::default();
+    // Room for the messages from the start (growing the map moved every
+    // entry several times): as many as last time, or what the directories'
+    // sizes suggest (an ext4 entry of a Dovecot name takes about 72 bytes).
+    let dir_bytes: u64 = [&new_m, &cur_m]
+        .iter()
+        .filter_map(|m| m.as_ref().map(|m| m.st_size as u64))
+        .sum();
+    let hint = old
+        .map_or(0, |o| o.count as usize)
+        .max((dir_bytes / 80) as usize)
+        .min(1 << 20);
+    let mut messages = NameMap::with_capacity_and_hasher(hint, NameHash::default());
     for (i, sub) in subs.iter().enumerate() {
         let Some(sub) = sub else { continue };
         let in_new = i == 0;

@@ -620,16 +620,13 @@ fn base_elsewhere(
 
 fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rusqlite::Result<()> {
     let exists = tx
-        .query_row("SELECT 1 FROM users WHERE user = ?1", [user], |_| Ok(()))
-        .optional()?
-        .is_some();
+        .prepare_cached("SELECT 1 FROM users WHERE user = ?1")?
+        .exists([user])?;
     let root_bytes = root.as_os_str().as_bytes();
     if !exists {
         let subs = diff.subscriptions.clone().unwrap_or_default();
-        tx.execute(
-            "INSERT INTO users(user, root, subscriptions) VALUES (?1, ?2, ?3)",
-            params![user, root_bytes, json!(subs).to_string()],
-        )?;
+        tx.prepare_cached("INSERT INTO users(user, root, subscriptions) VALUES (?1, ?2, ?3)")?
+            .execute(params![user, root_bytes, json!(subs).to_string()])?;
     } else if let Some(subs) = &diff.subscriptions {
         tx.execute(
             "UPDATE users SET root = ?2, subscriptions = ?3 WHERE user = ?1",
@@ -683,21 +680,23 @@ fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rus
             f.bytes as i64,
         ];
         let id = if f.id == 0 {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO folders(user, dir, name, dev, ino, uid_source, uidvalidity, guid, uidnext,
                      new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending, count, bytes)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-                values,
-            )?;
+            )?
+            .execute(values)?;
             tx.last_insert_rowid()
         } else {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE folders SET user = ?1, dir = ?2, name = ?3, dev = ?4, ino = ?5, uid_source = ?6,
                      uidvalidity = ?7, guid = ?8, uidnext = ?9, new_mtime = ?10, cur_mtime = ?11,
                      uidlist_mtime = ?12, uidlist_len = ?13, trusted = ?14, pending = ?15, count = ?16, bytes = ?17
                  WHERE id = ?18",
-                rusqlite::params_from_iter(values.iter().copied().chain([&f.id as &dyn rusqlite::ToSql])),
-            )?;
+            )?
+            .execute(rusqlite::params_from_iter(
+                values.iter().copied().chain([&f.id as &dyn rusqlite::ToSql]),
+            ))?;
             f.id
         };
         for base in &u.deletes {
