@@ -1,6 +1,6 @@
 //! Table tests of the diff: snapshot + listing → changes, with no disk.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::*;
 use crate::scan::ServerUids;

@@ -121,8 +121,8 @@ const BATCH_ROWS: usize = 100_000;
 
 /// What the lister hands the writer.
 enum Job<'a> {
-    /// A user to diff and commit.
-    User(ListedUser<'a>),
+    /// A user to diff and commit (boxed: the queue holds jobs by value).
+    User(Box<ListedUser<'a>>),
     /// A source's first run is over.
     MarkSource(String),
     /// Everything before is committed: answer what the store knows of a
@@ -202,14 +202,14 @@ fn list_all<'a>(
             };
             let listed = list_user(config, reader, who, old, summary)?;
             summary.users += 1;
-            let job = Job::User(ListedUser {
+            let job = Job::User(Box::new(ListedUser {
                 user,
                 root,
                 tags: &source.tags,
                 listed,
                 silent,
                 source: spec.clone(),
-            });
+            }));
             if jobs.send(job).is_err() {
                 return Ok(());
             }
@@ -285,7 +285,8 @@ impl<'a> Writer<'a> {
 
     /// Diffs a listed user (the copy lookups read this thread's own
     /// connection, which has every earlier user committed).
-    fn diff(&self, u: ListedUser) -> Result<UserCommit, Error> {
+    fn diff(&self, u: Box<ListedUser>) -> Result<UserCommit, Error> {
+        let u = *u;
         let change = match u.listed {
             Some(listed) => {
                 let who = UserRef {

@@ -480,11 +480,12 @@ fn scan_folder(
     let ul_m = folder_dir.stat_at(b"dovecot-uidlist").ok();
     let stamp = stamp_of(new_m.as_ref(), cur_m.as_ref(), ul_m.as_ref());
     listing.stamp = stamp;
-    if let Some(old) = old {
-        if may_skip(old) && stamp.unchanged_since(&old.stamp) {
-            listing.uid_source = old.uid_source;
-            return Some(listing);
-        }
+    if let Some(old) = old
+        && may_skip(old)
+        && stamp.unchanged_since(&old.stamp)
+    {
+        listing.uid_source = old.uid_source;
+        return Some(listing);
     }
     // Room for the messages from the start (growing the map moved every
     // entry several times): as many as last time, or what the directories'
@@ -1025,4 +1026,24 @@ pub fn discover_with_dirs(template: &Template) -> (Vec<(String, PathBuf)>, Vec<P
     }
     found.sort();
     (found, dirs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn name_hash_is_stable_in_a_process_and_tells_lengths_apart() {
+        let (a, b) = (NameHash::default(), NameHash::default());
+        let name = b"1455674145.M8826P59269.imap1.example.net,S=1930,W=1981".to_vec();
+        assert_eq!(a.hash_one(&name), b.hash_one(&name));
+        assert_ne!(a.hash_one(b"a".to_vec()), a.hash_one(b"a\0".to_vec()));
+        assert_ne!(a.hash_one(b"".to_vec()), a.hash_one(b"\0".to_vec()));
+        let mut m: NameMap<u32> = NameMap::default();
+        for i in 0..1000u32 {
+            m.insert(format!("{i}.M1P1.host").into_bytes(), i);
+        }
+        assert!((0..1000u32).all(|i| m[format!("{i}.M1P1.host").as_bytes()] == i));
+    }
 }

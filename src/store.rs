@@ -1047,4 +1047,88 @@ mod tests {
         assert!(SCHEMA.contains(&format!("application_id = {APPLICATION_ID};")));
         assert!(SCHEMA.contains(&format!("user_version = {SCHEMA_VERSION};")));
     }
+
+    fn folder(id: i64, dir: &str) -> FolderSnapshot {
+        FolderSnapshot {
+            id,
+            dir: dir.as_bytes().to_vec(),
+            name: if dir.is_empty() { "INBOX" } else { dir }.to_string(),
+            dev: 1,
+            ino: 2,
+            uid_source: UidSource::Own,
+            uidvalidity: 7,
+            guid: None,
+            uidnext: 1,
+            stamp: DirStamp::default(),
+            pending: false,
+            count: 0,
+            bytes: 0,
+            messages: None,
+        }
+    }
+
+    /// Several users in one transaction, and message rows in every size of
+    /// multi-row INSERT (128 + 16 + 1 rows), read back as written, through
+    /// the store and through a reader beside it.
+    #[test]
+    fn commit_users_writes_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let batch = [(1usize, "a"), (128 + 2 * 16 + 5, "b"), (0, "c")]
+            .into_iter()
+            .map(|(n, user)| {
+                let upserts: Vec<(Vec<u8>, MessageState)> = (0..n)
+                    .rev()
+                    .map(|i| {
+                        let state = MessageState {
+                            uid: i as u32 + 1,
+                            flags: Flags(i as u32 % 3),
+                            size: i as u64 * 10,
+                            in_new: i % 2 == 0,
+                        };
+                        (format!("{i:05}.M{i}P1.host").into_bytes(), state)
+                    })
+                    .collect();
+                let diff = UserDiff {
+                    updates: vec![crate::diff::FolderUpdate {
+                        folder: folder(0, ""),
+                        upserts,
+                        deletes: Vec::new(),
+                    }],
+                    ..UserDiff::default()
+                };
+                UserCommit {
+                    user: user.to_string(),
+                    root: PathBuf::from(format!("/m/{user}")),
+                    change: Some((diff, Vec::new())),
+                    source: Some("src".to_string()),
+                }
+            })
+            .collect();
+        store.commit_users(batch).unwrap();
+        let reader = store.reader().unwrap();
+        for (user, n) in [("a", 1), ("b", 128 + 2 * 16 + 5), ("c", 0)] {
+            for snap in [
+                store.load_user(user).unwrap().unwrap(),
+                reader.load_user(user).unwrap().unwrap(),
+            ] {
+                let mut f = snap.folders[b"".as_slice()].clone();
+                reader.load_messages(&mut f).unwrap();
+                let m = f.messages.unwrap();
+                assert_eq!(m.len(), n, "user {user}");
+                for i in 0..n {
+                    let s = m[format!("{i:05}.M{i}P1.host").as_bytes()];
+                    assert_eq!(
+                        (s.uid, s.size, s.in_new),
+                        (i as u32 + 1, i as u64 * 10, i % 2 == 0)
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            store.users_of_source("src").unwrap().len(),
+            3,
+            "the source is recorded in the same transaction"
+        );
+    }
 }
