@@ -13,7 +13,7 @@ use crate::maildir::folders;
 use crate::maildir::keywords::Keywords;
 use crate::maildir::name::{self, Flags};
 use crate::quota::{Limits, QuotaEvent, QuotaState, Usage};
-use crate::scan::{Contents, Entry, FolderListing, UserListing};
+use crate::scan::{Contents, Entry, FolderListing, NameHash, UserListing};
 use crate::snapshot::{FolderSnapshot, MessageState, UidSource, UserSnapshot};
 
 /// A mailbox as events describe it, after the changes.
@@ -179,7 +179,7 @@ pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> Us
 
     // Base names present in loaded folders, to recognise copies and moves.
     // (A silent baseline reports nothing, so it needs none of this.)
-    let mut seen_in: HashMap<&[u8], Vec<&[u8]>> = HashMap::new();
+    let mut seen_in: HashMap<&[u8], Vec<&[u8]>, NameHash> = HashMap::default();
     for f in old.folders.values().filter(|_| !input.silent) {
         for base in f.messages.iter().flat_map(|m| m.keys()) {
             seen_in.entry(base).or_default().push(&f.dir);

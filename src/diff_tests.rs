@@ -1,6 +1,6 @@
 //! Table tests of the diff: snapshot + listing → changes, with no disk.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::*;
 use crate::scan::ServerUids;
@@ -24,7 +24,7 @@ fn listing(folders: &[Disk], subs: &[&str]) -> UserListing {
         dovecot: false,
     };
     for d in folders {
-        let mut msgs = HashMap::new();
+        let mut msgs = crate::scan::NameMap::default();
         for f in d.files {
             let (sub, file) = f.split_once('/').unwrap();
             let p = crate::maildir::name::parse(file.as_bytes(), b':').unwrap();

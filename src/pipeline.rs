@@ -8,15 +8,17 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Config, SourceKind};
 use crate::delivery::{self, Outlet};
-use crate::diff::{self, Change, DiffInput};
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::diff::{self, Change, DiffInput, UserDiff};
 use crate::enrich;
 use crate::error::Error;
-use crate::event::{self, EventContext};
+use crate::event::{self, Event, EventContext};
 use crate::outbox::Outbox;
 use crate::quota::{self, QuotaState, Usage};
 use crate::scan::{self, Contents};
 use crate::snapshot::UserSnapshot;
-use crate::store::Store;
+use crate::store::{SnapshotReader, SnapshotSource, Store, UserCommit};
 
 /// What a scan did, for the log and the caller.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,7 +40,16 @@ pub struct UserRef<'a> {
 
 /// Runs one `scan`: delivers what an earlier run left in the outbox, then
 /// diffs every user of every source against the snapshot, committing and
-/// delivering user by user.
+/// delivering as it goes.
+///
+/// Two threads share the work: this one lists and parses user after user
+/// (the directories, names and UID lists, with the snapshot parts needed,
+/// read through a second, read-only connection), while a writer thread
+/// diffs, builds the events and commits what it gets, several users per
+/// transaction when they queue up, and delivers after each commit. Every
+/// user's snapshot rows and events still commit in one transaction, users
+/// commit in the order they were listed, and the events of each user keep
+/// their order.
 pub fn run_scan(
     config: &Config,
     store: &mut Store,
@@ -49,39 +60,40 @@ pub fn run_scan(
     // outbox, the snapshot moves on, and the failure is the exit status.
     let mut failed: Option<Error> = None;
     deliver_unless_failed(&mut outbox, outlets, &mut failed)?;
+    let reader = store.reader()?;
     let mut summary = Summary::default();
-    for source in &config.sources {
-        let spec = source.spec();
-        let first_run = !store.source_known(&spec)?;
-        let users = match &source.kind {
-            SourceKind::Maildir { path, user } => vec![(user.clone(), path.clone())],
-            SourceKind::Template(t) => scan::discover(t),
-        };
-        if users.is_empty() {
-            warn!(source = %spec, "no Maildir found");
+    let (jobs, queue) = crossbeam_channel::bounded::<Job>(QUEUE);
+    let (listed, (written, outbox, failed, events)) = std::thread::scope(|s| {
+        // Owned here, so that a panic of the lister also closes the queue
+        // and the writer ends (the scope waits for it).
+        let jobs = jobs;
+        let writer = std::thread::Builder::new()
+            .name("scan-writer".into())
+            .spawn_scoped(s, move || {
+                let mut w = Writer {
+                    config,
+                    store,
+                    outbox,
+                    outlets,
+                    failed,
+                    events: 0,
+                };
+                let r = w.run(&queue);
+                (r, w.outbox, w.failed, w.events)
+            })
+            .expect("cannot start a thread");
+        let listed = list_all(config, &reader, &jobs, &mut summary);
+        drop(jobs);
+        match writer.join() {
+            Ok(w) => (listed, w),
+            Err(panic) => std::panic::resume_unwind(panic),
         }
-        for (user, root) in store.users_of_source(&spec)? {
-            if !users.iter().any(|(u, _)| *u == user) {
-                warn!(user, path = %root.display(), "Maildir of a known user is missing; keeping what was known");
-            }
-        }
-        for (user, root) in users {
-            let old = store.load_user(&user)?;
-            // A user's first sight is a silent baseline only on the first run
-            // over its source; users who appear later are new and reported.
-            let silent = old.is_none() && first_run && !config.emit_existing;
-            let who = UserRef {
-                name: &user,
-                root: &root,
-                tags: &source.tags,
-            };
-            summary.events += scan_user(config, store, who, old, silent, &mut summary)?;
-            store.set_user_source(&user, &spec)?;
-            summary.users += 1;
-            deliver_unless_failed(&mut outbox, outlets, &mut failed)?;
-        }
-        store.mark_source(&spec)?;
-    }
+    });
+    // The writer's own error first: the lister stops when it cannot hand
+    // a user over, and that is only a consequence.
+    summary.events = events;
+    written?;
+    listed?;
     info!(
         users = summary.users,
         folders = summary.folders,
@@ -98,6 +110,211 @@ pub fn run_scan(
         Some(e) => Err(e),
         None => Ok(summary),
     }
+}
+
+/// Users the lister may be ahead of the writer.
+const QUEUE: usize = 4;
+/// A writer's transaction takes more users while it holds fewer than
+/// these users and message rows (which bounds its memory too).
+const BATCH_USERS: usize = 1024;
+const BATCH_ROWS: usize = 100_000;
+
+/// What the lister hands the writer.
+enum Job<'a> {
+    /// A user to diff and commit (boxed: the queue holds jobs by value).
+    User(Box<ListedUser<'a>>),
+    /// A source's first run is over.
+    MarkSource(String),
+    /// Everything before is committed: answer what the store knows of a
+    /// source (whether it had its first run, and its users).
+    Source(String, Sender<Result<SourceState, Error>>),
+}
+
+type SourceState = (bool, Vec<(String, std::path::PathBuf)>);
+
+/// A listed user on its way to the writer.
+struct ListedUser<'a> {
+    user: String,
+    root: std::path::PathBuf,
+    tags: &'a [String],
+    /// `None`: its Maildir is missing; nothing is written.
+    listed: Option<Listed>,
+    silent: bool,
+    source: String,
+}
+
+/// Lists every user of every source, handing each to the writer.
+/// Stops early (with `Ok`) when the writer is gone: its error tells why.
+fn list_all<'a>(
+    config: &'a Config,
+    reader: &SnapshotReader,
+    jobs: &Sender<Job<'a>>,
+    summary: &mut Summary,
+) -> Result<(), Error> {
+    // The store's answer about a source, once all before it is committed
+    // (a user may belong to several sources).
+    let ask = |spec: &str| -> Option<Result<SourceState, Error>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        jobs.send(Job::Source(spec.to_string(), tx)).ok()?;
+        rx.recv().ok()
+    };
+    for source in &config.sources {
+        let spec = source.spec();
+        let Some(state) = ask(&spec) else {
+            return Ok(());
+        };
+        let (known_source, known_users) = state?;
+        let first_run = !known_source;
+        let users = match &source.kind {
+            SourceKind::Maildir { path, user } => vec![(user.clone(), path.clone())],
+            SourceKind::Template(t) => scan::discover(t),
+        };
+        if users.is_empty() {
+            warn!(source = %spec, "no Maildir found");
+        }
+        // A set: with 10,000 users a scan of the list per user was a
+        // hundred million string compares on every run.
+        let found: std::collections::HashSet<&str> =
+            users.iter().map(|(u, _)| u.as_str()).collect();
+        for (user, root) in known_users {
+            if !found.contains(user.as_str()) {
+                warn!(user, path = %root.display(), "Maildir of a known user is missing; keeping what was known");
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (user, root) in users {
+            if !seen.insert(user.clone()) {
+                // The same user twice: its first part must be committed
+                // before its snapshot is read again.
+                let Some(state) = ask(&spec) else {
+                    return Ok(());
+                };
+                state?;
+            }
+            let old = reader.load_user(&user)?;
+            // A user's first sight is a silent baseline only on the first run
+            // over its source; users who appear later are new and reported.
+            let silent = old.is_none() && first_run && !config.emit_existing;
+            let who = UserRef {
+                name: &user,
+                root: &root,
+                tags: &source.tags,
+            };
+            let listed = list_user(config, reader, who, old, summary)?;
+            summary.users += 1;
+            let job = Job::User(Box::new(ListedUser {
+                user,
+                root,
+                tags: &source.tags,
+                listed,
+                silent,
+                source: spec.clone(),
+            }));
+            if jobs.send(job).is_err() {
+                return Ok(());
+            }
+        }
+        if jobs.send(Job::MarkSource(spec)).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// The writer thread: diffs and commits users in order, several per
+/// transaction when they queue up, and delivers after each commit that
+/// added events.
+struct Writer<'a> {
+    config: &'a Config,
+    store: &'a mut Store,
+    outbox: Outbox,
+    outlets: &'a mut [Outlet],
+    failed: Option<Error>,
+    events: u64,
+}
+
+impl<'a> Writer<'a> {
+    fn run(&mut self, queue: &Receiver<Job<'a>>) -> Result<(), Error> {
+        let mut next = queue.recv().ok();
+        while let Some(job) = next.take() {
+            match job {
+                Job::User(first) => {
+                    let first = self.diff(first)?;
+                    let mut rows = rows_of(&first);
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH_USERS && rows < BATCH_ROWS {
+                        match queue.try_recv() {
+                            Ok(Job::User(u)) => {
+                                let c = self.diff(u)?;
+                                rows += rows_of(&c);
+                                batch.push(c);
+                            }
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let events: u64 = batch
+                        .iter()
+                        .map(|c| c.change.as_ref().map_or(0, |(_, e)| e.len() as u64))
+                        .sum();
+                    self.store.commit_users(batch)?;
+                    self.events += events;
+                    if events > 0 {
+                        deliver_unless_failed(&mut self.outbox, self.outlets, &mut self.failed)?;
+                    }
+                }
+                Job::MarkSource(spec) => self.store.mark_source(&spec)?,
+                Job::Source(spec, reply) => {
+                    let answer = self
+                        .store
+                        .source_known(&spec)
+                        .and_then(|k| Ok((k, self.store.users_of_source(&spec)?)))
+                        .map_err(Error::from);
+                    let _ = reply.send(answer);
+                }
+            }
+            if next.is_none() {
+                next = queue.recv().ok();
+            }
+        }
+        Ok(())
+    }
+
+    /// Diffs a listed user (the copy lookups read this thread's own
+    /// connection, which has every earlier user committed).
+    fn diff(&self, u: Box<ListedUser>) -> Result<UserCommit, Error> {
+        let u = *u;
+        let change = match u.listed {
+            Some(listed) => {
+                let who = UserRef {
+                    name: &u.user,
+                    root: &u.root,
+                    tags: u.tags,
+                };
+                Some(diff_user(self.config, &*self.store, who, listed, u.silent)?)
+            }
+            None => None,
+        };
+        Ok(UserCommit {
+            user: u.user,
+            root: u.root,
+            change,
+            source: Some(u.source),
+        })
+    }
+}
+
+/// Message rows a user's commit writes, for sizing transactions.
+fn rows_of(c: &UserCommit) -> usize {
+    c.change.as_ref().map_or(0, |(d, _)| {
+        d.updates
+            .iter()
+            .map(|u| u.upserts.len() + u.deletes.len() + 1)
+            .sum()
+    })
 }
 
 /// Delivers, unless a sink already failed in this run; a sink failure is
@@ -130,17 +347,40 @@ pub fn scan_user(
     silent: bool,
     summary: &mut Summary,
 ) -> Result<u64, Error> {
+    let Some(listed) = list_user(config, &*store, who, old, summary)? else {
+        return Ok(0);
+    };
+    let (diff, events) = diff_user(config, &*store, who, listed, silent)?;
+    let n = events.len() as u64;
+    store.commit(who.name, who.root, &diff, events)?;
+    Ok(n)
+}
+
+/// A user's store as listed, with the snapshot it is to be diffed against.
+pub struct Listed {
+    old: UserSnapshot,
+    listing: scan::UserListing,
+}
+
+/// The first half of a user's scan: lists the store and loads the parts of
+/// the snapshot the diff needs; `None` when nothing is to be written (its
+/// Maildir went missing).
+pub fn list_user<S: SnapshotSource>(
+    config: &Config,
+    store: &S,
+    who: UserRef,
+    old: Option<UserSnapshot>,
+    summary: &mut Summary,
+) -> Result<Option<Listed>, Error> {
     let UserRef {
-        name: user,
-        root,
-        tags,
+        name: user, root, ..
     } = who;
     let mut old = old.unwrap_or_default();
     let mut listing = scan::scan_user(root, Some(&old), &config.scan);
     if !listing.exists {
         if !old.folders.is_empty() {
             warn!(user, path = %root.display(), "Maildir is missing; keeping what was known (an unmounted store is not a mass expunge)");
-            return Ok(0);
+            return Ok(None);
         }
         debug!(user, path = %root.display(), "Maildir does not exist yet");
     }
@@ -173,7 +413,25 @@ pub fn scan_user(
         .values()
         .filter(|f| matches!(f.contents, Contents::Listed(_)))
         .count() as u64;
+    Ok(Some(Listed { old, listing }))
+}
 
+/// The second half of a user's scan: the diff, quota and events, ready to
+/// commit. `silent` records the snapshot without events (a first-run
+/// baseline).
+pub fn diff_user<S: SnapshotSource>(
+    config: &Config,
+    store: &S,
+    who: UserRef,
+    listed: Listed,
+    silent: bool,
+) -> Result<(UserDiff, Vec<Event>), Error> {
+    let UserRef {
+        name: user,
+        root,
+        tags,
+    } = who;
+    let Listed { old, listing } = listed;
     // Only folders whose messages were not loaded need the database to
     // tell a copy from a delivery; a new user has none.
     let unloaded = old.folders.values().any(|f| f.messages.is_none());
@@ -200,7 +458,7 @@ pub fn scan_user(
         silent,
     };
     let mut diff = diff::diff_user(&old, &listing, &input);
-    if listing.exists {
+    if listing.exists && config.quota.is_some() {
         // Folder totals after the diff: the old rows, less the gone ones,
         // with the updated ones replaced.
         let mut totals: HashMap<i64, (String, u64, u32)> = old
@@ -244,9 +502,7 @@ pub fn scan_user(
         tags,
     };
     let events = event::build(&diff, &ctx);
-    let n = events.len() as u64;
-    store.commit(user, root, &diff, events)?;
-    Ok(n)
+    Ok((diff, events))
 }
 
 /// Evaluates a user's quota from folder totals (name, bytes, messages):

@@ -359,103 +359,12 @@ impl Store {
 
     /// The user's snapshot without messages, or `None` for a user never seen.
     pub fn load_user(&self, user: &str) -> Result<Option<UserSnapshot>, StoreError> {
-        let row = self
-            .conn
-            .query_row(
-                "SELECT subscriptions, quota_known, quota_bytes, quota_messages, quota_over FROM users WHERE user = ?1",
-                [user],
-                |r| {
-                    let state = QuotaState {
-                        limits: Limits {
-                            bytes: r.get::<_, Option<i64>>(2)?.map(|n| n as u64),
-                            messages: r.get::<_, Option<i64>>(3)?.map(|n| n as u64),
-                        },
-                        over: r.get(4)?,
-                    };
-                    Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?.then_some(state)))
-                },
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        let Some((subs, quota)) = row else {
-            return Ok(None);
-        };
-        let mut snap = UserSnapshot {
-            subscriptions: serde_json::from_str::<BTreeSet<String>>(&subs).unwrap_or_default(),
-            quota,
-            ..UserSnapshot::default()
-        };
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT id, dir, name, dev, ino, uid_source, uidvalidity, guid, uidnext,
-                        new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending, count, bytes
-                 FROM folders WHERE user = ?1",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([user], |r| {
-                Ok(FolderSnapshot {
-                    id: r.get(0)?,
-                    dir: r.get(1)?,
-                    name: r.get(2)?,
-                    dev: r.get::<_, i64>(3)? as u64,
-                    ino: r.get::<_, i64>(4)? as u64,
-                    uid_source: UidSource::parse(&r.get::<_, String>(5)?).unwrap_or(UidSource::Own),
-                    uidvalidity: r.get(6)?,
-                    guid: r.get(7)?,
-                    uidnext: r.get(8)?,
-                    stamp: DirStamp {
-                        new_mtime: r.get(9)?,
-                        cur_mtime: r.get(10)?,
-                        uidlist_mtime: r.get(11)?,
-                        uidlist_len: r.get::<_, i64>(12)? as u64,
-                        trusted: r.get(13)?,
-                    },
-                    pending: r.get(14)?,
-                    count: r.get(15)?,
-                    bytes: r.get::<_, i64>(16)? as u64,
-                    messages: None,
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        for f in rows {
-            let f = f.map_err(|e| self.err(e))?;
-            snap.folders.insert(f.dir.clone(), f);
-        }
-        Ok(Some(snap))
+        load_user(&self.conn, user).map_err(|e| self.err(e))
     }
 
     /// Loads the messages of one folder into its snapshot.
     pub fn load_messages(&self, folder: &mut FolderSnapshot) -> Result<(), StoreError> {
-        let mut map = HashMap::new();
-        if folder.id != 0 {
-            let mut stmt = self
-                .conn
-                .prepare_cached(
-                    "SELECT base, uid, flags, size, in_new FROM messages WHERE folder = ?1",
-                )
-                .map_err(|e| self.err(e))?;
-            let rows = stmt
-                .query_map([folder.id], |r| {
-                    Ok((
-                        r.get::<_, Vec<u8>>(0)?,
-                        MessageState {
-                            uid: r.get(1)?,
-                            flags: Flags(r.get::<_, i64>(2)? as u32),
-                            size: r.get::<_, i64>(3)? as u64,
-                            in_new: r.get(4)?,
-                        },
-                    ))
-                })
-                .map_err(|e| self.err(e))?;
-            for row in rows {
-                let (base, state) = row.map_err(|e| self.err(e))?;
-                map.insert(base, state);
-            }
-        }
-        folder.messages = Some(map);
-        Ok(())
+        load_messages(&self.conn, folder).map_err(|e| self.err(e))
     }
 
     /// The stored states of some base names of a folder (absent ones are
@@ -496,18 +405,56 @@ impl Store {
 
     /// Whether `base` is a message of `user` in a folder other than `dir`.
     pub fn base_elsewhere(&self, user: &str, dir: &[u8], base: &[u8]) -> Result<bool, StoreError> {
-        let mut stmt = self
+        base_elsewhere(&self.conn, user, dir, base).map_err(|e| self.err(e))
+    }
+
+    /// A second, read-only connection to this database for the snapshot
+    /// reads of a scan, so that listing and diffing one user can go on in
+    /// one thread while another commits the users before it
+    /// (`pipeline::run_scan`). It sees what was committed.
+    pub fn reader(&self) -> Result<SnapshotReader, StoreError> {
+        SnapshotReader::open(&self.path)
+    }
+
+    /// Writes several users' new snapshots and their events in ONE
+    /// transaction, in order: each user's rows and events commit together
+    /// (as with [`Store::commit`]), and one commit for many users saves the
+    /// per-transaction cost (WAL frames, locks) that dominated scans of
+    /// many small or unchanged users. `source` also records which source
+    /// the user was found through (see [`Store::set_user_source`]).
+    pub fn commit_users(&mut self, batch: Vec<UserCommit>) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let instance = self.instance.clone();
+        let tx = self
             .conn
-            .prepare_cached(
-                // One primary-key lookup per folder of the user: no index on
-                // base names is needed (it would double the state's size
-                // and slow every insert).
-                "SELECT 1 FROM folders f CROSS JOIN messages m ON m.folder = f.id AND m.base = ?1
-                 WHERE f.user = ?2 AND f.dir != ?3 LIMIT 1",
-            )
-            .map_err(|e| self.err(e))?;
-        stmt.exists(params![base, user, dir])
-            .map_err(|e| self.err(e))
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| sql_err(&path, e))?;
+        let mut added = Vec::new();
+        for c in batch {
+            if let Some((diff, events)) = c.change {
+                write_user(&tx, &c.user, &c.root, &diff).map_err(|e| sql_err(&path, e))?;
+                added.extend(
+                    enqueue(&tx, &instance, events.into_iter()).map_err(|e| sql_err(&path, e))?,
+                );
+            }
+            if let Some(spec) = &c.source {
+                // Only a change costs a write: an unchanged row is left
+                // alone, so an unchanged user writes no page at all.
+                tx.prepare_cached(
+                    "UPDATE users SET source = ?2 WHERE user = ?1 AND source IS NOT ?2",
+                )
+                .and_then(|mut st| st.execute(params![c.user, spec]))
+                .map_err(|e| sql_err(&path, e))?;
+            }
+        }
+        tx.commit().map_err(|e| sql_err(&path, e))?;
+        if let Some(c) = &mut self.committed {
+            c.extend(added);
+        }
+        Ok(())
     }
 
     /// Writes one user's new snapshot and its events, atomically.
@@ -525,7 +472,7 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| sql_err(&path, e))?;
         write_user(&tx, user, root, diff).map_err(|e| sql_err(&path, e))?;
-        let rows = enqueue(&tx, &instance, events).map_err(|e| sql_err(&path, e))?;
+        let rows = enqueue(&tx, &instance, events.into_iter()).map_err(|e| sql_err(&path, e))?;
         tx.commit().map_err(|e| sql_err(&path, e))?;
         if let Some(c) = &mut self.committed {
             c.extend(rows);
@@ -584,18 +531,192 @@ impl Store {
     }
 }
 
+/// One user's part of a [`Store::commit_users`] batch.
+#[derive(Debug)]
+pub struct UserCommit {
+    pub user: String,
+    pub root: PathBuf,
+    /// The new snapshot and its events; `None` writes nothing for the user
+    /// (its Maildir is missing, and what was known is kept).
+    pub change: Option<(UserDiff, Vec<Event>)>,
+    /// The source the user was found through, recorded when it changed.
+    pub source: Option<String>,
+}
+
+/// A read-only connection to the state database, for snapshot reads beside
+/// the [`Store`] that writes (see [`Store::reader`]).
+pub struct SnapshotReader {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl SnapshotReader {
+    fn open(path: &Path) -> Result<SnapshotReader, StoreError> {
+        let mut conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sql_err(path, e))?;
+        tune(&mut conn).map_err(|e| sql_err(path, e))?;
+        Ok(SnapshotReader {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        sql_err(&self.path, e)
+    }
+
+    /// See [`Store::load_user`].
+    pub fn load_user(&self, user: &str) -> Result<Option<UserSnapshot>, StoreError> {
+        load_user(&self.conn, user).map_err(|e| self.err(e))
+    }
+
+    /// See [`Store::load_messages`].
+    pub fn load_messages(&self, folder: &mut FolderSnapshot) -> Result<(), StoreError> {
+        load_messages(&self.conn, folder).map_err(|e| self.err(e))
+    }
+
+    /// See [`Store::base_elsewhere`].
+    pub fn base_elsewhere(&self, user: &str, dir: &[u8], base: &[u8]) -> Result<bool, StoreError> {
+        base_elsewhere(&self.conn, user, dir, base).map_err(|e| self.err(e))
+    }
+}
+
+/// The snapshot reads a scan of one user needs, from the writing [`Store`]
+/// or from a [`SnapshotReader`] beside it.
+pub trait SnapshotSource {
+    fn load_messages(&self, folder: &mut FolderSnapshot) -> Result<(), StoreError>;
+    fn base_elsewhere(&self, user: &str, dir: &[u8], base: &[u8]) -> Result<bool, StoreError>;
+}
+
+impl SnapshotSource for Store {
+    fn load_messages(&self, folder: &mut FolderSnapshot) -> Result<(), StoreError> {
+        Store::load_messages(self, folder)
+    }
+    fn base_elsewhere(&self, user: &str, dir: &[u8], base: &[u8]) -> Result<bool, StoreError> {
+        Store::base_elsewhere(self, user, dir, base)
+    }
+}
+
+impl SnapshotSource for SnapshotReader {
+    fn load_messages(&self, folder: &mut FolderSnapshot) -> Result<(), StoreError> {
+        SnapshotReader::load_messages(self, folder)
+    }
+    fn base_elsewhere(&self, user: &str, dir: &[u8], base: &[u8]) -> Result<bool, StoreError> {
+        SnapshotReader::base_elsewhere(self, user, dir, base)
+    }
+}
+
+fn load_user(conn: &Connection, user: &str) -> rusqlite::Result<Option<UserSnapshot>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT subscriptions, quota_known, quota_bytes, quota_messages, quota_over FROM users WHERE user = ?1",
+        )?
+        .query_row([user], |r| {
+            let state = QuotaState {
+                limits: Limits {
+                    bytes: r.get::<_, Option<i64>>(2)?.map(|n| n as u64),
+                    messages: r.get::<_, Option<i64>>(3)?.map(|n| n as u64),
+                },
+                over: r.get(4)?,
+            };
+            Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?.then_some(state)))
+        })
+        .optional()?;
+    let Some((subs, quota)) = row else {
+        return Ok(None);
+    };
+    let mut snap = UserSnapshot {
+        subscriptions: serde_json::from_str::<BTreeSet<String>>(&subs).unwrap_or_default(),
+        quota,
+        ..UserSnapshot::default()
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, dir, name, dev, ino, uid_source, uidvalidity, guid, uidnext,
+                new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending, count, bytes
+         FROM folders WHERE user = ?1",
+    )?;
+    let rows = stmt.query_map([user], |r| {
+        Ok(FolderSnapshot {
+            id: r.get(0)?,
+            dir: r.get(1)?,
+            name: r.get(2)?,
+            dev: r.get::<_, i64>(3)? as u64,
+            ino: r.get::<_, i64>(4)? as u64,
+            uid_source: UidSource::parse(&r.get::<_, String>(5)?).unwrap_or(UidSource::Own),
+            uidvalidity: r.get(6)?,
+            guid: r.get(7)?,
+            uidnext: r.get(8)?,
+            stamp: DirStamp {
+                new_mtime: r.get(9)?,
+                cur_mtime: r.get(10)?,
+                uidlist_mtime: r.get(11)?,
+                uidlist_len: r.get::<_, i64>(12)? as u64,
+                trusted: r.get(13)?,
+            },
+            pending: r.get(14)?,
+            count: r.get(15)?,
+            bytes: r.get::<_, i64>(16)? as u64,
+            messages: None,
+        })
+    })?;
+    for f in rows {
+        let f = f?;
+        snap.folders.insert(f.dir.clone(), f);
+    }
+    Ok(Some(snap))
+}
+
+fn load_messages(conn: &Connection, folder: &mut FolderSnapshot) -> rusqlite::Result<()> {
+    let mut map = HashMap::with_capacity(folder.count as usize);
+    if folder.id != 0 {
+        let mut stmt = conn.prepare_cached(
+            "SELECT base, uid, flags, size, in_new FROM messages WHERE folder = ?1",
+        )?;
+        let mut rows = stmt.query([folder.id])?;
+        while let Some(r) = rows.next()? {
+            map.insert(
+                r.get::<_, Vec<u8>>(0)?,
+                MessageState {
+                    uid: r.get(1)?,
+                    flags: Flags(r.get::<_, i64>(2)? as u32),
+                    size: r.get::<_, i64>(3)? as u64,
+                    in_new: r.get(4)?,
+                },
+            );
+        }
+    }
+    folder.messages = Some(map);
+    Ok(())
+}
+
+fn base_elsewhere(
+    conn: &Connection,
+    user: &str,
+    dir: &[u8],
+    base: &[u8],
+) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        // One primary-key lookup per folder of the user: no index on base
+        // names is needed (it would double the state's size and slow every
+        // insert).
+        "SELECT 1 FROM folders f CROSS JOIN messages m ON m.folder = f.id AND m.base = ?1
+         WHERE f.user = ?2 AND f.dir != ?3 LIMIT 1",
+    )?
+    .exists(params![base, user, dir])
+}
+
 fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rusqlite::Result<()> {
     let exists = tx
-        .query_row("SELECT 1 FROM users WHERE user = ?1", [user], |_| Ok(()))
-        .optional()?
-        .is_some();
+        .prepare_cached("SELECT 1 FROM users WHERE user = ?1")?
+        .exists([user])?;
     let root_bytes = root.as_os_str().as_bytes();
     if !exists {
         let subs = diff.subscriptions.clone().unwrap_or_default();
-        tx.execute(
-            "INSERT INTO users(user, root, subscriptions) VALUES (?1, ?2, ?3)",
-            params![user, root_bytes, json!(subs).to_string()],
-        )?;
+        tx.prepare_cached("INSERT INTO users(user, root, subscriptions) VALUES (?1, ?2, ?3)")?
+            .execute(params![user, root_bytes, json!(subs).to_string()])?;
     } else if let Some(subs) = &diff.subscriptions {
         tx.execute(
             "UPDATE users SET root = ?2, subscriptions = ?3 WHERE user = ?1",
@@ -625,9 +746,6 @@ fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rus
             params![u.folder.id, u.folder.dir],
         )?;
     }
-    let mut insert_msg = tx.prepare_cached(
-        "INSERT OR REPLACE INTO messages(folder, base, uid, flags, size, in_new) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
     let mut delete_msg =
         tx.prepare_cached("DELETE FROM messages WHERE folder = ?1 AND base = ?2")?;
     for u in &diff.updates {
@@ -652,47 +770,102 @@ fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rus
             f.bytes as i64,
         ];
         let id = if f.id == 0 {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO folders(user, dir, name, dev, ino, uid_source, uidvalidity, guid, uidnext,
                      new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending, count, bytes)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-                values,
-            )?;
+            )?
+            .execute(values)?;
             tx.last_insert_rowid()
         } else {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE folders SET user = ?1, dir = ?2, name = ?3, dev = ?4, ino = ?5, uid_source = ?6,
                      uidvalidity = ?7, guid = ?8, uidnext = ?9, new_mtime = ?10, cur_mtime = ?11,
                      uidlist_mtime = ?12, uidlist_len = ?13, trusted = ?14, pending = ?15, count = ?16, bytes = ?17
                  WHERE id = ?18",
-                rusqlite::params_from_iter(values.iter().copied().chain([&f.id as &dyn rusqlite::ToSql])),
-            )?;
+            )?
+            .execute(rusqlite::params_from_iter(
+                values.iter().copied().chain([&f.id as &dyn rusqlite::ToSql]),
+            ))?;
             f.id
         };
         for base in &u.deletes {
             delete_msg.execute(params![id, base])?;
         }
-        for (base, m) in &u.upserts {
-            insert_msg.execute(params![
-                id,
-                base,
-                m.uid,
-                m.flags.0 as i64,
-                m.size as i64,
-                m.in_new
-            ])?;
+        insert_messages(tx, id, &u.upserts)?;
+    }
+    Ok(())
+}
+
+/// Rows per multi-row INSERT (6 values each, well under SQLite's limit of
+/// 32,766 bound values).
+const INSERT_ROWS: usize = 128;
+
+/// Writes a folder's new and changed message rows: in key order, so a new
+/// folder's rows are appended to the b-tree instead of landing on random
+/// leaves, and [`INSERT_ROWS`] rows per statement, so a million rows cost
+/// thousands of statement steps, not a million.
+fn insert_messages(
+    tx: &Transaction,
+    folder: i64,
+    upserts: &[(Vec<u8>, MessageState)],
+) -> rusqlite::Result<()> {
+    let mut rows: Vec<&(Vec<u8>, MessageState)> = upserts.iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut rest = rows.as_slice();
+    // Three statement sizes only, so they stay in the statement cache.
+    for n in [INSERT_ROWS, 16, 1] {
+        let sql = insert_sql(n);
+        while rest.len() >= n {
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let mut stmt = tx.prepare_cached(sql)?;
+            let mut i = 1;
+            for (base, m) in chunk {
+                stmt.raw_bind_parameter(i, folder)?;
+                stmt.raw_bind_parameter(i + 1, base)?;
+                stmt.raw_bind_parameter(i + 2, m.uid)?;
+                stmt.raw_bind_parameter(i + 3, m.flags.0 as i64)?;
+                stmt.raw_bind_parameter(i + 4, m.size as i64)?;
+                stmt.raw_bind_parameter(i + 5, m.in_new)?;
+                i += 6;
+            }
+            stmt.raw_execute()?;
         }
     }
     Ok(())
+}
+
+/// The INSERT of `n` message rows (one of the sizes `insert_messages` uses).
+fn insert_sql(n: usize) -> &'static str {
+    use std::sync::OnceLock;
+    static SQL: [OnceLock<String>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let slot = match n {
+        INSERT_ROWS => 0,
+        16 => 1,
+        _ => 2,
+    };
+    SQL[slot].get_or_init(|| {
+        let mut q = String::from(
+            "INSERT OR REPLACE INTO messages(folder, base, uid, flags, size, in_new) VALUES ",
+        );
+        for i in 0..n {
+            if i > 0 {
+                q.push(',');
+            }
+            q.push_str("(?,?,?,?,?,?)");
+        }
+        q
+    })
 }
 
 /// Numbers the events and puts them in the outbox.
 fn enqueue(
     tx: &Transaction,
     instance: &str,
-    events: Vec<Event>,
+    events: impl ExactSizeIterator<Item = Event>,
 ) -> rusqlite::Result<Vec<OutboxRow>> {
-    if events.is_empty() {
+    if events.len() == 0 {
         return Ok(Vec::new());
     }
     let mut rows = Vec::with_capacity(events.len());
@@ -969,5 +1142,89 @@ mod tests {
     fn application_id_matches_schema() {
         assert!(SCHEMA.contains(&format!("application_id = {APPLICATION_ID};")));
         assert!(SCHEMA.contains(&format!("user_version = {SCHEMA_VERSION};")));
+    }
+
+    fn folder(id: i64, dir: &str) -> FolderSnapshot {
+        FolderSnapshot {
+            id,
+            dir: dir.as_bytes().to_vec(),
+            name: if dir.is_empty() { "INBOX" } else { dir }.to_string(),
+            dev: 1,
+            ino: 2,
+            uid_source: UidSource::Own,
+            uidvalidity: 7,
+            guid: None,
+            uidnext: 1,
+            stamp: DirStamp::default(),
+            pending: false,
+            count: 0,
+            bytes: 0,
+            messages: None,
+        }
+    }
+
+    /// Several users in one transaction, and message rows in every size of
+    /// multi-row INSERT (128 + 16 + 1 rows), read back as written, through
+    /// the store and through a reader beside it.
+    #[test]
+    fn commit_users_writes_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let batch = [(1usize, "a"), (128 + 2 * 16 + 5, "b"), (0, "c")]
+            .into_iter()
+            .map(|(n, user)| {
+                let upserts: Vec<(Vec<u8>, MessageState)> = (0..n)
+                    .rev()
+                    .map(|i| {
+                        let state = MessageState {
+                            uid: i as u32 + 1,
+                            flags: Flags(i as u32 % 3),
+                            size: i as u64 * 10,
+                            in_new: i % 2 == 0,
+                        };
+                        (format!("{i:05}.M{i}P1.host").into_bytes(), state)
+                    })
+                    .collect();
+                let diff = UserDiff {
+                    updates: vec![crate::diff::FolderUpdate {
+                        folder: folder(0, ""),
+                        upserts,
+                        deletes: Vec::new(),
+                    }],
+                    ..UserDiff::default()
+                };
+                UserCommit {
+                    user: user.to_string(),
+                    root: PathBuf::from(format!("/m/{user}")),
+                    change: Some((diff, Vec::new())),
+                    source: Some("src".to_string()),
+                }
+            })
+            .collect();
+        store.commit_users(batch).unwrap();
+        let reader = store.reader().unwrap();
+        for (user, n) in [("a", 1), ("b", 128 + 2 * 16 + 5), ("c", 0)] {
+            for snap in [
+                store.load_user(user).unwrap().unwrap(),
+                reader.load_user(user).unwrap().unwrap(),
+            ] {
+                let mut f = snap.folders[b"".as_slice()].clone();
+                reader.load_messages(&mut f).unwrap();
+                let m = f.messages.unwrap();
+                assert_eq!(m.len(), n, "user {user}");
+                for i in 0..n {
+                    let s = m[format!("{i:05}.M{i}P1.host").as_bytes()];
+                    assert_eq!(
+                        (s.uid, s.size, s.in_new),
+                        (i as u32 + 1, i as u64 * 10, i % 2 == 0)
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            store.users_of_source("src").unwrap().len(),
+            3,
+            "the source is recorded in the same transaction"
+        );
     }
 }
