@@ -395,11 +395,7 @@ fn diff_folder(
             None if input.silent => upserts.push(((*base).clone(), *state)),
             None => {
                 let e = &listed[*base];
-                let arrival = if !e.in_new || copied(&f.dir, base) {
-                    Arrival::Append
-                } else {
-                    Arrival::New
-                };
+                let arrival = arrival_kind(e, || copied(&f.dir, base));
                 arrivals.push(Change::Arrived {
                     mailbox,
                     arrival,
@@ -486,3 +482,20 @@ fn diff_folder(
 #[cfg(test)]
 #[path = "diff_tests.rs"]
 mod tests;
+
+/// Whether a message first seen as `entry` was delivered or appended.
+///
+/// A delivery lands in `new/`. One in `cur/` with no flags at all, whose
+/// base name the user has in no other folder, is a delivery too: an IMAP
+/// client in IDLE (most of them) makes Dovecot move each new message to
+/// `cur/` within a second, before a scan or a busy watcher sees it in
+/// `new/`. An APPEND with flags, a COPY or a MOVE (the base name exists
+/// elsewhere) is MessageAppend; Dovecot saves an APPEND without flags in
+/// `new/`, so it stays a MessageNew, as Dovecot's own notifications say.
+pub fn arrival_kind(entry: &Entry, copied: impl FnOnce() -> bool) -> Arrival {
+    if (!entry.in_new && entry.flags.0 != 0) || copied() {
+        Arrival::Append
+    } else {
+        Arrival::New
+    }
+}

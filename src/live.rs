@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use crate::diff::{Arrival, Change, FlagChange, FolderUpdate, MailboxRef};
+use crate::diff::{Change, FlagChange, FolderUpdate, MailboxRef};
 use crate::maildir::keywords::Keywords;
 use crate::maildir::name::{self, Flags};
 use crate::scan::{Entry, ServerUids};
@@ -242,11 +242,7 @@ pub fn apply(f: &LiveFolder, ops: &[Op], mailbox: usize) -> Applied {
                     size: None,
                     vsize: None,
                 });
-                let arrival = if !entry.in_new || (f.elsewhere)(&base) {
-                    Arrival::Append
-                } else {
-                    Arrival::New
-                };
+                let arrival = crate::diff::arrival_kind(&entry, || (f.elsewhere)(&base));
                 changes.push(Change::Arrived {
                     mailbox,
                     arrival,
