@@ -1610,7 +1610,7 @@ fn main() {
     }
 }
 
-/// The figures against the project.s targets, one column per watcher.
+/// The figures against the project's targets, one column per watcher.
 fn summary(o: &Opts, sweep: &[RunResult], cpu: &[RunResult]) {
     let labels: Vec<String> = o.watchers.iter().map(Watcher::label).collect();
     let med = |runs: &[RunResult], keep: &dyn Fn(&RunResult) -> bool, g: fn(&RunResult) -> f64| {
@@ -1618,50 +1618,38 @@ fn summary(o: &Opts, sweep: &[RunResult], cpu: &[RunResult]) {
     };
     let mut rows: Vec<(String, String, Vec<String>)> = Vec::new();
     if !sweep.is_empty() {
-        let best: Vec<String> = labels
-            .iter()
-            .map(|l| {
-                let mut best = "none".to_string();
-                for &rate in &o.rates {
-                    let rs: Vec<&RunResult> = sweep
-                        .iter()
-                        .filter(|r| r.target_rate == rate && &r.watcher == l)
-                        .collect();
-                    if rs.is_empty() || !rs.iter().all(|r| r.lossless) {
-                        break;
+        // Per watcher, the highest rate (going up, no gap) at which every
+        // run was lossless and the runs pass `ok`.
+        let highest = |ok: &dyn Fn(&[&RunResult]) -> bool| -> Vec<String> {
+            labels
+                .iter()
+                .map(|l| {
+                    let mut best = "none".to_string();
+                    for &rate in &o.rates {
+                        let rs: Vec<&RunResult> = sweep
+                            .iter()
+                            .filter(|r| r.target_rate == rate && &r.watcher == l)
+                            .collect();
+                        if rs.is_empty() || !rs.iter().all(|r| r.lossless) || !ok(&rs) {
+                            break;
+                        }
+                        let a = median(rs.iter().map(|r| r.achieved_rate).collect());
+                        best = format!("{} (achieved {a:.0}/s)", rate_label(rate));
                     }
-                    let a = median(rs.iter().map(|r| r.achieved_rate).collect());
-                    best = format!("{} (achieved {a:.0}/s)", rate_label(rate));
-                }
-                best
-            })
-            .collect();
+                    best
+                })
+                .collect()
+        };
         rows.push((
             "highest lossless rate, ops/s".into(),
             "≥ 20000".into(),
-            best,
+            highest(&|_| true),
         ));
         // Lossless in every run and median p99 ≤ 5 ms, lower rates too.
-        let best_p99: Vec<String> = labels
-            .iter()
-            .map(|l| {
-                let mut best = "none".to_string();
-                for &rate in &o.rates {
-                    let rs: Vec<&RunResult> = sweep
-                        .iter()
-                        .filter(|r| r.target_rate == rate && &r.watcher == l)
-                        .collect();
-                    let p99 = median(rs.iter().map(|r| r.p99_ms).collect());
-                    if rs.is_empty() || !rs.iter().all(|r| r.lossless) || p99.is_nan() || p99 > 5.0
-                    {
-                        break;
-                    }
-                    let a = median(rs.iter().map(|r| r.achieved_rate).collect());
-                    best = format!("{} (achieved {a:.0}/s)", rate_label(rate));
-                }
-                best
-            })
-            .collect();
+        let best_p99 = highest(&|rs| {
+            let p99 = median(rs.iter().map(|r| r.p99_ms).collect());
+            !p99.is_nan() && p99 <= 5.0
+        });
         rows.push((
             "highest rate with 0 lost and p99 ≤ 5 ms, ops/s".into(),
             "≥ 20000 (or = inotifywait's)".into(),

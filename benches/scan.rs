@@ -1,6 +1,6 @@
 //! The scan benchmark: `cargo bench --bench scan`.
 //!
-//! Generates one Dovecot-style Maildir++ store (default: the DESIGN size,
+//! Generates one Dovecot-style Maildir++ store (default: the size the targets are set for,
 //! 1,000,000 messages in 10,000 folders of 100 users) and measures, on that
 //! same store and in one run:
 //!
@@ -111,7 +111,7 @@ fn opts() -> Opts {
         (1_000_000, 10_000, 100, 10_000, 3)
     };
     let messages = num("messages", get("messages"), messages);
-    // Without BENCH_FOLDERS, keep DESIGN's 100 messages per folder.
+    // Without BENCH_FOLDERS, keep 100 messages per folder, as the targets assume.
     let folders = if smoke || get("messages").is_none() {
         folders
     } else {

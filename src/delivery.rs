@@ -86,6 +86,18 @@ pub fn deliver(outbox: &mut Outbox, outlets: &mut [Outlet]) -> Result<u64, Error
     }
 }
 
+/// One warning per event a sink rejected for good.
+fn warn_rejected(sink: &str, rejected: &[Rejected]) {
+    for r in rejected {
+        warn!(
+            sink,
+            seq = r.seq,
+            "event rejected: {}; kept in the dead-letter table",
+            r.reason
+        );
+    }
+}
+
 enum DrainError {
     Store(StoreError),
     Sink(SinkError),
@@ -106,14 +118,7 @@ fn drain(
             return Ok(sent);
         };
         let rejected = o.sink.send(&rows).map_err(DrainError::Sink)?;
-        for r in &rejected {
-            warn!(
-                sink = o.name,
-                seq = r.seq,
-                "event rejected: {}; kept in the dead-letter table",
-                r.reason
-            );
-        }
+        warn_rejected(&o.name, &rejected);
         outbox
             .advance(&o.name, last, &rejected)
             .map_err(DrainError::Store)?;
@@ -154,7 +159,6 @@ pub struct Dispatcher {
     workers: Vec<Worker>,
     stop: Arc<AtomicBool>,
     reports: Receiver<Report>,
-    names: Vec<String>,
 }
 
 impl Dispatcher {
@@ -167,7 +171,6 @@ impl Dispatcher {
     ) -> Result<Dispatcher, Error> {
         let stop = Arc::new(AtomicBool::new(false));
         let (report_tx, reports) = unbounded();
-        let names = names(&outlets);
         let mut workers = Vec::new();
         for (i, mut o) in outlets.into_iter().enumerate() {
             let (feed, fed) = unbounded::<Arc<[OutboxRow]>>();
@@ -201,7 +204,6 @@ impl Dispatcher {
             workers,
             stop,
             reports,
-            names,
         })
     }
 
@@ -222,11 +224,6 @@ impl Dispatcher {
         for w in &self.workers {
             w.reopen.store(true, Ordering::SeqCst);
         }
-    }
-
-    /// The sinks' names.
-    pub fn names(&self) -> &[String] {
-        &self.names
     }
 
     /// Lets each sink deliver what it was given, for up to `grace`, then
@@ -326,14 +323,7 @@ fn run_worker(o: &mut Outlet, ctx: &WorkerCtx) {
         let last = batch.last().map_or(0, |r| r.seq);
         match o.sink.send(&batch) {
             Ok(rejected) => {
-                for r in &rejected {
-                    warn!(
-                        sink = o.name,
-                        seq = r.seq,
-                        "event rejected: {}; kept in the dead-letter table",
-                        r.reason
-                    );
-                }
+                warn_rejected(&o.name, &rejected);
                 if failing_since.take().is_some() {
                     warn!(sink = o.name, "delivering again");
                 }

@@ -96,20 +96,6 @@ impl Outbox {
         self.backlog_after(pos)
     }
 
-    /// Events waiting for the slowest of `sinks`, cheaply: the span of
-    /// sequence numbers (for back-pressure, checked on every batch).
-    pub fn depth(&self, sinks: &[String]) -> Result<u64, StoreError> {
-        let mut low = i64::MAX;
-        for s in sinks {
-            low = low.min(self.position(s)?);
-        }
-        let high: Option<i64> = self
-            .conn
-            .query_row("SELECT max(seq) FROM outbox", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
-        Ok(high.map_or(0, |h| (h - low.min(h)).max(0) as u64))
-    }
-
     /// Everything in the outbox (waiting for at least one sink).
     pub fn total(&self) -> Result<Backlog, StoreError> {
         self.backlog_after(0)

@@ -54,19 +54,6 @@ impl Refused {
             e => Refused::Io(e.into()),
         }
     }
-
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Refused::NotFound)
-    }
-
-    /// True when the refusal is the store's doing (a link, a FIFO, a file
-    /// too big) rather than the system's: worth a warning naming the path.
-    pub fn is_hostile(&self) -> bool {
-        matches!(
-            self,
-            Refused::Link | Refused::Kind(_) | Refused::TooBig { .. }
-        )
-    }
 }
 
 impl fmt::Display for Refused {
@@ -352,13 +339,6 @@ impl StoreFile {
                 cap,
             });
         }
-        Ok(bytes)
-    }
-
-    /// Reads at most `max` bytes from the current position.
-    pub fn read_up_to(&mut self, max: u64) -> io::Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        (&mut self.file).take(max).read_to_end(&mut bytes)?;
         Ok(bytes)
     }
 

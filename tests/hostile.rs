@@ -69,14 +69,12 @@ impl Env {
         p
     }
 
-    /// A config file with message content on (and `extra` appended).
-    fn content_config(&self, extra: &str) -> PathBuf {
+    /// A config file with message content on.
+    fn content_config(&self) -> PathBuf {
         let p = self.tmp.path().join("config.toml");
         fs::write(
             &p,
-            format!(
-                "[content]\nmode = \"message\"\nmax_size = 0\ninclude = [\"messageContent\", \"bodyStructure\"]\n{extra}"
-            ),
+            "[content]\nmode = \"message\"\nmax_size = 0\ninclude = [\"messageContent\", \"bodyStructure\"]\n",
         )
         .unwrap();
         p
@@ -99,6 +97,16 @@ impl Env {
 
     fn scan(&self, extra: &[&OsStr]) -> Run {
         run(&self.scan_args(extra), LIMIT)
+    }
+
+    /// A first `scan` reporting what exists, with message content on.
+    fn scan_existing_with_content(&self) -> Run {
+        let cfg = self.content_config();
+        self.scan(&[
+            OsStr::new("--emit-existing"),
+            OsStr::new("--config"),
+            cfg.as_os_str(),
+        ])
     }
 
     fn spawn(&self, extra: &[&str]) -> Spawn {
@@ -201,12 +209,6 @@ fn assert_no_secret(what: &str, text: &str) {
     );
 }
 
-fn base_of(ev: &Value) -> String {
-    // The message URL ends in ;UID=n; the file is not in the event, so
-    // tests identify messages by UID and by content.
-    s(ev, "uri").to_string()
-}
-
 // ------------------------------------------------------------ links
 
 #[test]
@@ -221,14 +223,7 @@ fn a_link_to_a_root_only_file_is_never_read_by_scan() {
         // The mailbox owner made it, not root.
         std::os::unix::fs::lchown(&evil, Some(65534), Some(65534)).unwrap();
     }
-    let cfg = env.content_config("");
-    let r = env
-        .scan(&[
-            OsStr::new("--emit-existing"),
-            OsStr::new("--config"),
-            cfg.as_os_str(),
-        ])
-        .ok();
+    let r = env.scan_existing_with_content().ok();
     assert_no_secret("stdout", &r.stdout);
     assert_no_secret("stderr", &r.stderr);
     let evs = r.events();
@@ -246,7 +241,7 @@ fn a_link_to_a_root_only_file_is_never_read_by_scan() {
 fn a_link_to_a_root_only_file_is_never_read_by_watch() {
     let env = Env::new();
     let secret = env.secret();
-    let cfg = env.content_config("");
+    let cfg = env.content_config();
     let _q = QUEUE.read().unwrap();
     let w = env.spawn(&["--config", cfg.to_str().unwrap()]).start();
     let evil = env.md.path("", "new", "1700000001.M1P1.evil");
@@ -293,14 +288,7 @@ fn linked_new_cur_and_folders_are_never_listed() {
     symlink(&private, env.md.dir(".Linked")).unwrap();
     env.md
         .deliver("", "1700000002.M2P2.host", b"Subject: ok\n\nordinary\n");
-    let cfg = env.content_config("");
-    let r = env
-        .scan(&[
-            OsStr::new("--emit-existing"),
-            OsStr::new("--config"),
-            cfg.as_os_str(),
-        ])
-        .ok();
+    let r = env.scan_existing_with_content().ok();
     assert_no_secret("stdout", &r.stdout);
     let evs = r.events();
     let messages: Vec<&Value> = evs
@@ -373,14 +361,7 @@ fn a_sparse_gigabyte_with_content_on_costs_bounded_memory() {
     let big = env.md.root.join("tmp/1700000001.M1P1.big");
     fs::File::create(&big).unwrap().set_len(1 << 30).unwrap();
     fs::rename(&big, env.md.path("", "new", "1700000001.M1P1.big")).unwrap();
-    let cfg = env.content_config("");
-    let r = env
-        .scan(&[
-            OsStr::new("--emit-existing"),
-            OsStr::new("--config"),
-            cfg.as_os_str(),
-        ])
-        .ok();
+    let r = env.scan_existing_with_content().ok();
     let evs = r.events();
     let news = of(&evs, "MessageNew");
     assert_eq!(news.len(), 2, "{evs:?}");
@@ -404,7 +385,7 @@ fn a_sparse_gigabyte_with_content_on_costs_bounded_memory() {
 
     // The same live: the watcher's peak stays bounded too.
     let env = Env::new();
-    let cfg = env.content_config("");
+    let cfg = env.content_config();
     let _q = QUEUE.read().unwrap();
     let w = env.spawn(&["--config", cfg.to_str().unwrap()]).start();
     let big = env.md.root.join("tmp/1700000005.M5P5.big");
@@ -431,11 +412,8 @@ fn peak_rss_kib(pid: i32) -> i64 {
 
 #[test]
 fn a_message_the_watcher_may_not_read_gets_a_warning() {
-    if !is_root() {
-        // As an ordinary user, a file of mode 000 is unreadable too.
-    }
     let env = Env::new();
-    // Make the scan run as nobody over a store it may list but where one
+    // As root, make the scan run as nobody over a store it may list but where one
     // message is root's and 0600.
     let tmp = env.tmp.path();
     fs::set_permissions(tmp, fs::Permissions::from_mode(0o755)).unwrap();
@@ -821,7 +799,7 @@ fn no_event_names_a_link_or_fifo_in_any_folder() {
         uids,
         [1, 1],
         "{:?}",
-        news.iter().map(|e| base_of(e)).collect::<Vec<_>>()
+        news.iter().map(|e| s(e, "uri")).collect::<Vec<_>>()
     );
     // One warning line per directory, not one per entry.
     let lines = r

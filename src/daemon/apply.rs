@@ -48,11 +48,7 @@ impl Daemon<'_> {
         let sep = self.config.scan.info_sep;
         let parsed: Vec<_> = ops
             .iter()
-            .filter_map(|o| name::parse(&o.name, sep).map(|p| (o.present, p)))
-            .collect();
-        let named: Vec<_> = ops
-            .iter()
-            .filter_map(|o| name::parse(&o.name, sep).map(|p| (o, p.base)))
+            .filter_map(|o| name::parse(&o.name, sep).map(|p| (o, p)))
             .collect();
         let states = self
             .store
@@ -83,8 +79,8 @@ impl Daemon<'_> {
         // message, as in a scan: it is dropped before anything counts it.
         let mut odd = HashSet::new();
         let mut subs: [Option<Option<StoreDir>>; 2] = [None, None];
-        for (op, base) in named {
-            if !op.present || states.contains_key(base) {
+        for (op, p) in &parsed {
+            if !op.present || states.contains_key(p.base) {
                 continue;
             }
             let sub = subs[usize::from(!op.in_new)]
@@ -110,7 +106,7 @@ impl Daemon<'_> {
         }
         let arrivals = parsed
             .iter()
-            .any(|(present, p)| *present && !states.contains_key(p.base));
+            .any(|(o, p)| o.present && !states.contains_key(p.base));
         let mut server = None;
         let mut missing = false;
         if has_uidlist && (arrivals || folder.pending) {
@@ -123,8 +119,8 @@ impl Daemon<'_> {
                         rescan.insert(u);
                         return Ok(None);
                     }
-                    missing = parsed.iter().any(|(present, p)| {
-                        *present
+                    missing = parsed.iter().any(|(o, p)| {
+                        o.present
                             && !states.contains_key(p.base)
                             && !uids.by_base.contains_key(p.base)
                     });
@@ -148,8 +144,8 @@ impl Daemon<'_> {
         // Dovecot names a new keyword 1-5 ms after its letter shows in a
         // file name: wait for the name as for a UID.
         if has_uidlist {
-            missing |= parsed.iter().any(|(present, p)| {
-                *present
+            missing |= parsed.iter().any(|(o, p)| {
+                o.present
                     && p.flags
                         .keyword_indexes()
                         .any(|i| keywords.name(i).is_none())
@@ -186,13 +182,17 @@ impl Daemon<'_> {
             .map_or(0, |d| d.as_secs());
         let expired =
             |base: &[u8]| crate::config::expires(&self.config.expire, now, &folder.name, base);
+        // Sizes from `stat` only for quota; new/ and cur/ are opened once,
+        // when first needed.
         let stat = self.config.quota.is_some();
-        let subs = [view.dir.dir(b"new").ok(), view.dir.dir(b"cur").ok()];
+        let subs: [std::cell::OnceCell<Option<StoreDir>>; 2] = Default::default();
         let size_of = |in_new: bool, file: &[u8]| {
             if !stat {
                 return None;
             }
-            let sub = subs[usize::from(!in_new)].as_ref()?;
+            let sub = subs[usize::from(!in_new)]
+                .get_or_init(|| view.dir.dir(if in_new { b"new" } else { b"cur" }).ok())
+                .as_ref()?;
             sub.stat_at(file).ok().map(|m| m.st_size as u64)
         };
         let odd_ops;

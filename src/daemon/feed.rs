@@ -87,7 +87,7 @@ impl Feeds {
         })
     }
 
-    /// Events waiting for the slowest sink.
+    /// Events waiting for the slowest sink (so, for at least one).
     pub(super) fn depth(&self) -> u64 {
         let low = self
             .sinks
@@ -113,11 +113,6 @@ impl Feeds {
                 (s.name.clone(), (self.high - s.taken).max(0) as u64, age)
             })
             .collect()
-    }
-
-    /// All events waiting for at least one sink.
-    pub(super) fn waiting(&self) -> u64 {
-        self.depth()
     }
 }
 

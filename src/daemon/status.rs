@@ -52,7 +52,7 @@ impl Daemon<'_> {
             );
         }
         let doc = serde_json::json!({
-            "outbox": {"waiting": self.feeds.waiting(), "oldestSeconds": oldest},
+            "outbox": {"waiting": self.feeds.depth(), "oldestSeconds": oldest},
             "users": self.users.len(),
             "folders": folders,
             "messages": messages,
