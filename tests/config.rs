@@ -6,7 +6,8 @@
 //! Every test writes its own `config.toml` next to a temporary Maildir and
 //! runs the binary with its own state directory.
 
-mod qfix;
+mod support;
+use support::qfix;
 
 use std::collections::BTreeSet;
 use std::fs;

@@ -13,7 +13,8 @@
 //! `nats-server` on the PATH the NATS test prints a skip line, except
 //! under `CI=true`, where it fails.
 
-mod e2e;
+mod support;
+use support::e2e;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;

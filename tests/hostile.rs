@@ -9,8 +9,9 @@
 //! reported. The damaged-state tests check that a broken `state.sqlite3`
 //! is exit 65, never a silent new start.
 
-mod evq;
-mod live;
+mod support;
+use support::evq;
+use support::live;
 
 use std::ffi::{OsStr, OsString};
 use std::fs;

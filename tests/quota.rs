@@ -8,7 +8,8 @@
 //! their file size, so a test tells which one was counted. Limits: 10K is
 //! 10240 bytes; the hysteresis is 1% unless set.
 
-mod qfix;
+mod support;
+use support::qfix;
 
 use std::collections::BTreeSet;
 use std::fs;

@@ -5,8 +5,9 @@
 //! checks the JSON Lines the next scan prints against the event contract in
 //! README ("What a change on disk means").
 
-mod evq;
-mod fixture;
+use support::evq;
+mod support;
+use support::fixture;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;

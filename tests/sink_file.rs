@@ -1,7 +1,8 @@
 //! The file sink: JSON Lines appended, created 0640, and reopened for
 //! logrotate without losing or repeating a line.
 
-mod sinkutil;
+mod support;
+use support::sinkutil;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -6,8 +6,9 @@
 //! Without `nats-server` on the PATH the tests print a skip line, unless
 //! `CI=true`, where they fail.
 
-mod natsserver;
-mod sinkutil;
+mod support;
+use support::natsserver;
+use support::sinkutil;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -6,7 +6,8 @@
 //! and an HMAC secret. The output must name the host, and never one of
 //! those.
 
-mod sinkutil;
+mod support;
+use support::sinkutil;
 
 use std::ffi::OsStr;
 use std::io::Read;

@@ -11,7 +11,8 @@
 //! Time limits are generous (a loaded two-core machine): they only tell
 //! "promptly" (about half a second here) from "at the next event".
 
-mod sinkutil;
+mod support;
+use support::sinkutil;
 
 use std::ffi::OsStr;
 use std::os::unix::process::CommandExt;

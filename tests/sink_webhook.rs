@@ -2,7 +2,8 @@
 //! at first, fails, is slow, rate-limits and refuses one event: every
 //! other event arrives in order, signed, and the refused one is rejected.
 
-mod sinkutil;
+mod support;
+use support::sinkutil;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};

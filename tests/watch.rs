@@ -7,8 +7,9 @@
 //! README ("What a change on disk means", and the `watch` rules). Waits are
 //! bounded polls; nothing about speed is asserted.
 
-mod evq;
-mod live;
+mod support;
+use support::evq;
+use support::live;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;

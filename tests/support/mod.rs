@@ -5,6 +5,14 @@
 //! - [`imap`]: a minimal IMAP client to change the store and to ask the
 //!   server for the truth (UIDVALIDITY, UIDs, sizes) events must match.
 //! - [`events`]: parse and summarise the binary's JSON Lines.
+//! - [`fixture`]: Maildir stores built in temporary directories.
+//! - [`evq`]: reading the events the binary printed.
+//! - [`live`]: a running `watch` and stores changed the way Postfix,
+//!   Dovecot and mail clients change them.
+//! - [`qfix`]: one-user stores with their own state and config files.
+//! - [`e2e`]: multi-user stores with a ground truth, for delivery tests.
+//! - [`natsserver`]: a `nats-server -js` child on loopback.
+//! - [`sinkutil`]: outbox rows shaped like the store's, for sink tests.
 //! - here: run the binary, and fingerprint the store to prove the scan
 //!   never writes into it.
 //!
@@ -13,9 +21,16 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod dovecot;
+pub mod e2e;
 pub mod events;
+pub mod evq;
+pub mod fixture;
 pub mod imap;
+pub mod live;
 pub mod lmtp;
+pub mod natsserver;
+pub mod qfix;
+pub mod sinkutil;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt as _;

@@ -740,9 +740,7 @@ impl Drop for Watch {
 
 // ------------------------------------------------------------ nats-server
 
-#[path = "../natsserver/mod.rs"]
-mod natsserver;
-pub use natsserver::{NatsServer, have_nats_server};
+pub use super::natsserver::{NatsServer, have_nats_server};
 
 /// One message of a stream.
 #[derive(Clone, Debug)]
