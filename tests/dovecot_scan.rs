@@ -255,6 +255,69 @@ fn harness_talks_to_dovecot() {
     eprintln!("log: {}", dovecot.log_path().display());
 }
 
+/// A client idling on INBOX (phones, Thunderbird) makes Dovecot move each
+/// delivery from `new/` to `cur/`, with no flags, about as soon as it lands,
+/// so the next scan first sees it in `cur/`. It is still a delivery: the
+/// scan must say MessageNew, with Dovecot's UID, not MessageAppend.
+#[test]
+fn scan_names_deliveries_an_idling_client_moved() {
+    let Some(dovecot) = Dovecot::start() else {
+        return;
+    };
+    let lmtp = dovecot.lmtp_port();
+    let mut sc = Scenario::new(dovecot, ALICE, vec![]);
+    deliver_lmtp(lmtp, ALICE, &message("before", "Before the client."));
+    sc.step("0 baseline of an existing Maildir", vec![]);
+
+    let mut client = sc.imap();
+    client.select("INBOX");
+    let mut idle = client.idle();
+    for round in 1..=3u32 {
+        let step = format!("{round} delivery while a client idles");
+        deliver_lmtp(lmtp, ALICE, &message(&format!("idle {round}"), "Hi."));
+        client.idle_wait_exists(1 + round);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !base_names(&sc.maildir, "new").is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{step}: Dovecot never moved the delivery out of new/ \
+                 although a client idles on INBOX"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let events = sc.scan(&step);
+        // A fresh session asks for the truth each round (a session with the
+        // folder open would answer STATUS from its own view); EXAMINE and
+        // STATUS leave new/ and cur/ alone.
+        let mut probe = sc.imap();
+        let st = probe.status("INBOX");
+        probe.examine("INBOX");
+        let uid = *probe.uid_search_all().last().expect("a message");
+        let size = probe.uid_fetch_size(uid);
+        probe.logout();
+        sc.expect(
+            &step,
+            &events,
+            vec![expect_message(
+                "MessageNew",
+                "INBOX",
+                st.uidvalidity,
+                uid,
+                size,
+                st.uidnext,
+                st.messages,
+            )],
+        );
+        // The client leaves IDLE and comes back, as clients do, so the
+        // next delivery is seen by a fresh IDLE too.
+        client.idle_done(&idle);
+        idle = client.idle();
+    }
+    client.idle_done(&idle);
+    client.logout();
+    sc.finish();
+}
+
 /// The main scenario with the Maildir++ default separator `.`.
 #[test]
 fn scan_reports_what_dovecot_did() {

@@ -206,6 +206,43 @@ impl Imap {
         self.finish(&tag, command)
     }
 
+    /// Starts `IDLE` on the selected mailbox and returns its tag once the
+    /// server's continuation arrived: from then on Dovecot watches the
+    /// folder and, as with a phone or Thunderbird, moves each delivery from
+    /// `new/` to `cur/` as soon as it sees it.
+    pub fn idle(&mut self) -> String {
+        let tag = self.tag();
+        self.write(format!("{tag} IDLE\r\n").as_bytes());
+        loop {
+            let line = self.read_line();
+            if line.starts_with('+') {
+                return tag;
+            }
+            assert!(line.starts_with("* "), "IDLE refused: {line}");
+        }
+    }
+
+    /// Waits (up to the read timeout) for `* N EXISTS` with N ≥ `count`
+    /// while idling, and returns N.
+    pub fn idle_wait_exists(&mut self, count: u32) -> u32 {
+        loop {
+            let line = self.read_line();
+            let exists = line
+                .strip_prefix("* ")
+                .and_then(|l| l.strip_suffix(" EXISTS"))
+                .and_then(|n| n.parse::<u32>().ok());
+            if let Some(n) = exists.filter(|&n| n >= count) {
+                return n;
+            }
+        }
+    }
+
+    /// Ends an `IDLE` started with [`Imap::idle`].
+    pub fn idle_done(&mut self, tag: &str) -> Response {
+        self.write(b"DONE\r\n");
+        self.finish(tag, "IDLE")
+    }
+
     /// `APPEND mailbox (flags) {n}` with `message` as a literal; returns
     /// `(uidvalidity, uid)` from the `APPENDUID` response code.
     /// `message` should use CRLF line ends, as IMAP requires.
