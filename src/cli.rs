@@ -98,6 +98,11 @@ pub struct WatchArgs {
     #[arg(long, value_name = "N")]
     pub full_every: Option<u32>,
 
+    /// Read folders the kernel would not watch (fs.inotify.max_user_watches
+    /// reached) every SECS until a watch can be added [default: 5].
+    #[arg(long, value_name = "SECS")]
+    pub poll_unwatched: Option<f64>,
+
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9898).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
@@ -209,6 +214,7 @@ impl WatchArgs {
             rescan_interval: self.rescan_interval,
             poll: self.poll,
             full_every: self.full_every,
+            poll_unwatched: self.poll_unwatched,
         });
         fc.metrics = self
             .metrics

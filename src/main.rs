@@ -243,7 +243,7 @@ fn status(file: Option<&Path>, args: &StateArgs) -> Result<(), Error> {
         );
     }
     let total = outbox.total()?;
-    let out = serde_json::json!({
+    let mut out = serde_json::json!({
         "outbox": {"waiting": total.events, "oldestSeconds": total.oldest_secs},
         "users": users,
         "folders": folders,
@@ -251,6 +251,15 @@ fn status(file: Option<&Path>, args: &StateArgs) -> Result<(), Error> {
         "sinks": per_sink,
         "deadLetters": outbox.dead_letters()?.len(),
     });
+    // A running `watch` adds what only it knows (watches, polled folders).
+    if store::held(&dir)
+        && let Some(watch) = std::fs::read_to_string(dir.join(store::STATUS_FILE))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|mut v| v.get_mut("watch").map(serde_json::Value::take))
+    {
+        out["watch"] = watch;
+    }
     println!("{}", redact::scrub(&out.to_string()));
     Ok(())
 }

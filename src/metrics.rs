@@ -23,6 +23,8 @@ pub struct Metrics {
     pub rescans: AtomicU64,
     pub overflows: AtomicU64,
     pub watches: AtomicU64,
+    /// Folders read by polling because the kernel refused their watch.
+    pub polled_folders: AtomicU64,
     pub users: AtomicU64,
     pub folders: AtomicU64,
     pub messages: AtomicU64,
@@ -120,6 +122,13 @@ impl Metrics {
             "gauge",
             "inotify watches in place.",
             load(&self.watches),
+        );
+        gauge(
+            &mut text,
+            "polled_folders",
+            "gauge",
+            "Folders without an inotify watch (the kernel's limit is reached), read by polling.",
+            load(&self.polled_folders),
         );
         gauge(
             &mut text,

@@ -85,6 +85,25 @@ impl WatchError {
     pub fn is_not_found(&self) -> bool {
         self.errno == Some(libc::ENOENT)
     }
+
+    /// The kernel's watch limit is reached: the folder is polled instead,
+    /// and the admin told once for all folders, not once per folder.
+    pub fn is_limit(&self) -> bool {
+        self.errno == Some(libc::ENOSPC)
+    }
+}
+
+/// The inotify watch limit that applies to us: the lower of the system's
+/// `fs.inotify.max_user_watches` and our user namespace's
+/// `user.max_inotify_watches` (a container may set a lower one).
+pub fn watch_limit() -> Option<u64> {
+    [
+        "/proc/sys/fs/inotify/max_user_watches",
+        "/proc/sys/user/max_inotify_watches",
+    ]
+    .iter()
+    .filter_map(|p| std::fs::read_to_string(p).ok()?.trim().parse::<u64>().ok())
+    .min()
 }
 
 impl std::fmt::Display for WatchError {

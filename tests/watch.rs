@@ -1829,3 +1829,117 @@ fn a_second_watcher_on_the_same_state_exits_75() {
     let again = env.watch();
     assert!(again.stop().is_empty());
 }
+
+/// When the kernel's inotify watch limit is reached, the folders without a
+/// watch are polled: every change in them is still reported, the admin gets
+/// one line naming the sysctl and a value for this store (not one warning
+/// per folder), systemd's STATUS= and `status` say how many are polled,
+/// and once watches can be added again (here: users removed, freeing
+/// theirs) polling stops.
+#[test]
+fn folders_past_the_watch_limit_are_polled() {
+    let Some(wrap) = live::with_watch_limit("folders_past_the_watch_limit_are_polled", 20) else {
+        return;
+    };
+    // The folder of any user's event: `imap://USER@HOST/FOLDER;UIDVALIDITY=…`.
+    let folder_of = |e: &Value| -> String {
+        let url = s(e, "mailboxID");
+        let path = url.splitn(4, '/').nth(3).unwrap_or_default();
+        path.split(";UIDVALIDITY=")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let wrap: Vec<&str> = wrap.iter().map(String::as_str).collect();
+    let tmp = TempDir::new().unwrap();
+    let vmail = tmp.path().join("vmail");
+    // 6 users × (INBOX + 2 folders): 7 watches each, 42 in all, 20 allowed.
+    let users: Vec<(String, Md)> = (0..6)
+        .map(|i| {
+            let md = Md::create(vmail.join(format!("u{i}/Maildir")));
+            md.folder(".A");
+            md.folder(".B");
+            (format!("u{i}"), md)
+        })
+        .collect();
+    let state = tmp.path().join("state");
+    let template = format!("{}/{{user}}/Maildir", vmail.display());
+    let mut w = Spawn::new(&state, &["--store", &template, "--poll-unwatched", "0.2"])
+        .wrapped(&wrap)
+        .start();
+    let limit_lines = |w: &Watch| {
+        w.stderr()
+            .lines()
+            .filter(|l| l.contains("sysctl -w fs.inotify.max_user_watches="))
+            .count()
+    };
+    assert_eq!(
+        limit_lines(&w),
+        1,
+        "one line for the admin:\n{}",
+        w.stderr()
+    );
+    assert!(
+        w.wait_note("STATUS=", WAIT) && w.notes().iter().any(|n| n.contains("folders polled")),
+        "STATUS= says folders are polled: {:?}",
+        w.notes()
+    );
+    let (code, out, err) = live::status(&state);
+    assert_eq!(code, Some(0), "{err}");
+    let polled = serde_json::from_str::<Value>(&out).unwrap()["watch"]["polledFolders"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(polled > 0, "status shows polled folders: {out}");
+
+    // A change in every folder of every user is reported, watched or not.
+    for (i, (_, md)) in users.iter().enumerate() {
+        for (j, folder) in ["", ".A", ".B"].iter().enumerate() {
+            md.deliver(folder, &base(100 + i * 3 + j), &body("hi"));
+        }
+    }
+    let evs = w.wait_for("18 MessageNew", WAIT, |e| {
+        e.iter().filter(|e| e["event"] == "MessageNew").count() >= 18
+    });
+    let got: BTreeSet<(String, String)> = evs
+        .iter()
+        .filter(|e| e["event"] == "MessageNew")
+        .map(|e| (s(e, "user").to_string(), folder_of(e)))
+        .collect();
+    let want: BTreeSet<(String, String)> = users
+        .iter()
+        .flat_map(|(u, _)| ["INBOX", "A", "B"].map(|f| (u.clone(), f.to_string())))
+        .collect();
+    assert_eq!(got, want, "{}", dump(&evs));
+
+    // Four users leave: their watches are freed, the rest fit, polling ends.
+    for (_, md) in &users[..4] {
+        fs::remove_dir_all(md.root.parent().unwrap()).unwrap();
+    }
+    let deadline = Instant::now() + WAIT;
+    while !w
+        .stderr()
+        .contains("every folder has an inotify watch again")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "polling never stopped:\n{}",
+            w.stderr()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(limit_lines(&w), 1, "still one line:\n{}", w.stderr());
+    // And the remaining users are followed live.
+    users[5].1.deliver(".B", &base(200), &body("after"));
+    w.wait_for("the last delivery", WAIT, |e| {
+        e.iter().any(|e| {
+            e["event"] == "MessageNew" && uid(e) >= 2 && folder_of(e) == "B" && s(e, "user") == "u5"
+        })
+    });
+    let evs = w.stop();
+    assert_eq!(
+        evs.iter().filter(|e| e["event"] == "MessageNew").count(),
+        19,
+        "no event twice:\n{}",
+        dump(&evs)
+    );
+}

@@ -81,6 +81,7 @@ pub struct WatchConfig {
     pub rescan_interval: Option<u64>,
     pub poll: Option<f64>,
     pub full_every: Option<u32>,
+    pub poll_unwatched: Option<f64>,
 }
 
 /// Which events and parameters to send (after Cyrus's options).
@@ -220,7 +221,8 @@ impl FileConfig {
                 batch_max_ms,
                 rescan_interval,
                 poll,
-                full_every
+                full_every,
+                poll_unwatched
             );
         }
         self

@@ -139,6 +139,9 @@ pub struct WatchOptions {
     pub poll: Option<Duration>,
     /// With `poll`: every this many polls, list every folder.
     pub full_every: u32,
+    /// Folders the kernel would not watch (its watch limit is reached) are
+    /// read this often instead, until a watch can be added.
+    pub poll_unwatched: Duration,
 }
 
 /// Everything one run needs.

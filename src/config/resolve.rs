@@ -214,6 +214,14 @@ pub fn resolve(
             None => None,
         },
         full_every: w.full_every.unwrap_or(60),
+        poll_unwatched: match w.poll_unwatched.unwrap_or(5.0) {
+            p if p.is_finite() && p > 0.0 => Duration::from_secs_f64(p),
+            p => {
+                return Err(ConfigError(format!(
+                    "poll_unwatched must be a positive number of seconds, not {p}"
+                )));
+            }
+        },
     };
 
     Ok(Config {
@@ -282,6 +290,7 @@ pub fn describe(config: &Config, merged: &FileConfig) -> String {
         rescan_interval: Some(w.rescan_interval.map_or(0, |d| d.as_secs())),
         poll: w.poll.map(|d| d.as_secs_f64()),
         full_every: Some(w.full_every),
+        poll_unwatched: Some(w.poll_unwatched.as_secs_f64()),
     });
     fc.content = Some(file::ContentConfig {
         mode: Some(config.content.mode.clone()),

@@ -107,6 +107,13 @@ struct Daemon<'a> {
     status_sent: String,
     /// A sink's wake-up is on its way (cleared when reports are taken).
     woken: Arc<std::sync::atomic::AtomicBool>,
+    /// Per user, the folders the kernel would not watch (its limit is
+    /// reached): read by polling until a watch can be added.
+    unwatched: BTreeMap<usize, BTreeSet<Vec<u8>>>,
+    /// When the unwatched folders are read next.
+    next_poll: Option<Instant>,
+    /// When the admin was last told about unwatched folders, and how many.
+    unwatched_said: Option<(Instant, usize)>,
 }
 
 /// Runs `watch` until SIGTERM or SIGINT.
@@ -175,6 +182,9 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
         rescan_all_due: false,
         status_sent: String::new(),
         woken,
+        unwatched: BTreeMap::new(),
+        next_poll: None,
+        unwatched_said: None,
     };
     for (i, source) in config.sources.iter().enumerate() {
         d.first_run.push(!d.store.source_known(&source.spec())?);
@@ -190,6 +200,7 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
         watches = d.watcher.as_ref().map_or(0, Watcher::len),
         "caught up; watching"
     );
+    d.say_unwatched();
     notify(&[sd_notify::NotifyState::Ready]);
     d.status();
     let result = match opts.poll {
@@ -241,6 +252,9 @@ impl Daemon<'_> {
             }
             if self.rescan_all_due {
                 wake = wake.min(self.last_rescan_all.map_or(now, |t| t + RESCAN_ALL_GAP));
+            }
+            if let Some(p) = self.next_poll {
+                wake = wake.min(p);
             }
             if self.paused {
                 // Look at the sinks' progress even when the store is quiet.
@@ -313,6 +327,9 @@ impl Daemon<'_> {
                     .is_none_or(|t| t.elapsed() >= RESCAN_ALL_GAP)
             {
                 self.rescan_all()?;
+            }
+            if self.next_poll.is_some_and(|p| Instant::now() >= p) {
+                self.poll_unwatched()?;
             }
             if next_rescan.is_some_and(|r| Instant::now() >= r) {
                 debug!("periodic safety rescan");

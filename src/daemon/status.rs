@@ -25,13 +25,20 @@ impl Daemon<'_> {
         m.messages.store(messages, Ordering::Relaxed);
         let watches = self.watcher.as_ref().map_or(0, Watcher::len);
         m.watches.store(watches as u64, Ordering::Relaxed);
+        let polled = self.polled_folders();
+        m.polled_folders.store(polled as u64, Ordering::Relaxed);
         let backlog = self.feeds.backlog();
         m.set_outbox(backlog.clone());
-        let text = format!(
+        let mut text = format!(
             "watching {} users, {folders} folders, {messages} messages; {} events",
             self.users.len(),
             self.events
         );
+        if polled > 0 {
+            text.push_str(&format!(
+                "; {polled} folders polled (inotify watch limit reached)"
+            ));
+        }
         // Only when it changed: systemd reads every datagram, but a
         // listener that does not would fill its queue and block us.
         if text != self.status_sent {
@@ -63,6 +70,7 @@ impl Daemon<'_> {
                 "updated": crate::event::timestamp_now(),
                 "events": self.events,
                 "watches": watches,
+                "polledFolders": polled,
                 "paused": self.paused,
             },
         });

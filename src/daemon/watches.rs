@@ -3,6 +3,21 @@
 
 use super::*;
 
+/// The line about unwatched folders is repeated at most this often when
+/// their number changes.
+const UNWATCHED_REPEAT: Duration = Duration::from_secs(15 * 60);
+
+/// The `fs.inotify.max_user_watches` to suggest: what is refused now on top
+/// of today's limit (other programs of the same user keep theirs), with a
+/// quarter of what this store needs as room to grow, rounded up to 1024.
+/// A folder takes two watches (`new/`, `cur/`), a user one more.
+fn suggested_watch_limit(limit: Option<u64>, ours: usize, folders: usize, users: usize) -> u64 {
+    let refused = (2 * folders + users) as u64;
+    let needed = ours as u64 + refused;
+    let base = limit.unwrap_or(needed).max(ours as u64);
+    (base + refused + needed / 4).div_ceil(1024) * 1024
+}
+
 impl Daemon<'_> {
     /// Finds the users of a source, watches what is new, catches them up.
     pub(super) fn discover(&mut self, s: usize) -> Result<(), Error> {
@@ -100,9 +115,11 @@ impl Daemon<'_> {
 
     pub(super) fn rescan_user_now(&mut self, u: usize, full: bool) -> Result<(), Error> {
         self.deferred.retain(|k, _| k.0 != u);
+        let mut refused = BTreeSet::new();
         for round in 0..4 {
+            refused.clear();
             if self.watcher.is_some() {
-                self.watch_root(u);
+                self.watch_root(u, &mut refused);
             }
             let name = self.users[u].name.clone();
             let root = self.users[u].root.clone();
@@ -126,16 +143,85 @@ impl Daemon<'_> {
             let snap = self.store.load_user(&name)?.unwrap_or_default();
             self.users[u].folders = snap.folders;
             self.users[u].quota = snap.quota;
-            if self.watcher.is_none() || !self.watch_folders(u) || round == 3 {
+            if self.watcher.is_none() || !self.watch_folders(u, &mut refused) || round == 3 {
                 break;
             }
             debug!(user = name, "new folders watched; reading them again");
         }
+        self.note_unwatched(u, refused);
         Ok(())
     }
 
-    /// Watches a user's root (and its `new/`/`cur/`) before it is listed.
-    pub(super) fn watch_root(&mut self, u: usize) {
+    /// Records which of a user's folders have no watch because the kernel's
+    /// limit is reached; they are read every `poll_unwatched` instead.
+    fn note_unwatched(&mut self, u: usize, refused: BTreeSet<Vec<u8>>) {
+        if refused.is_empty() {
+            self.unwatched.remove(&u);
+        } else {
+            self.unwatched.insert(u, refused);
+            self.next_poll
+                .get_or_insert_with(|| Instant::now() + self.opts.poll_unwatched);
+        }
+        if self.unwatched.is_empty() {
+            self.next_poll = None;
+        }
+    }
+
+    /// How many folders are polled because they have no watch.
+    pub(super) fn polled_folders(&self) -> usize {
+        self.unwatched.values().map(BTreeSet::len).sum()
+    }
+
+    /// Reads the users with unwatched folders (the scan code, so nothing
+    /// is missed), and tries their watches again: once the limit is
+    /// raised, or watches are freed, they are watched live again.
+    pub(super) fn poll_unwatched(&mut self) -> Result<(), Error> {
+        let users: Vec<usize> = self.unwatched.keys().copied().collect();
+        for u in users {
+            self.rescan_user(u, false)?;
+        }
+        self.next_poll =
+            (!self.unwatched.is_empty()).then(|| Instant::now() + self.opts.poll_unwatched);
+        self.say_unwatched();
+        Ok(())
+    }
+
+    /// Tells the admin, in one line, how many folders are not watched and
+    /// which sysctl to raise to what, for this store: at start, and again
+    /// when the number changed (at most every 15 minutes); and once when
+    /// every folder is watched again.
+    pub(super) fn say_unwatched(&mut self) {
+        let folders = self.polled_folders();
+        match self.unwatched_said {
+            None if folders == 0 => return,
+            Some((_, said)) if said == folders => return,
+            Some((at, said)) if folders > 0 && said > 0 && at.elapsed() < UNWATCHED_REPEAT => {
+                return;
+            }
+            _ => {}
+        }
+        self.unwatched_said = Some((Instant::now(), folders));
+        if folders == 0 {
+            info!("every folder has an inotify watch again; polling stopped");
+            return;
+        }
+        let watches = self.watcher.as_ref().map_or(0, Watcher::len);
+        let limit = crate::watch::watch_limit();
+        let wanted = suggested_watch_limit(limit, watches, folders, self.unwatched.len());
+        warn!(
+            "{folders} folders of {} users have no inotify watch: the kernel's limit \
+             (fs.inotify.max_user_watches = {}) is reached, {watches} watches are ours. \
+             They are read every {:.1} s until a watch can be added. For this store raise \
+             it: sysctl -w fs.inotify.max_user_watches={wanted} (and set it in /etc/sysctl.d/)",
+            self.unwatched.len(),
+            limit.map_or_else(|| "unknown".to_string(), |l| l.to_string()),
+            self.opts.poll_unwatched.as_secs_f64(),
+        );
+    }
+
+    /// Watches a user's root (and its `new/`/`cur/`) before it is listed;
+    /// INBOX (`""`) goes into `refused` when the watch limit is reached.
+    pub(super) fn watch_root(&mut self, u: usize, refused: &mut BTreeSet<Vec<u8>>) {
         let root = self.users[u].root.clone();
         let Some(w) = self.watcher.as_mut() else {
             return;
@@ -153,14 +239,18 @@ impl Daemon<'_> {
             match w.add(&path, target(kind)) {
                 Ok(_) => {}
                 Err(e) if e.is_not_found() => debug!("{e}"),
+                Err(e) if e.is_limit() => {
+                    debug!("{e}");
+                    refused.insert(Vec::new());
+                }
                 Err(e) => warn!("{e}"),
             }
         }
     }
 
     /// Makes the watches match the user's folders; true when a folder got
-    /// its first watch.
-    pub(super) fn watch_folders(&mut self, u: usize) -> bool {
+    /// its first watch. Folders the watch limit refused go into `refused`.
+    pub(super) fn watch_folders(&mut self, u: usize, refused: &mut BTreeSet<Vec<u8>>) -> bool {
         let root = self.users[u].root.clone();
         let dirs: BTreeSet<Vec<u8>> = self.users[u].folders.keys().cloned().collect();
         let Some(w) = self.watcher.as_mut() else {
@@ -190,6 +280,12 @@ impl Daemon<'_> {
                             debug!("{e}");
                         }
                     }
+                    // Polled until a watch can be added; the admin is told
+                    // once for all such folders.
+                    Err(e) if e.is_limit() => {
+                        debug!("{e}");
+                        refused.insert(dir.clone());
+                    }
                     // Changes there are found by the periodic rescan only.
                     Err(e) => warn!("{e}"),
                 }
@@ -213,5 +309,28 @@ impl Daemon<'_> {
             self.rescan_user(u, false)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::suggested_watch_limit;
+
+    #[test]
+    fn suggested_limit_covers_what_was_refused_with_room() {
+        // (limit, ours, refused folders, users) → suggestion
+        let cases = [
+            (Some(8192), 8000, 1000, 100, 13312),
+            (Some(192_540), 192_000, 13_000, 1_000, 274_432),
+            (None, 500, 10, 1, 1024),
+            // A limit lower than what we hold (lowered meanwhile).
+            (Some(100), 1_000, 10, 1, 2048),
+        ];
+        for (limit, ours, folders, users, want) in cases {
+            let got = suggested_watch_limit(limit, ours, folders, users);
+            assert_eq!(got, want, "{limit:?} {ours} {folders} {users}");
+            assert!(got >= limit.unwrap_or(0) + (2 * folders + users) as u64);
+            assert_eq!(got % 1024, 0);
+        }
     }
 }

@@ -10,7 +10,7 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write as _};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -205,6 +205,10 @@ pub struct Spawn {
     /// stalled consumer blocks the watcher after a few lines.
     pub pipe_size: Option<i32>,
     pub log: &'static str,
+    /// A program (and its arguments) that runs the watcher, ending with
+    /// an `exec` of what follows it, e.g. `unshare … sh -c '…; exec "$@"' sh`:
+    /// the child's pid is then still the watcher's.
+    pub wrap: Vec<OsString>,
 }
 
 impl Spawn {
@@ -223,7 +227,14 @@ impl Spawn {
             paused: false,
             pipe_size: None,
             log: "info",
+            wrap: Vec::new(),
         }
+    }
+
+    /// Runs the watcher through `wrap` (see [`Spawn::wrap`]).
+    pub fn wrapped(mut self, wrap: &[&str]) -> Spawn {
+        self.wrap = wrap.iter().map(OsString::from).collect();
+        self
     }
 
     pub fn arg(mut self, a: impl Into<OsString>) -> Spawn {
@@ -259,7 +270,15 @@ impl Spawn {
         notify
             .set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
-        let mut child = Command::new(BIN)
+        let mut cmd = match self.wrap.split_first() {
+            Some((program, wrap)) => {
+                let mut c = Command::new(program);
+                c.args(wrap).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = cmd
             .args(&self.args)
             .env("NOTIFY_SOCKET", &sock_path)
             .env("MAILDIR_EVENTS_LOG", self.log)
@@ -637,6 +656,23 @@ pub fn scan(state: &Path, args: &[&std::ffi::OsStr]) -> (Option<i32>, Vec<String
     )
 }
 
+/// Runs `status` on the state; returns (exit code, stdout, stderr).
+pub fn status(state: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN)
+        .arg("status")
+        .arg("--state")
+        .arg(state)
+        .env_remove("MAILDIR_EVENTS_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 // ------------------------------------------------------------ printing
 
 pub fn tail(s: &str, n: usize) -> &str {
@@ -682,4 +718,56 @@ pub fn short(e: &Value) -> String {
         }
     }
     s
+}
+
+/// A wrapper for [`Spawn::wrapped`] that runs the watcher in its own user
+/// namespace with a real kernel limit of `limit` inotify watches
+/// (`user.max_inotify_watches`), so the kernel refuses watches with ENOSPC
+/// as it does on a host whose `fs.inotify.max_user_watches` is too low,
+/// without touching the host's limit. `None` (with a visible skip line)
+/// when user namespaces are not available; under CI that is a failure.
+pub fn with_watch_limit(test: &str, limit: u32) -> Option<Vec<String>> {
+    let script = format!("echo {limit} > /proc/sys/user/max_inotify_watches && exec \"$@\"");
+    let probe = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+            "true",
+        ])
+        .output();
+    match probe {
+        Ok(o) if o.status.success() => Some(
+            [
+                "unshare",
+                "--user",
+                "--map-root-user",
+                "sh",
+                "-c",
+                &script,
+                "sh",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ),
+        other => {
+            let why = match other {
+                Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
+                "{test}: cannot set an inotify limit in a user namespace (unshare --user): {why}"
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIP {test}: no user namespaces here (unshare --user: {why}); under CI=true this fails"
+            );
+            None
+        }
+    }
 }
