@@ -166,6 +166,11 @@ pub struct StoreArgs {
     /// List every folder, even those whose directories did not change.
     #[arg(long)]
     pub full: bool,
+
+    /// Take only the users of shard K of N (1 <= K <= N), so N instances
+    /// with their own state split one store; by a stable hash of the user name.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
 }
 
 impl StoreArgs {
@@ -198,6 +203,7 @@ impl StoreArgs {
             emit_existing: flag(self.emit_existing),
             simple_flag_events: self.no_simple_flag_events.then_some(false),
             full: flag(self.full),
+            shard: self.shard.clone(),
             store,
             ..FileConfig::default()
         })

@@ -165,11 +165,12 @@ fn list_all<'a>(
         };
         let (known_source, known_users) = state?;
         let first_run = !known_source;
-        let users = match &source.kind {
+        let mut users = match &source.kind {
             SourceKind::Maildir { path, user } => vec![(user.clone(), path.clone())],
             SourceKind::Template(t) => scan::discover(t),
         };
-        if users.is_empty() {
+        users.retain(|(u, _)| source.owns(u));
+        if users.is_empty() && source.shard.is_none() {
             warn!(source = %spec, "no Maildir found");
         }
         // A set: with 10,000 users a scan of the list per user was a

@@ -5,8 +5,8 @@
 //! checks the JSON Lines the next scan prints against the event contract in
 //! README ("What a change on disk means").
 
-use support::evq;
 mod support;
+use support::evq;
 use support::fixture;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -2359,4 +2359,101 @@ fn a_full_output_device_exits_74_and_the_next_run_prints_everything() {
     assert_eq!(kinds(&evs), ["MessageNew", "MessageNew"], "{evs:#?}");
     assert_eq!(evs.iter().map(uid).collect::<Vec<_>>(), [1, 2]);
     env.quiet();
+}
+
+/// `--shard K/N`: three instances with their own state, each taking a third
+/// of the users of one store, report together exactly what one instance
+/// reports (event ids, sequence numbers, times and our own UIDVALIDITYs
+/// aside), and no user is taken by two shards.
+#[test]
+fn three_shards_report_together_what_one_instance_reports() {
+    let tmp = TempDir::new().unwrap();
+    let vmail = tmp.path().join("vmail");
+    let users: Vec<Maildir> = (0..30)
+        .map(|i| {
+            let md = Maildir::create(vmail.join(format!("user{i}/Maildir")));
+            md.folder(".Work");
+            md.put("", "cur", format!("1600000000.M{i}P1.host:2,"), "Subject: a\n\nb\n");
+            md.put(".Work", "cur", format!("1600000001.M{i}P1.host:2,S"), "Subject: c\n\nd\n");
+            md
+        })
+        .collect();
+    let template = format!("{}/{{user}}/Maildir", vmail.display());
+    let shards = ["1/3", "2/3", "3/3"];
+    let run = |state: &str, shard: Option<&str>| -> Vec<Value> {
+        let mut args = vec!["--store", template.as_str()];
+        if let Some(k) = shard {
+            args.extend(["--shard", k]);
+        }
+        let out = scan_command(&tmp.path().join(state), &args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{shard:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        parse_lines(&String::from_utf8_lossy(&out.stdout))
+    };
+    // What can differ between instances: numbering, ids, times, and the
+    // UIDVALIDITY we make up (the time of a folder's first sight).
+    let normal = |ev: &Value| -> String {
+        let mut ev = ev.clone();
+        let m = ev.as_object_mut().unwrap();
+        for k in ["vnd.maildir.seq", "vnd.maildir.eventId", "timestamp", "pid"] {
+            m.remove(k);
+        }
+        let text = serde_json::to_string(&ev).unwrap();
+        let mut out = String::new();
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("UIDVALIDITY=") {
+            out.push_str(&rest[..i + 12]);
+            rest = rest[i + 12..].trim_start_matches(|c: char| c.is_ascii_digit());
+            out.push('*');
+        }
+        out.push_str(rest);
+        out
+    };
+    let baseline = run("single", None);
+    assert!(baseline.is_empty(), "{baseline:#?}");
+    for k in shards {
+        assert!(run(&format!("shard{}", &k[..1]), Some(k)).is_empty());
+    }
+
+    // Changes spread over every user: deliveries, flags, expunges, folders.
+    for (i, md) in users.iter().enumerate() {
+        md.deliver("", format!("1700000000.M{i}P2.host"));
+        if i % 2 == 0 {
+            md.mv(
+                ("", "cur", &format!("1600000000.M{i}P1.host:2,")),
+                ("", "cur", &format!("1600000000.M{i}P1.host:2,S")),
+            );
+        }
+        if i % 3 == 0 {
+            md.rm(".Work", "cur", format!("1600000001.M{i}P1.host:2,S"));
+        }
+        if i % 5 == 0 {
+            md.folder(".New");
+            md.deliver(".New", format!("1700000001.M{i}P3.host"));
+        }
+    }
+    let single = run("single", None);
+    let parts: Vec<Vec<Value>> = shards
+        .iter()
+        .map(|k| run(&format!("shard{}", &k[..1]), Some(k)))
+        .collect();
+    assert!(single.len() >= 30 + 15 + 10 + 12, "{}", single.len());
+    let mut owner: BTreeMap<String, usize> = BTreeMap::new();
+    for (k, evs) in parts.iter().enumerate() {
+        assert!(!evs.is_empty(), "shard {} took no user", k + 1);
+        for ev in evs {
+            let user = s(ev, "user").to_string();
+            let first = *owner.entry(user.clone()).or_insert(k);
+            assert_eq!(first, k, "{user} is in two shards");
+        }
+    }
+    let mut union: Vec<String> = parts.iter().flatten().map(normal).collect();
+    let mut one: Vec<String> = single.iter().map(normal).collect();
+    union.sort();
+    one.sort();
+    assert_eq!(union, one);
+    assert_eq!(owner.len(), 30);
 }

@@ -36,6 +36,8 @@ pub struct FileConfig {
     pub simple_flag_events: Option<bool>,
     /// List every folder even when its stamps are unchanged.
     pub full: Option<bool>,
+    /// `K/N`: take only the users of shard K of N (a fleet sharing a store).
+    pub shard: Option<String>,
     /// The stores to watch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub store: Vec<StoreConfig>,
@@ -196,6 +198,7 @@ impl FileConfig {
             emit_existing,
             simple_flag_events,
             full,
+            shard,
             filter,
             content,
             quota,

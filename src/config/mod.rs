@@ -6,6 +6,7 @@
 
 pub mod file;
 mod resolve;
+pub mod shard;
 mod template;
 
 pub use resolve::{describe, resolve};
@@ -36,16 +37,30 @@ pub enum SourceKind {
 pub struct Source {
     pub kind: SourceKind,
     pub tags: Vec<String>,
+    /// With `--shard K/N`, only the users of that shard are taken.
+    pub shard: Option<shard::Shard>,
 }
 
 impl Source {
     /// A stable text naming this source in the state database, so the first
     /// run over a source can record a silent baseline.
+    ///
+    /// The shard is part of it: a different shard is a different set of
+    /// users, whose first run is a silent baseline again.
     pub fn spec(&self) -> String {
-        match &self.kind {
+        let spec = match &self.kind {
             SourceKind::Maildir { path, user } => format!("maildir:{}:{}", user, path.display()),
             SourceKind::Template(t) => format!("template:{}", t.raw),
+        };
+        match &self.shard {
+            Some(s) => format!("{spec}#shard={s}"),
+            None => spec,
         }
+    }
+
+    /// Whether this instance takes `user` (always, without shards).
+    pub fn owns(&self, user: &str) -> bool {
+        self.shard.is_none_or(|s| s.owns(user))
     }
 }
 

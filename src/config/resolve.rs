@@ -44,6 +44,12 @@ pub fn resolve(
             "nothing to scan: give MAILDIR paths or --store TEMPLATE (or [[store]] in the config file)".into(),
         ));
     }
+    let shard = fc
+        .shard
+        .as_deref()
+        .map(shard::Shard::parse)
+        .transpose()
+        .map_err(ConfigError)?;
     let mut sources = Vec::new();
     for (i, st) in fc.store.iter().enumerate() {
         let kind = match (&st.template, &st.path) {
@@ -80,6 +86,7 @@ pub fn resolve(
         sources.push(Source {
             kind,
             tags: st.tags.clone(),
+            shard,
         });
     }
     let hier_sep = one_char(
@@ -264,6 +271,11 @@ pub fn describe(config: &Config, merged: &FileConfig) -> String {
     fc.utf8_names = Some(config.scan.utf8_names);
     fc.uid_wait_ms = Some(config.uid_wait.as_millis() as u64);
     fc.emit_existing = Some(config.emit_existing);
+    fc.shard = config
+        .sources
+        .iter()
+        .find_map(|s| s.shard)
+        .map(|s| s.to_string());
     fc.simple_flag_events = Some(config.simple_flag_events);
     fc.full = Some(config.scan.full);
     fc.store = config

@@ -44,6 +44,8 @@ impl Daemon<'_> {
                 }
                 SourceKind::Template(t) => scan::discover_with_dirs(t),
             };
+            let source = &self.config.sources[s];
+            found.retain(|(u, _)| source.owns(u));
             let Some(w) = self.watcher.as_mut() else {
                 break;
             };
