@@ -15,6 +15,7 @@
 
 mod support;
 use support::e2e;
+use support::natsserver::NatsCluster;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
@@ -186,50 +187,28 @@ retries = 200
     ));
     let mut watch = Some(env.watch(&[]));
 
-    // Waits until the stream holds what the steps so far did.
-    let wait_stream = |store: &Store, watch: &Option<Watch>, what: &str| {
-        let truth = store.truth();
-        poll(
-            what,
-            WAIT,
-            || {
-                let evs: Vec<Value> = read_stream(&url, STREAM)?
-                    .into_iter()
-                    .map(|m| m.event)
-                    .collect();
-                e2e::covers(&evs, &truth).then_some(())
-            },
-            || {
-                let evs: Vec<Value> = read_stream(&url, STREAM)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|m| m.event)
-                    .collect();
-                format!(
-                    "{}stream:\n{}watcher stderr:\n{}",
-                    diff(&evs, &truth),
-                    show(&evs, 40),
-                    watch
-                        .as_ref()
-                        .map(|w| tail(&w.stderr(), 4000).to_string())
-                        .unwrap_or_default()
-                )
-            },
-        );
-    };
-
     // Step 0: the server goes away halfway (SIGTERM) and comes back on the
     // same port and store after the second user's changes.
     store.step(0, &mut || nats.lock().unwrap().stop());
     thread::sleep(Duration::from_millis(500));
     nats.lock().unwrap().restart();
-    wait_stream(&store, &watch, "step 0 in the stream (server restarted)");
+    wait_stream(
+        &url,
+        &store,
+        watch.as_ref(),
+        "step 0 in the stream (server restarted)",
+    );
 
     // Step 1: kill -9 of the watcher halfway; the rest of the step happens
     // while it is down; a new watcher on the same state catches up.
     store.step(1, &mut || watch.take().unwrap().kill9());
     watch = Some(env.watch(&[]));
-    wait_stream(&store, &watch, "step 1 in the stream (watcher kill -9)");
+    wait_stream(
+        &url,
+        &store,
+        watch.as_ref(),
+        "step 1 in the stream (watcher kill -9)",
+    );
 
     // Step 2: a quick server restart while changes come in.
     store.step(2, &mut || {
@@ -239,8 +218,9 @@ retries = 200
         n.restart();
     });
     wait_stream(
+        &url,
         &store,
-        &watch,
+        watch.as_ref(),
         "step 2 in the stream (second server restart)",
     );
 
@@ -249,29 +229,40 @@ retries = 200
         watch.take().unwrap().kill9();
         watch = Some(env.watch(&[]));
     });
-    wait_stream(&store, &watch, "step 3 in the stream (second kill -9)");
+    wait_stream(
+        &url,
+        &store,
+        watch.as_ref(),
+        "step 3 in the stream (second kill -9)",
+    );
     // SIGTERM: the watcher must finish, deliver what is committed, exit 0.
     let stopped = watch.take().unwrap().terminate();
 
     let stored = read_stream(&url, STREAM).expect("read the stream");
+    check_stream(&stored, &store, |ev| {
+        format!(
+            "mail.events.{}.{}",
+            subject_token(str_of(ev, "user")),
+            str_of(ev, "event")
+        )
+    });
+    if let Err(why) = stopped {
+        panic!("every event is in the stream once, but: {why}");
+    }
+}
+
+/// The stream holds every event of the ground truth exactly once (by event
+/// id, which is the Nats-Msg-Id), in order per user, each under the
+/// subject `subject` gives.
+fn check_stream(stored: &[e2e::Stored], store: &Store, subject: impl Fn(&Value) -> String) {
     let truth = store.truth();
-    // Nats-Msg-Id is the event id; the subject names user and type.
-    for m in &stored {
+    for m in stored {
         assert_eq!(m.msg_id, id_of(&m.event), "Nats-Msg-Id of {}", m.event);
-        assert_eq!(
-            m.subject,
-            format!(
-                "mail.events.{}.{}",
-                subject_token(str_of(&m.event, "user")),
-                str_of(&m.event, "event")
-            ),
-            "{}",
-            m.event
-        );
+        assert_eq!(m.subject, subject(&m.event), "{}", m.event);
     }
     // Exactly once: no event id twice in the stream.
     let mut count: HashMap<String, usize> = HashMap::new();
-    for m in &stored {
+    for m in stored {
         *count.entry(m.msg_id.clone()).or_default() += 1;
     }
     let dups: BTreeMap<&String, &usize> = count.iter().filter(|(_, n)| **n > 1).collect();
@@ -292,6 +283,126 @@ retries = 200
             .collect();
         let truth: Vec<Key> = truth.iter().filter(|k| &k.user == user).cloned().collect();
         check_exact(&format!("stream, user {user}"), &evs, &truth);
+    }
+}
+
+/// Waits until the stream (read through any of `url`'s servers) covers
+/// what the store's steps so far did.
+fn wait_stream(url: &str, store: &Store, watch: Option<&Watch>, what: &str) {
+    let truth = store.truth();
+    let events = || -> Option<Vec<Value>> {
+        Some(
+            read_stream(url, STREAM)?
+                .into_iter()
+                .map(|m| m.event)
+                .collect(),
+        )
+    };
+    poll(
+        what,
+        WAIT,
+        || e2e::covers(&events()?, &truth).then_some(()),
+        || {
+            let evs = events().unwrap_or_default();
+            format!(
+                "{}stream:\n{}watcher stderr:\n{}",
+                diff(&evs, &truth),
+                show(&evs, 40),
+                watch
+                    .map(|w| tail(&w.stderr(), 4000).to_string())
+                    .unwrap_or_default()
+            )
+        },
+    );
+}
+
+#[test]
+fn nats_cluster_keeps_every_event_once_when_the_watchers_node_dies() {
+    if !have_nats_server("nats cluster") {
+        return;
+    }
+    let (env, mut store) = Env::new(&["alice", "bob.smith", "carol"]);
+    let cluster = Arc::new(Mutex::new(NatsCluster::start(&env.path("nats"))));
+    let urls = cluster.lock().unwrap().urls();
+    env.write_config(&format!(
+        r#"
+[[sink]]
+type = "nats"
+url = "{urls}"
+stream = "{STREAM}"
+replicas = 3
+subject = "mail.events.{{server}}.{{user}}.{{event}}"
+connect_timeout_ms = 1000
+ack_timeout_ms = 1000
+backoff_initial_ms = 20
+backoff_max_ms = 250
+retries = 400
+"#
+    ));
+    let watch = env.watch(&[]);
+    store.step(0, &mut || {});
+    wait_stream(
+        &urls,
+        &store,
+        Some(&watch),
+        "step 0 in the stream (three nodes)",
+    );
+
+    // The node the watcher is connected to dies (SIGKILL) halfway through
+    // a step; the rest of the step happens while it is down.
+    let node = poll(
+        "the node the watcher is connected to",
+        WAIT,
+        || cluster.lock().unwrap().connected_node("maildir-events"),
+        || "no node lists the watcher's connection".to_string(),
+    );
+    store.step(1, &mut || cluster.lock().unwrap().kill(node));
+    wait_stream(
+        &urls,
+        &store,
+        Some(&watch),
+        "step 1 in the stream (a node died)",
+    );
+    assert!(
+        watch.stderr().contains("disconnected"),
+        "the watcher's connection went down with its node:\n{}",
+        tail(&watch.stderr(), 4000)
+    );
+
+    // It comes back while the next step comes in.
+    store.step(2, &mut || cluster.lock().unwrap().restart(node));
+    wait_stream(
+        &urls,
+        &store,
+        Some(&watch),
+        "step 2 in the stream (node back)",
+    );
+    let stopped = watch.terminate();
+
+    let stored = read_stream(&urls, STREAM).expect("read the stream");
+    // Subjects carry the server name, so a fleet shares one stream.
+    check_stream(&stored, &store, |ev| {
+        format!(
+            "mail.events.{}.{}.{}",
+            SERVER.replace('.', "%2E"),
+            subject_token(str_of(ev, "user")),
+            str_of(ev, "event")
+        )
+    });
+    // Three copies: every node's JetStream holds the stream's messages.
+    let c = cluster.lock().unwrap();
+    for i in 0..3 {
+        let jsz = poll(
+            "every node has the stream's messages",
+            WAIT,
+            || {
+                let j = c.monitor(i, "/jsz?streams=true")?;
+                j.contains(&format!("\"messages\": {}", stored.len()))
+                    .then_some(j)
+            },
+            || format!("node {i}: {:?}", c.monitor(i, "/jsz?streams=true")),
+        );
+        assert!(jsz.contains(STREAM), "node {i}: {jsz}");
     }
     if let Err(why) = stopped {
         panic!("every event is in the stream once, but: {why}");

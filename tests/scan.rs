@@ -2373,8 +2373,18 @@ fn three_shards_report_together_what_one_instance_reports() {
         .map(|i| {
             let md = Maildir::create(vmail.join(format!("user{i}/Maildir")));
             md.folder(".Work");
-            md.put("", "cur", format!("1600000000.M{i}P1.host:2,"), "Subject: a\n\nb\n");
-            md.put(".Work", "cur", format!("1600000001.M{i}P1.host:2,S"), "Subject: c\n\nd\n");
+            md.put(
+                "",
+                "cur",
+                format!("1600000000.M{i}P1.host:2,"),
+                "Subject: a\n\nb\n",
+            );
+            md.put(
+                ".Work",
+                "cur",
+                format!("1600000001.M{i}P1.host:2,S"),
+                "Subject: c\n\nd\n",
+            );
             md
         })
         .collect();
@@ -2385,7 +2395,9 @@ fn three_shards_report_together_what_one_instance_reports() {
         if let Some(k) = shard {
             args.extend(["--shard", k]);
         }
-        let out = scan_command(&tmp.path().join(state), &args).output().unwrap();
+        let out = scan_command(&tmp.path().join(state), &args)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{shard:?}: {}",

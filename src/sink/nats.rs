@@ -13,7 +13,8 @@
 //!
 //! Each event goes to the subject `subject` (default
 //! `mail.events.{user}.{event}`) with `{user}` and `{event}` replaced by
-//! the event's `user` and `event` values, escaped so each stays exactly one
+//! the event's `user` and `event` values (and `{server}` by its
+//! `serverFQDN`, so a fleet of hosts can publish into one stream), escaped so each stays exactly one
 //! subject token: every byte that is not printable ASCII, and `.`, `*`,
 //! `>` and `%`, becomes `%XX` (upper-case hex of the byte; UTF-8 is
 //! escaped byte by byte). So `alice@example.org` is published as
@@ -92,6 +93,10 @@ pub struct NatsConfig {
     /// sent again within it is dropped by the server.
     #[serde(default = "default_duplicate_window_secs")]
     pub duplicate_window_secs: u64,
+    /// Copies of the stream we create, on that many servers of a cluster
+    /// (1 to 5; 3 survives the loss of one server).
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
     /// Time to establish a connection, in milliseconds.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
@@ -123,6 +128,9 @@ fn default_subject() -> String {
 fn default_duplicate_window_secs() -> u64 {
     120
 }
+fn default_replicas() -> usize {
+    1
+}
 fn default_connect_timeout_ms() -> u64 {
     5_000
 }
@@ -151,6 +159,7 @@ impl NatsConfig {
             stream: None,
             subjects: Vec::new(),
             duplicate_window_secs: default_duplicate_window_secs(),
+            replicas: default_replicas(),
             connect_timeout_ms: default_connect_timeout_ms(),
             ack_timeout_ms: default_ack_timeout_ms(),
             retries: default_retries(),
@@ -283,7 +292,11 @@ impl NatsSink {
                     let field = |k: &str| fields.get(k).and_then(Value::as_str).unwrap_or("");
                     out.push(Outgoing {
                         seq: row.seq,
-                        subject: self.template.render(field("user"), field("event")),
+                        subject: self.template.render(
+                            field("user"),
+                            field("event"),
+                            field("serverFQDN"),
+                        ),
                         id: row.event_id.clone(),
                         payload: row.body.clone(),
                     });
@@ -426,6 +439,7 @@ struct StreamSetup {
     name: String,
     subjects: Vec<String>,
     duplicate_window: Duration,
+    replicas: usize,
 }
 
 impl StreamSetup {
@@ -463,10 +477,17 @@ impl StreamSetup {
                 "nats: `duplicate_window_secs` must be from 1 (repeats are dropped only within it) to {MAX_DUPLICATE_WINDOW_SECS}"
             ));
         }
+        if !(1..=5).contains(&config.replicas) {
+            return Err(format!(
+                "nats: `replicas` must be from 1 to 5 (JetStream's limit), not {}",
+                config.replicas
+            ));
+        }
         Ok(StreamSetup {
             name: name.into(),
             subjects,
             duplicate_window: Duration::from_secs(config.duplicate_window_secs),
+            replicas: config.replicas,
         })
     }
 }
@@ -700,6 +721,7 @@ async fn create_stream(js: &jetstream::Context, setup: &StreamSetup) -> Result<(
         name: setup.name.clone(),
         subjects: setup.subjects.clone(),
         duplicate_window: setup.duplicate_window,
+        num_replicas: setup.replicas,
         storage: stream::StorageType::File,
         ..Default::default()
     };
@@ -765,6 +787,9 @@ enum Piece {
     Text(String),
     User,
     Event,
+    /// The event's `serverFQDN`: hosts of a fleet publishing into one
+    /// stream keep apart.
+    Server,
 }
 
 /// A parsed subject template such as `mail.events.{user}.{event}`.
@@ -795,9 +820,10 @@ impl SubjectTemplate {
             pieces.push(match &rest[open + 1..close] {
                 "user" => Piece::User,
                 "event" => Piece::Event,
+                "server" => Piece::Server,
                 other => {
                     return Err(format!(
-                        "nats: `subject` {template:?}: unknown placeholder {{{other}}}; use {{user}} and {{event}}"
+                        "nats: `subject` {template:?}: unknown placeholder {{{other}}}; use {{user}}, {{event}} and {{server}}"
                     ));
                 }
             });
@@ -807,18 +833,19 @@ impl SubjectTemplate {
             pieces.push(Piece::Text(rest.to_string()));
         }
         let t = SubjectTemplate { pieces };
-        check_subject(&t.render("x", "x"))
+        check_subject(&t.render("x", "x", "x"))
             .map_err(|why| format!("nats: `subject` {template:?}: {why}"))?;
         Ok(t)
     }
 
-    fn render(&self, user: &str, event: &str) -> String {
+    fn render(&self, user: &str, event: &str, server: &str) -> String {
         let mut s = String::new();
         for piece in &self.pieces {
             match piece {
                 Piece::Text(t) => s.push_str(t),
                 Piece::User => s.push_str(&escape_token(user)),
                 Piece::Event => s.push_str(&escape_token(event)),
+                Piece::Server => s.push_str(&escape_token(server)),
             }
         }
         s
@@ -834,7 +861,7 @@ impl SubjectTemplate {
             .iter()
             .map(|piece| match piece {
                 Piece::Text(t) => t.as_str(),
-                Piece::User | Piece::Event => "\0",
+                Piece::User | Piece::Event | Piece::Server => "\0",
             })
             .collect();
         marked
@@ -936,13 +963,19 @@ mod tests {
     fn template_renders_and_gives_its_pattern() {
         let t = SubjectTemplate::parse("mail.events.{user}.{event}").unwrap();
         assert_eq!(
-            t.render("bob@x.org", "MessageNew"),
+            t.render("bob@x.org", "MessageNew", "mx"),
             "mail.events.bob@x%2Eorg.MessageNew"
         );
         assert_eq!(t.pattern(), "mail.events.*.*");
         let t = SubjectTemplate::parse("m.u-{user}.all").unwrap();
         assert_eq!(t.pattern(), "m.*.all");
-        assert_eq!(t.render("", "E"), "m.u-_.all");
+        assert_eq!(t.render("", "E", "mx"), "m.u-_.all");
+        let t = SubjectTemplate::parse("mail.events.{server}.{user}.{event}").unwrap();
+        assert_eq!(
+            t.render("bob@x.org", "MessageNew", "mx1.example.org"),
+            "mail.events.mx1%2Eexample%2Eorg.bob@x%2Eorg.MessageNew"
+        );
+        assert_eq!(t.pattern(), "mail.events.*.*.*");
     }
 
     #[test]

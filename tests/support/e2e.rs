@@ -758,9 +758,14 @@ pub fn read_stream(url: &str, stream: &str) -> Option<Vec<Stored>> {
         .build()
         .unwrap();
     rt.block_on(async {
+        // A comma-separated list: any server of a cluster will do.
+        let servers: Vec<async_nats::ServerAddr> = url
+            .split(',')
+            .map(|u| u.trim().parse().expect("a NATS URL"))
+            .collect();
         let connect = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(2))
-            .connect(url);
+            .connect(servers);
         let client = tokio::time::timeout(Duration::from_secs(3), connect)
             .await
             .ok()?

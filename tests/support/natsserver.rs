@@ -119,3 +119,132 @@ impl Drop for NatsServer {
         }
     }
 }
+
+/// A three-node `nats-server` cluster on loopback (JetStream clustered,
+/// routes between every pair), each node with its own store directory and
+/// monitoring port, so one node can be stopped and started again.
+pub struct NatsCluster {
+    nodes: Vec<ClusterNode>,
+}
+
+struct ClusterNode {
+    port: u16,
+    route_port: u16,
+    monitor_port: u16,
+    store: PathBuf,
+    child: Option<Child>,
+}
+
+impl NatsCluster {
+    /// Starts three nodes under `dir` and waits until JetStream has a
+    /// metadata leader (streams can be created).
+    pub fn start(dir: &Path) -> NatsCluster {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let nodes = (0..3)
+            .map(|i| ClusterNode {
+                port: free(),
+                route_port: free(),
+                monitor_port: free(),
+                store: dir.join(format!("node{}", i + 1)),
+                child: None,
+            })
+            .collect();
+        let mut c = NatsCluster { nodes };
+        for i in 0..3 {
+            c.restart(i);
+        }
+        let until = Instant::now() + Duration::from_secs(60);
+        while !(0..3).any(|i| {
+            c.monitor(i, "/jsz")
+                .is_some_and(|j| j.contains("\"leader\""))
+        }) {
+            assert!(Instant::now() < until, "the NATS cluster elected no leader");
+            thread::sleep(Duration::from_millis(100));
+        }
+        c
+    }
+
+    /// Every node's client URL, comma-separated (what a sink is given).
+    pub fn urls(&self) -> String {
+        (0..3).map(|i| self.url(i)).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn url(&self, i: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.nodes[i].port)
+    }
+
+    /// Starts node `i` (again) and waits until it accepts clients.
+    pub fn restart(&mut self, i: usize) {
+        let routes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.route_port))
+            .collect();
+        let n = &mut self.nodes[i];
+        assert!(n.child.is_none(), "node {i} is running");
+        let child = Command::new(nats_server_binary().expect("nats-server is installed"))
+            .args(["-js", "-a", "127.0.0.1", "-p", &n.port.to_string()])
+            .args(["-m", &n.monitor_port.to_string()])
+            .args(["--server_name", &format!("n{}", i + 1)])
+            .args(["--cluster_name", "mail"])
+            .args(["--cluster", &format!("nats://127.0.0.1:{}", n.route_port)])
+            .args(["--routes", &routes.join(",")])
+            .arg("-sd")
+            .arg(&n.store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        n.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", n.port)).is_err() {
+            assert!(Instant::now() < until, "node {i} did not start");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops node `i` with SIGKILL: a crash, not a clean shutdown.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The node our clients are connected to now: the one whose `/connz`
+    /// lists a client connection other than a monitoring one.
+    pub fn connected_node(&self, client_name_hint: &str) -> Option<usize> {
+        (0..3).find(|&i| {
+            self.monitor(i, "/connz")
+                .is_some_and(|j| j.contains(client_name_hint))
+        })
+    }
+
+    /// A GET of the node's monitoring endpoint, the body as text.
+    pub fn monitor(&self, i: usize, path: &str) -> Option<String> {
+        use std::io::Read;
+        let mut s = TcpStream::connect(("127.0.0.1", self.nodes[i].monitor_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        body.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut child) = n.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
