@@ -376,3 +376,34 @@ fn a_status_file_left_by_an_earlier_run_is_not_used() {
     );
     assert!(!out.stdout.contains("waiting"), "stdout: {}", out.stdout);
 }
+
+#[test]
+fn a_change_that_sends_no_event_is_still_published() {
+    // Only mailbox events are sent: deliveries change the counts in the
+    // status file without any event on its way to a sink.
+    let (env, mut store) = Env::new();
+    let mut config = fs::read_to_string(&env.config).unwrap();
+    config.insert_str(0, "[filter]\ngroups = [\"mailbox\"]\n\n");
+    fs::write(&env.config, config).unwrap();
+    let out = run(env.args("scan", &[]), "warn");
+    assert_eq!(out.code, Some(0), "baseline scan: {}", out.stderr);
+    let w = Watch::start(env.args("watch", &[]));
+    let before = e2e::poll_opt(WAIT, || env.status_doc()).expect("a status file");
+    let messages = before["messages"].as_u64().unwrap();
+    for _ in 0..3 {
+        store.deliver("alice", "INBOX");
+    }
+    let mut last = Value::Null;
+    let seen = e2e::poll_opt(WAIT, || {
+        last = env.status_doc()?;
+        (last["messages"] == messages + 3).then_some(())
+    });
+    assert!(
+        seen.is_some(),
+        "the status file never showed the 3 new messages within {WAIT:?}: {last}\nstderr:\n{}",
+        tail(&w.stderr(), 3000)
+    );
+    assert!(w.events().is_empty(), "events were sent: {:?}", w.events());
+    assert_nothing_waits("status.json", &last, &["stdout"]);
+    w.stop();
+}

@@ -230,6 +230,8 @@ impl Daemon<'_> {
         let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
         let mut last_watchdog = Instant::now();
         let mut last_status = Instant::now();
+        // Something changed since the status was last published.
+        let mut dirty = false;
         let mut next_rescan = self.opts.rescan_interval.map(|i| Instant::now() + i);
         while !self.stop {
             let now = Instant::now();
@@ -241,9 +243,10 @@ impl Daemon<'_> {
                 wake = wake.min(r);
             }
             // While events are on their way, what the sinks took is
-            // written down (and the status published) every second; an
-            // idle loop only keeps the status file's stamp fresh.
-            if self.feeds.settled() {
+            // written down (and the status published) every second, and
+            // a change is published within a second; an idle loop only
+            // keeps the status file's stamp fresh.
+            if self.feeds.settled() && !dirty {
                 wake = wake.min(last_status + STATUS_HEARTBEAT);
             } else {
                 wake = wake.min(last_status + STATUS_EVERY);
@@ -317,6 +320,7 @@ impl Daemon<'_> {
             }
             if !batch.is_empty() {
                 self.metrics.batches.fetch_add(1, Ordering::Relaxed);
+                dirty = true;
             }
             self.handle(batch)?;
             self.retry_deferred(false)?;
@@ -326,16 +330,19 @@ impl Daemon<'_> {
                     .is_none_or(|t| t.elapsed() >= RESCAN_ALL_GAP)
             {
                 self.rescan_all()?;
+                dirty = true;
             }
             if next_rescan.is_some_and(|r| Instant::now() >= r) {
                 debug!("periodic safety rescan");
                 self.rescan_all()?;
                 next_rescan = self.opts.rescan_interval.map(|i| Instant::now() + i);
+                dirty = true;
             }
             self.deliver()?;
             if last_status.elapsed() >= STATUS_EVERY {
                 self.status();
                 last_status = Instant::now();
+                dirty = false;
             }
             if watchdog.is_some() && last_watchdog.elapsed() >= watchdog.unwrap_or_default() {
                 notify(&[sd_notify::NotifyState::Watchdog]);
