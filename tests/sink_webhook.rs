@@ -844,3 +844,46 @@ fn https_to_a_wrong_host_name_is_refused_clearly() {
         &env,
     );
 }
+
+#[test]
+fn watch_logs_a_refused_certificate_with_its_remedy_and_keeps_going() {
+    let ca = tls::Ca::new("the server's CA");
+    let other = tls::Ca::new("a CA the client trusts");
+    let server = tls::Server::start(&ca, &["127.0.0.1"]);
+    let env = TlsEnv::new();
+    env.configure(
+        &format!("https://127.0.0.1:{}/hook", server.port),
+        &other.pem,
+    );
+    let d = env.dir.path();
+    let w = support::e2e::Watch::start(vec![
+        "--config".into(),
+        d.join("config.toml").into(),
+        "watch".into(),
+        "--state".into(),
+        d.join("state").into(),
+        "--emit-existing".into(),
+        "--user".into(),
+        "alice".into(),
+        d.join("Maildir").into(),
+    ]);
+    let said = support::e2e::poll_opt(support::e2e::WAIT, || {
+        let e = w.stderr();
+        e.contains("cannot deliver").then_some(e)
+    })
+    .unwrap_or_else(|| panic!("no delivery warning in the log:\n{}", w.stderr()));
+    for words in [
+        "UnknownIssuer",
+        "not signed by a CA this sink trusts",
+        "`ca_file`",
+        "events wait in the outbox",
+    ] {
+        assert!(
+            said.contains(words),
+            "the log should say {words:?}:\n{said}"
+        );
+    }
+    assert!(server.bodies().is_empty(), "{:?}", server.bodies());
+    // The watcher keeps running (and retrying) until it is stopped.
+    w.stop();
+}
