@@ -221,11 +221,12 @@ fn status(file: Option<&Path>, args: &StateArgs) -> Result<(), Error> {
     let (outbox, sinks) = match state_outbox(file, args) {
         Ok(o) => o,
         // The database is busy: a running `watch` publishes its status in a
-        // file every second.
+        // file (only read while a watcher holds the state directory: a file
+        // left by an earlier run says nothing).
         Err(e) if store::held(&dir) => {
             match std::fs::read_to_string(dir.join(store::STATUS_FILE)) {
                 Ok(text) => {
-                    println!("{}", redact::scrub(text.trim_end()));
+                    println!("{}", redact::scrub(&mark_stale(&text)));
                     return Ok(());
                 }
                 Err(_) => return Err(e),
@@ -262,6 +263,30 @@ fn status(file: Option<&Path>, args: &StateArgs) -> Result<(), Error> {
     }
     println!("{}", redact::scrub(&out.to_string()));
     Ok(())
+}
+
+/// The status file with `watch.stale` set: true when its stamp is older
+/// than [`store::STATUS_STALE_AFTER`] (the watcher holding the state
+/// directory stopped refreshing it: hung), with a warning on stderr.
+fn mark_stale(text: &str) -> String {
+    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(text) else {
+        return text.trim_end().to_string();
+    };
+    let age = doc["watch"]["updated"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds());
+    let stale = age.is_none_or(|a| a > store::STATUS_STALE_AFTER.as_secs() as i64);
+    if stale {
+        eprintln!(
+            "maildir-events: the running watcher's status file is stale (updated {}); the watcher may be hung: look at its log",
+            doc["watch"]["updated"].as_str().unwrap_or("never")
+        );
+    }
+    if let Some(w) = doc["watch"].as_object_mut() {
+        w.insert("stale".into(), stale.into());
+    }
+    doc.to_string()
 }
 
 fn dead_letters(file: Option<&Path>, args: &DeadLetterArgs) -> Result<(), Error> {

@@ -30,10 +30,17 @@ const APPLICATION_ID: i64 = 0x4D44_4556;
 const SCHEMA_VERSION: i64 = 1;
 /// The database file name inside the state directory.
 pub const FILE_NAME: &str = "state.sqlite3";
-/// The status a running `watch` rewrites every second, beside the
+/// The status a running `watch` keeps up to date, beside the
 /// database, for tools that should not open the database itself (and for
 /// `maildir-events status` when it cannot).
 pub const STATUS_FILE: &str = "status.json";
+/// An idle `watch` rewrites its status file this often (it rewrites it
+/// at once when something changed), so the file's stamp shows it is alive.
+pub const STATUS_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(60);
+/// A status file whose stamp is older than this (three heartbeats) is
+/// stale: its watcher is hung.
+pub const STATUS_STALE_AFTER: std::time::Duration =
+    std::time::Duration::from_secs(3 * STATUS_HEARTBEAT.as_secs());
 
 /// Whether another process holds the state directory now (a running
 /// `watch` or `scan`).

@@ -1,6 +1,9 @@
 //! The webhook sink against a real HTTP server on 127.0.0.1 that is down
 //! at first, fails, is slow, rate-limits and refuses one event: every
 //! other event arrives in order, signed, and the refused one is rejected.
+//! And over real HTTPS (a rustls server with a CA made in the test): the
+//! binary's `scan` delivers with `ca_file`, and refuses an unknown CA and a
+//! certificate for another host name with a message that says what to do.
 
 mod support;
 use support::sinkutil;
@@ -498,4 +501,389 @@ zj0EAwIDSQAwRgIhAOBebgHDvOZf9hg4ow5ZYx60jjrfCcI6nZU26/vG7FhlAiEA
 fn the_sink_can_move_to_a_delivery_thread() {
     fn send<T: Send + 'static>() {}
     send::<WebhookSink>();
+}
+
+// ======================================================= HTTPS, for real
+//
+// A TLS server on 127.0.0.1 with a certificate from a CA made in the test
+// (rcgen), served with rustls; the real binary's `scan` delivers to it
+// with `ca_file`. An unknown CA and a certificate for another host name are
+// refused: the events stay in the outbox, `scan` exits 74 and says why in
+// words an operator can act on.
+
+mod tls {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+    use std::thread;
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    /// A CA made for one test.
+    pub struct Ca {
+        pub pem: String,
+        issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    }
+
+    impl Ca {
+        pub fn new(name: &str) -> Ca {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            let cert = params.self_signed(&key).unwrap();
+            Ca {
+                pem: cert.pem(),
+                issuer: rcgen::Issuer::new(params, key),
+            }
+        }
+
+        /// A server certificate for `names` (DNS names or IP addresses),
+        /// and its key.
+        fn leaf(&self, names: &[&str]) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+            let params = rcgen::CertificateParams::new(names).unwrap();
+            let cert = params.signed_by(&key, &self.issuer).unwrap();
+            (
+                cert.der().clone(),
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+        }
+    }
+
+    /// What the server saw.
+    #[derive(Default)]
+    pub struct Seen {
+        /// Request bodies that arrived over TLS.
+        pub bodies: Vec<String>,
+        /// Handshakes that failed, as rustls on the server side put it.
+        pub refused: Vec<String>,
+    }
+
+    /// An HTTPS server on 127.0.0.1 answering 200 to every POST.
+    pub struct Server {
+        pub port: u16,
+        pub seen: Arc<Mutex<Seen>>,
+    }
+
+    impl Server {
+        /// Serves a certificate for `names` signed by `ca`.
+        pub fn start(ca: &Ca, names: &[&str]) -> Server {
+            let (cert, key) = ca.leaf(names);
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert], key)
+                .unwrap();
+            let config = Arc::new(config);
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let seen = Arc::new(Mutex::new(Seen::default()));
+            let s = seen.clone();
+            thread::spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(stream) = stream else { return };
+                    let config = config.clone();
+                    let seen = s.clone();
+                    thread::spawn(move || serve(stream, config, &seen));
+                }
+            });
+            Server { port, seen }
+        }
+
+        pub fn bodies(&self) -> Vec<String> {
+            self.seen.lock().unwrap().bodies.clone()
+        }
+
+        pub fn refused(&self) -> Vec<String> {
+            self.seen.lock().unwrap().refused.clone()
+        }
+    }
+
+    /// One connection: the handshake, then requests until the client
+    /// closes it (keep-alive).
+    fn serve(mut tcp: std::net::TcpStream, config: Arc<rustls::ServerConfig>, seen: &Mutex<Seen>) {
+        let mut conn = rustls::ServerConnection::new(config).unwrap();
+        while conn.is_handshaking() {
+            if let Err(e) = conn.complete_io(&mut tcp) {
+                seen.lock().unwrap().refused.push(e.to_string());
+                return;
+            }
+        }
+        let mut r = BufReader::new(rustls::StreamOwned::new(conn, tcp));
+        loop {
+            let mut length = 0usize;
+            let mut line = String::new();
+            // The request line and headers.
+            let mut first = true;
+            loop {
+                line.clear();
+                match r.read_line(&mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                if first {
+                    first = false;
+                    continue;
+                }
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length.min(1 << 20)];
+            if r.read_exact(&mut body).is_err() {
+                return;
+            }
+            seen.lock()
+                .unwrap()
+                .bodies
+                .push(String::from_utf8_lossy(&body).into_owned());
+            let s = r.get_mut();
+            let ok = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .and_then(|_| s.flush());
+            if ok.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// A store of one user with three new messages, its state, and a
+/// configuration with one webhook sink.
+struct TlsEnv {
+    dir: tempfile::TempDir,
+}
+
+impl TlsEnv {
+    fn new() -> TlsEnv {
+        let dir = tempfile::tempdir().unwrap();
+        let md = dir.path().join("Maildir");
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(md.join(sub)).unwrap();
+        }
+        for i in 1..=3 {
+            std::fs::write(
+                md.join("new")
+                    .join(format!("170000000{i}.M{i}P1.host,S=20")),
+                format!("Subject: {i}\r\n\r\nbody{i}\r\n"),
+            )
+            .unwrap();
+        }
+        TlsEnv { dir }
+    }
+
+    /// Writes the configuration: a webhook to `url`, trusting `ca_pem`.
+    fn configure(&self, url: &str, ca_pem: &str) {
+        let ca = self.dir.path().join("ca.pem");
+        std::fs::write(&ca, ca_pem).unwrap();
+        std::fs::write(
+            self.dir.path().join("config.toml"),
+            format!(
+                "[[sink]]\ntype = \"webhook\"\nurl = \"{url}\"\nca_file = \"{}\"\n\
+                 connect_timeout_ms = 2000\nread_timeout_ms = 2000\nretries = 1\n\
+                 deadline_ms = 4000\nbackoff_initial_ms = 20\nbackoff_max_ms = 50\n",
+                ca.display()
+            ),
+        )
+        .unwrap();
+    }
+
+    fn run(&self, command: &str) -> support::e2e::Output {
+        let d = self.dir.path();
+        let mut a = vec![
+            std::ffi::OsString::from("--config"),
+            d.join("config.toml").into(),
+            command.into(),
+            "--state".into(),
+            d.join("state").into(),
+        ];
+        if command == "scan" {
+            a.extend([
+                "--emit-existing".into(),
+                "--user".into(),
+                "alice".into(),
+                d.join("Maildir").into(),
+            ]);
+        }
+        support::e2e::run(a, "warn")
+    }
+
+    /// Events waiting in the outbox, per `status`.
+    fn waiting(&self) -> u64 {
+        let out = self.run("status");
+        assert_eq!(out.code, Some(0), "status: {}", out.stderr);
+        let v: Value = serde_json::from_str(out.stdout.trim()).expect("status JSON");
+        v["outbox"]["waiting"].as_u64().expect("outbox.waiting")
+    }
+}
+
+/// The MessageNew events of a set of bodies (one event each).
+fn new_events(bodies: &[String]) -> usize {
+    bodies
+        .iter()
+        .filter_map(|b| serde_json::from_str::<Value>(b).ok())
+        .filter(|v| v["event"] == "MessageNew")
+        .count()
+}
+
+#[test]
+fn https_with_ca_file_delivers_every_event() {
+    let ca = tls::Ca::new("maildir-events test CA");
+    let server = tls::Server::start(&ca, &["127.0.0.1"]);
+    let env = TlsEnv::new();
+    env.configure(&format!("https://127.0.0.1:{}/hook", server.port), &ca.pem);
+    let out = env.run("scan");
+    assert_eq!(
+        out.code,
+        Some(0),
+        "scan to an HTTPS webhook with ca_file: {}",
+        out.stderr
+    );
+    assert_eq!(
+        new_events(&server.bodies()),
+        3,
+        "the server got: {:?}\nrefused handshakes: {:?}",
+        server.bodies(),
+        server.refused()
+    );
+    assert_eq!(env.waiting(), 0, "nothing waits after delivery");
+}
+
+/// `scan` against a server whose certificate the client must refuse:
+/// exit 74, the reason on stderr, no request, the events kept; then a
+/// server it trusts gets them.
+fn refused_then_delivered(server: &tls::Server, words: &[&str], env: &TlsEnv) {
+    let out = env.run("scan");
+    assert_eq!(
+        out.code,
+        Some(74),
+        "scan must fail (exit 74: the output failed)\nstderr: {}",
+        out.stderr
+    );
+    let said = out.stderr.to_lowercase();
+    for w in words {
+        assert!(
+            said.contains(&w.to_lowercase()),
+            "stderr should say {w:?}:\n{}",
+            out.stderr
+        );
+    }
+    assert!(
+        out.stderr.contains("outbox"),
+        "stderr says the events wait in the outbox:\n{}",
+        out.stderr
+    );
+    assert!(
+        server.bodies().is_empty(),
+        "no request may reach a server that is not trusted: {:?}",
+        server.bodies()
+    );
+    assert!(
+        !server.refused().is_empty(),
+        "the server saw no refused handshake"
+    );
+    assert_eq!(env.waiting(), 3, "the three events wait in the outbox");
+
+    // The operator fixes it: the right server and CA.
+    let ca = tls::Ca::new("the right CA");
+    let good = tls::Server::start(&ca, &["127.0.0.1"]);
+    env.configure(&format!("https://127.0.0.1:{}/hook", good.port), &ca.pem);
+    let out = env.run("scan");
+    assert_eq!(out.code, Some(0), "scan after the fix: {}", out.stderr);
+    assert_eq!(new_events(&good.bodies()), 3, "{:?}", good.bodies());
+    assert_eq!(env.waiting(), 0);
+}
+
+#[test]
+fn https_with_an_unknown_ca_is_refused_clearly() {
+    let ca = tls::Ca::new("the server's CA");
+    let other = tls::Ca::new("a CA the client trusts");
+    let server = tls::Server::start(&ca, &["127.0.0.1"]);
+    let env = TlsEnv::new();
+    env.configure(
+        &format!("https://127.0.0.1:{}/hook", server.port),
+        &other.pem,
+    );
+    refused_then_delivered(
+        &server,
+        &[
+            "UnknownIssuer",
+            "not signed by a CA this sink trusts",
+            "`ca_file`",
+        ],
+        &env,
+    );
+}
+
+#[test]
+fn https_to_a_wrong_host_name_is_refused_clearly() {
+    let ca = tls::Ca::new("maildir-events test CA");
+    // The certificate is for another name than the URL's host.
+    let server = tls::Server::start(&ca, &["hooks.example.org"]);
+    let env = TlsEnv::new();
+    env.configure(&format!("https://127.0.0.1:{}/hook", server.port), &ca.pem);
+    refused_then_delivered(
+        &server,
+        &[
+            "certificate",
+            "not valid for name \"127.0.0.1\"",
+            "hooks.example.org",
+            "host in `url`",
+        ],
+        &env,
+    );
+}
+
+#[test]
+fn watch_logs_a_refused_certificate_with_its_remedy_and_keeps_going() {
+    let ca = tls::Ca::new("the server's CA");
+    let other = tls::Ca::new("a CA the client trusts");
+    let server = tls::Server::start(&ca, &["127.0.0.1"]);
+    let env = TlsEnv::new();
+    env.configure(
+        &format!("https://127.0.0.1:{}/hook", server.port),
+        &other.pem,
+    );
+    let d = env.dir.path();
+    let w = support::e2e::Watch::start(vec![
+        "--config".into(),
+        d.join("config.toml").into(),
+        "watch".into(),
+        "--state".into(),
+        d.join("state").into(),
+        "--emit-existing".into(),
+        "--user".into(),
+        "alice".into(),
+        d.join("Maildir").into(),
+    ]);
+    let said = support::e2e::poll_opt(support::e2e::WAIT, || {
+        let e = w.stderr();
+        e.contains("cannot deliver").then_some(e)
+    })
+    .unwrap_or_else(|| panic!("no delivery warning in the log:\n{}", w.stderr()));
+    for words in [
+        "UnknownIssuer",
+        "not signed by a CA this sink trusts",
+        "`ca_file`",
+        "events wait in the outbox",
+    ] {
+        assert!(
+            said.contains(words),
+            "the log should say {words:?}:\n{said}"
+        );
+    }
+    assert!(server.bodies().is_empty(), "{:?}", server.bodies());
+    // The watcher keeps running (and retrying) until it is stopped.
+    w.stop();
 }

@@ -98,6 +98,14 @@ impl Feeds {
         (self.high - low).max(0) as u64
     }
 
+    /// Whether every sink took everything committed and that is written
+    /// down: nothing to wait for, so an idle loop may sleep.
+    pub(super) fn settled(&self) -> bool {
+        self.sinks
+            .iter()
+            .all(|s| s.closed || (s.taken >= self.high && s.unrecorded.is_none()))
+    }
+
     /// Per sink: (name, events waiting, age of the oldest in seconds).
     pub(super) fn backlog(&self) -> Vec<(String, u64, f64)> {
         let now = SystemTime::now();

@@ -47,8 +47,11 @@ mod watches;
 const CHANNEL: usize = 1 << 17;
 /// Signals in one batch at most, so a flood still makes progress.
 const BATCH_LIMIT: usize = 5_000;
-/// How often the status (systemd, metrics, status file) is published.
+/// How often the status (systemd, metrics, status file) is published
+/// while something is on its way to a sink; the loop also takes what the
+/// sinks took and writes it down at this pace.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
+use crate::store::STATUS_HEARTBEAT;
 /// Full rescans (after an overflow) at most this often.
 const RESCAN_ALL_GAP: Duration = Duration::from_secs(1);
 
@@ -105,6 +108,9 @@ struct Daemon<'a> {
     rescan_all_due: bool,
     /// The `STATUS=` text last sent to systemd.
     status_sent: String,
+    /// The status file's content last written (without its stamp), and
+    /// when: it is rewritten only when it changes, or at the heartbeat.
+    status_written: Option<(serde_json::Value, Instant)>,
     /// A sink's wake-up is on its way (cleared when reports are taken).
     woken: Arc<std::sync::atomic::AtomicBool>,
     /// Per user, the folders the kernel would not watch (its limit is
@@ -181,6 +187,7 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
         last_rescan_all: None,
         rescan_all_due: false,
         status_sent: String::new(),
+        status_written: None,
         woken,
         unwatched: BTreeMap::new(),
         next_poll: None,
@@ -234,6 +241,8 @@ impl Daemon<'_> {
         let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
         let mut last_watchdog = Instant::now();
         let mut last_status = Instant::now();
+        // Something changed since the status was last published.
+        let mut dirty = false;
         let mut next_rescan = self.opts.rescan_interval.map(|i| Instant::now() + i);
         while !self.stop {
             let now = Instant::now();
@@ -244,8 +253,15 @@ impl Daemon<'_> {
             if let Some(r) = next_rescan {
                 wake = wake.min(r);
             }
-            // The status (metrics, status file) stays fresh while idle.
-            wake = wake.min(last_status + STATUS_EVERY);
+            // While events are on their way, what the sinks took is
+            // written down (and the status published) every second, and
+            // a change is published within a second; an idle loop only
+            // keeps the status file's stamp fresh.
+            if self.feeds.settled() && !dirty {
+                wake = wake.min(last_status + STATUS_HEARTBEAT);
+            } else {
+                wake = wake.min(last_status + STATUS_EVERY);
+            }
             if let Some(d) = self.deferred.values().map(|d| d.deadline).min() {
                 // Look again soon: Dovecot writes the UID a moment later.
                 wake = wake.min(d).min(now + Duration::from_millis(2));
@@ -318,6 +334,7 @@ impl Daemon<'_> {
             }
             if !batch.is_empty() {
                 self.metrics.batches.fetch_add(1, Ordering::Relaxed);
+                dirty = true;
             }
             self.handle(batch)?;
             self.retry_deferred(false)?;
@@ -327,6 +344,7 @@ impl Daemon<'_> {
                     .is_none_or(|t| t.elapsed() >= RESCAN_ALL_GAP)
             {
                 self.rescan_all()?;
+                dirty = true;
             }
             if self.next_poll.is_some_and(|p| Instant::now() >= p) {
                 self.poll_unwatched()?;
@@ -335,11 +353,13 @@ impl Daemon<'_> {
                 debug!("periodic safety rescan");
                 self.rescan_all()?;
                 next_rescan = self.opts.rescan_interval.map(|i| Instant::now() + i);
+                dirty = true;
             }
             self.deliver()?;
             if last_status.elapsed() >= STATUS_EVERY {
                 self.status();
                 last_status = Instant::now();
+                dirty = false;
             }
             if watchdog.is_some() && last_watchdog.elapsed() >= watchdog.unwrap_or_default() {
                 notify(&[sd_notify::NotifyState::Watchdog]);
@@ -355,17 +375,34 @@ impl Daemon<'_> {
         let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
         let mut last_watchdog = Instant::now();
         let mut round = 0u32;
+        let mut last_status = Instant::now();
         while !self.stop {
             let tick = watchdog.map_or(every, |w| w.min(every));
             let deadline = Instant::now() + every;
             while Instant::now() < deadline && !self.stop {
-                let left = deadline.saturating_duration_since(Instant::now()).min(tick);
+                // Between polls too, what the sinks took is written down
+                // within a second, and the status follows.
+                let pace = if self.feeds.settled() {
+                    STATUS_HEARTBEAT
+                } else {
+                    STATUS_EVERY
+                };
+                let now = Instant::now();
+                let left = deadline
+                    .min(last_status + pace)
+                    .saturating_duration_since(now)
+                    .min(tick);
                 match rx.recv_timeout(left) {
                     Ok(Signal::Stop) => self.stop = true,
                     // A sink reported: write it down, and end the run if
                     // its output went away.
                     Ok(Signal::Wake) => self.deliver()?,
                     _ => {}
+                }
+                if last_status.elapsed() >= pace {
+                    self.deliver()?;
+                    self.status();
+                    last_status = Instant::now();
                 }
                 if watchdog.is_some_and(|w| last_watchdog.elapsed() >= w) {
                     notify(&[sd_notify::NotifyState::Watchdog]);
@@ -385,6 +422,7 @@ impl Daemon<'_> {
             }
             self.deliver()?;
             self.status();
+            last_status = Instant::now();
         }
         Ok(())
     }

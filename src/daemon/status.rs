@@ -1,10 +1,15 @@
 //! What a running `watch` publishes about itself: systemd's `STATUS=`, the
 //! metrics' gauges, and the status file.
 //!
-//! The status file (`status.json` beside the database) is rewritten every
-//! second by rename, so it is never half-written: for monitoring that must
-//! not open the database, and for `maildir-events status` when the
-//! database is busy.
+//! The status file (`status.json` beside the database) is rewritten by
+//! rename, so it is never half-written: for monitoring that must not open
+//! the database, and for `maildir-events status` when the database is
+//! busy. It is rewritten only when its content changed (at most every
+//! second; while events wait, their age changes every second), and at
+//! least every [`STATUS_HEARTBEAT`] when idle, so that its `updated` stamp
+//! tells a live watcher from a hung one: a file older than
+//! [`crate::store::STATUS_STALE_AFTER`]
+//! is stale. An idle watcher does not touch the disk every second.
 
 use std::io::Write as _;
 
@@ -67,15 +72,24 @@ impl Daemon<'_> {
             "deadLetters": self.feeds.dead_letters,
             "watch": {
                 "pid": std::process::id(),
-                "updated": crate::event::timestamp_now(),
                 "events": self.events,
                 "watches": watches,
                 "polledFolders": polled,
                 "paused": self.paused,
             },
         });
-        if let Err(e) = write_status(&self.config.state_dir, &doc) {
-            debug!("cannot write the status file: {e}");
+        let due = match &self.status_written {
+            Some((last, at)) => *last != doc || at.elapsed() >= STATUS_HEARTBEAT,
+            None => true,
+        };
+        if !due {
+            return;
+        }
+        let mut stamped = doc.clone();
+        stamped["watch"]["updated"] = crate::event::timestamp_now().into();
+        match write_status(&self.config.state_dir, &stamped) {
+            Ok(()) => self.status_written = Some((doc, Instant::now())),
+            Err(e) => debug!("cannot write the status file: {e}"),
         }
     }
 }

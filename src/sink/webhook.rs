@@ -384,11 +384,30 @@ impl WebhookSink {
         match req.send(&payload.body[..]) {
             Ok(resp) => classify(resp),
             Err(e) => Attempt::Retry {
-                why: e.to_string(),
+                why: with_tls_hint(e.to_string()),
                 retry_after: None,
             },
         }
     }
+}
+
+/// A TLS certificate error with what the operator can do about it (rustls
+/// names the problem, e.g. `UnknownIssuer`, but not the remedy). Other
+/// errors are kept as they are.
+fn with_tls_hint(why: String) -> String {
+    if !why.contains("invalid peer certificate") {
+        return why;
+    }
+    let hint = if why.contains("UnknownIssuer") {
+        "the server's certificate is not signed by a CA this sink trusts: set `ca_file` to the PEM file of the CA that signed it (or fix the chain the server sends)"
+    } else if why.contains("not valid for name") || why.contains("NotValidForName") {
+        "the server's certificate is not issued for the host in `url`: put a name the certificate is valid for in `url` (or give the server a certificate for this name)"
+    } else if why.contains("Expired") || why.contains("NotValidYet") {
+        "the server's certificate is outside its validity period (or this host's clock is wrong)"
+    } else {
+        "the server's certificate was refused: check it, and `ca_file`"
+    };
+    format!("{why} ({hint})")
 }
 
 impl Sink for WebhookSink {
@@ -687,6 +706,37 @@ fn build_agent(config: &WebhookConfig, root_certs: Option<RootCerts>) -> Agent {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tls_errors_say_what_to_do() {
+        let cases = [
+            (
+                "io: invalid peer certificate: UnknownIssuer",
+                Some("`ca_file`"),
+            ),
+            (
+                "io: invalid peer certificate: certificate not valid for name \"127.0.0.1\"",
+                Some("host in `url`"),
+            ),
+            (
+                "io: invalid peer certificate: Expired",
+                Some("validity period"),
+            ),
+            (
+                "io: invalid peer certificate: BadSignature",
+                Some("was refused"),
+            ),
+            ("io: Connection refused", None),
+        ];
+        for (why, hint) in cases {
+            let got = super::with_tls_hint(why.to_string());
+            assert!(got.starts_with(why), "{got}");
+            match hint {
+                Some(h) => assert!(got.contains(h), "{why}: {got}"),
+                None => assert_eq!(got, why),
+            }
+        }
+    }
+
     use super::*;
 
     fn row(seq: i64) -> OutboxRow {
