@@ -22,6 +22,8 @@
 //! `FLEET_DIR` (`$TMPDIR` or /tmp), `FLEET_SEED` (42). Without `--bench`
 //! (`cargo test --benches`) it is a smoke run on 20 users.
 
+// Each benchmark uses part of the generator.
+#[allow(dead_code)]
 mod support;
 
 use std::env;
