@@ -256,7 +256,7 @@ fn status(file: Option<&Path>, args: &StateArgs) -> Result<(), Error> {
     if store::held(&dir)
         && let Some(watch) = std::fs::read_to_string(dir.join(store::STATUS_FILE))
             .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&mark_stale(&t)).ok())
             .and_then(|mut v| v.get_mut("watch").map(serde_json::Value::take))
     {
         out["watch"] = watch;
