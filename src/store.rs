@@ -26,8 +26,9 @@ use crate::snapshot::{DirStamp, FolderSnapshot, MessageState, UidSource, UserSna
 
 /// `PRAGMA application_id`: "MDEV". Tells our file from any other SQLite file.
 const APPLICATION_ID: i64 = 0x4D44_4556;
-/// Schema version in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// Schema version in `PRAGMA user_version`. 2 added the access logs'
+/// positions and open sessions ([`MIGRATE_2`]).
+const SCHEMA_VERSION: i64 = 2;
 /// The database file name inside the state directory.
 pub const FILE_NAME: &str = "state.sqlite3";
 /// The status a running `watch` rewrites every second, beside the
@@ -294,6 +295,13 @@ impl Store {
         self.conn
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
             .map_err(err)?;
+        if version < 2 {
+            // Tables added since: created in one transaction with the new
+            // version, so an older state is upgraded once and whole.
+            self.conn
+                .execute_batch(&format!("BEGIN IMMEDIATE; {MIGRATE_2} PRAGMA user_version = 2; COMMIT;"))
+                .map_err(err)?;
+        }
         self.verify(false)?;
         self.instance = self
             .conn
@@ -478,6 +486,101 @@ impl Store {
             c.extend(rows);
         }
         Ok(())
+    }
+
+    /// Commits events read from the access logs with the logs' new
+    /// positions and the sessions opened and closed, in ONE transaction:
+    /// a crash before it reads the same lines again, after it not.
+    pub fn commit_access(&mut self, batch: crate::access::source::Batch) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let instance = self.instance.clone();
+        let e = |e| sql_err(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(e)?;
+        for p in &batch.positions {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO access_positions(log, dev, ino, offset, tail, cursor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    p.log,
+                    p.dev as i64,
+                    p.ino as i64,
+                    p.offset as i64,
+                    p.tail,
+                    p.cursor
+                ])
+            })
+            .map_err(e)?;
+        }
+        for id in &batch.closed {
+            tx.prepare_cached("DELETE FROM access_sessions WHERE session = ?1")
+                .and_then(|mut st| st.execute([id]))
+                .map_err(e)?;
+        }
+        for (id, s) in &batch.opened {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO access_sessions(session, user, login_ms, client_ip)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut st| st.execute(params![id, s.user, s.login_ms, s.client_ip]))
+            .map_err(e)?;
+        }
+        let rows = enqueue(&tx, &instance, batch.events.into_iter()).map_err(e)?;
+        tx.commit().map_err(e)?;
+        if let Some(c) = &mut self.committed {
+            c.extend(rows);
+        }
+        Ok(())
+    }
+
+    /// The access logs' positions and open sessions, as last committed.
+    pub fn access_state(&self) -> Result<crate::access::source::Remembered, StoreError> {
+        let e = |e| sql_err(&self.path, e);
+        let mut out = crate::access::source::Remembered::default();
+        let mut st = self
+            .conn
+            .prepare("SELECT log, dev, ino, offset, tail, cursor FROM access_positions")
+            .map_err(e)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(crate::access::Position {
+                    log: r.get(0)?,
+                    dev: r.get::<_, i64>(1)? as u64,
+                    ino: r.get::<_, i64>(2)? as u64,
+                    offset: r.get::<_, i64>(3)? as u64,
+                    tail: r.get(4)?,
+                    cursor: r.get(5)?,
+                })
+            })
+            .map_err(e)?;
+        for p in rows {
+            let p = p.map_err(e)?;
+            out.positions.insert(p.log.clone(), p);
+        }
+        let mut st = self
+            .conn
+            .prepare("SELECT session, user, login_ms, client_ip FROM access_sessions")
+            .map_err(e)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    crate::access::OpenSession {
+                        user: r.get(1)?,
+                        login_ms: r.get(2)?,
+                        client_ip: r.get(3)?,
+                    },
+                ))
+            })
+            .map_err(e)?;
+        for s in rows {
+            out.sessions.push(s.map_err(e)?);
+        }
+        Ok(out)
     }
 
     /// The outbox rows committed since the last call (only when opened
@@ -1071,7 +1174,7 @@ fn random_hex() -> String {
 
 const SCHEMA: &str = "
 PRAGMA application_id = 1296319830;
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE sources(spec TEXT PRIMARY KEY);
 CREATE TABLE users(
@@ -1132,6 +1235,38 @@ CREATE TABLE outbox(
     at INTEGER NOT NULL  -- unix milliseconds of the commit
 );
 CREATE TABLE sink_positions(sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE access_positions(
+    log TEXT PRIMARY KEY,   -- a path as configured, or 'journal'
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    tail BLOB NOT NULL,     -- the bytes before offset, to recognise the file
+    cursor TEXT             -- the journal's
+);
+CREATE TABLE access_sessions(
+    session TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    login_ms INTEGER NOT NULL,
+    client_ip TEXT
+);
+";
+
+/// The tables schema 2 added, for states made by schema 1.
+const MIGRATE_2: &str = "
+CREATE TABLE access_positions(
+    log TEXT PRIMARY KEY,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    tail BLOB NOT NULL,
+    cursor TEXT
+);
+CREATE TABLE access_sessions(
+    session TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    login_ms INTEGER NOT NULL,
+    client_ip TEXT
+);
 ";
 
 #[cfg(test)]
