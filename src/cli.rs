@@ -161,6 +161,12 @@ pub struct StoreArgs {
     /// List every folder, even those whose directories did not change.
     #[arg(long)]
     pub full: bool,
+
+    /// Dovecot's info log (info_log_path, or the syslog file it goes to),
+    /// read for Login, Logout and delivery refusals (QuotaExceed); `journal`
+    /// reads the systemd journal of dovecot.service. Repeatable.
+    #[arg(long = "access-log", value_name = "FILE")]
+    pub access_logs: Vec<String>,
 }
 
 impl StoreArgs {
@@ -194,6 +200,9 @@ impl StoreArgs {
             simple_flag_events: self.no_simple_flag_events.then_some(false),
             full: flag(self.full),
             store,
+            access: (!self.access_logs.is_empty()).then(|| crate::config::file::AccessConfig {
+                logs: self.access_logs.clone(),
+            }),
             ..FileConfig::default()
         })
     }

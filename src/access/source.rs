@@ -26,7 +26,7 @@ const BATCH_ENTRIES: usize = 2_000;
 pub const POLL: Duration = Duration::from_millis(250);
 
 /// Events and what to commit with them.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Batch {
     pub events: Vec<Event>,
     pub positions: Vec<Position>,
@@ -34,6 +34,8 @@ pub struct Batch {
     pub opened: Vec<(String, OpenSession)>,
     pub closed: Vec<String>,
 }
+
+impl Eq for Batch {}
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
@@ -280,10 +282,12 @@ pub fn follow(
     } else {
         None
     };
+    // Opened here, not in the thread: a first run's baseline is the end of
+    // the logs as they are when `watch` says it is ready.
+    let mut files = Files::open(&settings, &mut remembered);
     std::thread::Builder::new()
         .name("access-logs".into())
         .spawn(move || {
-            let mut files = Files::open(&settings, &mut remembered);
             let mut first = first_files;
             let mut entries = entries;
             while !stop.load(Ordering::SeqCst) {

@@ -123,6 +123,7 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
     let opts = &config.watch;
     let (tx, rx) = bounded(CHANNEL);
     catch_signals(tx.clone());
+    let access_tx = tx.clone();
     // What an earlier run left undelivered goes out first.
     let metrics = Arc::new(Metrics::default());
     let names = crate::delivery::names(&outlets);
@@ -184,6 +185,23 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
         d.store.mark_source(&source.spec())?;
     }
     d.first_run.iter_mut().for_each(|f| *f = false);
+    let access_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if !config.access_logs.is_empty() {
+        let remembered = d.store.access_state()?;
+        crate::access::source::follow(
+            pipeline::access_settings(config),
+            remembered,
+            move |batch| access_tx.send(Signal::Access(Box::new(batch))).is_ok(),
+            access_stop.clone(),
+        )
+        .map_err(|e| {
+            Error::Config(crate::config::ConfigError(format!(
+                "--access-log: cannot start reading the access logs: {e}"
+            )))
+        })?;
+    } else {
+        drop(access_tx);
+    }
     d.deliver()?;
     info!(
         users = d.users.len(),
@@ -196,6 +214,7 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
         Some(every) => d.poll_loop(&rx, every),
         None => d.live_loop(&rx),
     };
+    access_stop.store(true, Ordering::SeqCst);
     notify(&[sd_notify::NotifyState::Stopping]);
     // Hand the sinks what is committed, deliver it before leaving, within
     // reason, and write down what they took; the rest waits in the outbox
@@ -251,6 +270,9 @@ impl Daemon<'_> {
                 Err(RecvTimeoutError::Timeout) => Vec::new(),
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             };
+            // The access logs' events are committed whatever else happens
+            // (a pause, a rescan due): their lines are not read again.
+            self.take_access(&mut batch)?;
             if self.backed_up()? {
                 // Back-pressure: the sinks are too far behind. Take no new
                 // changes (they stay in the Maildir); rescan once they catch up.
@@ -348,6 +370,10 @@ impl Daemon<'_> {
                     // A sink reported: write it down, and end the run if
                     // its output went away.
                     Ok(Signal::Wake) => self.deliver()?,
+                    Ok(Signal::Access(b)) => {
+                        self.commit_access(*b)?;
+                        self.deliver()?;
+                    }
                     _ => {}
                 }
                 if watchdog.is_some_and(|w| last_watchdog.elapsed() >= w) {
@@ -387,6 +413,10 @@ impl Daemon<'_> {
                 }
                 // A sink reported: taken by `deliver` after the batch.
                 Signal::Wake => continue,
+                Signal::Access(b) => {
+                    self.commit_access(*b)?;
+                    continue;
+                }
                 Signal::Reopen => {
                     if let Some(d) = &self.dispatcher {
                         d.reopen();
@@ -529,6 +559,33 @@ impl Daemon<'_> {
     /// when one cannot go on.
     fn deliver(&mut self) -> Result<(), Error> {
         self.pump(false)
+    }
+
+    /// Commits the access-log batches of a batch of signals and takes
+    /// them out of it.
+    fn take_access(&mut self, batch: &mut Vec<Signal>) -> Result<(), Error> {
+        if !batch.iter().any(|s| matches!(s, Signal::Access(_))) {
+            return Ok(());
+        }
+        for sig in std::mem::take(batch) {
+            match sig {
+                Signal::Access(b) => self.commit_access(*b)?,
+                other => batch.push(other),
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits one access-log batch (events, positions, sessions) and
+    /// hands its events to the sinks.
+    fn commit_access(&mut self, b: crate::access::source::Batch) -> Result<(), Error> {
+        self.events += b.events.len() as u64;
+        for e in &b.events {
+            self.metrics.event(e.kind);
+        }
+        self.store.commit_access(b)?;
+        self.feed_committed();
+        Ok(())
     }
 
     /// Whether the sinks are so far behind that no new change may be taken.
