@@ -205,7 +205,13 @@ mod tests {
             );
             state = s;
         }
-        let (s, e) = evaluate(Some(state), lim(Some(400), Some(10)), usage(500, 5), 0.01, 1.0);
+        let (s, e) = evaluate(
+            Some(state),
+            lim(Some(400), Some(10)),
+            usage(500, 5),
+            0.01,
+            1.0,
+        );
         assert_eq!(e, [QuotaEvent::Change, QuotaEvent::Exceed]);
         let (_, e) = evaluate(Some(s), lim(None, None), usage(500, 5), 0.01, 1.0);
         assert_eq!(e, [QuotaEvent::Change, QuotaEvent::Within]);
@@ -222,7 +228,10 @@ mod tests {
         let (s, e) = evaluate(Some(s), l, usage(3692, 6), 0.05, 0.9);
         assert_eq!((e.as_slice(), s.over), (&[QuotaEvent::Exceed][..], true));
         let (s, e) = evaluate(Some(s), l, usage(3500, 6), 0.05, 0.9);
-        assert!(e.is_empty() && s.over, "3500 is within 5 % of the mark 3600");
+        assert!(
+            e.is_empty() && s.over,
+            "3500 is within 5 % of the mark 3600"
+        );
         let (s, e) = evaluate(Some(s), l, usage(3400, 6), 0.05, 0.9);
         assert_eq!((e.as_slice(), s.over), (&[QuotaEvent::Within][..], false));
         let (_, e) = evaluate(Some(s), l, usage(100, 90), 0.05, 0.9);

@@ -299,7 +299,9 @@ impl Store {
             // Tables added since: created in one transaction with the new
             // version, so an older state is upgraded once and whole.
             self.conn
-                .execute_batch(&format!("BEGIN IMMEDIATE; {MIGRATE_2} PRAGMA user_version = 2; COMMIT;"))
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {MIGRATE_2} PRAGMA user_version = 2; COMMIT;"
+                ))
                 .map_err(err)?;
         }
         self.verify(false)?;

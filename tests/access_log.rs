@@ -84,7 +84,10 @@ fn scan_baseline_positions_and_rotations() {
     assert!(scan(&state, &md, &log, &[]).is_empty());
 
     append(&log, &login("S1", "alice"));
-    append(&log, "Dec 06 02:50:46 imap-login: Info: Disconnected: Aborted login by logging out (auth failed, 1 attempts in 2 secs): user=<alice>, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, secured, session=<BAD>\n");
+    append(
+        &log,
+        "Dec 06 02:50:46 imap-login: Info: Disconnected: Aborted login by logging out (auth failed, 1 attempts in 2 secs): user=<alice>, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, secured, session=<BAD>\n",
+    );
     let evs = scan(&state, &md, &log, &[]);
     assert_eq!(sessions(&evs), ["Login S1"], "a failed login is no Login");
     let l = &evs[0];
@@ -98,7 +101,10 @@ fn scan_baseline_positions_and_rotations() {
 
     // The Logout in a later run still has its duration (the session was
     // kept in the state).
-    append(&log, &logout("S1", "alice", "Connection closed (No commands sent)", 14));
+    append(
+        &log,
+        &logout("S1", "alice", "Connection closed (No commands sent)", 14),
+    );
     let evs = scan(&state, &md, &log, &[]);
     assert_eq!(sessions(&evs), ["Logout S1"]);
     assert_eq!(evs[0]["vnd.maildir.disconnect"], "abort");
@@ -121,8 +127,17 @@ fn scan_baseline_positions_and_rotations() {
     // rename + a new file between runs: the old file first.
     append(&log, &logout("S3", "bob", "Logged out", 5));
     fs::rename(&log, d.path().join("dovecot-info.log.2")).unwrap();
-    append(&log, &logout("S2", "alice", "Disconnected for inactivity", 6));
-    append(&log, &format!("Dec 06 02:52:00 imap-login: Info: Login: user=<x>, method=PLAIN, session=<LONG{}>\n", "y".repeat(20_000)));
+    append(
+        &log,
+        &logout("S2", "alice", "Disconnected for inactivity", 6),
+    );
+    append(
+        &log,
+        &format!(
+            "Dec 06 02:52:00 imap-login: Info: Login: user=<x>, method=PLAIN, session=<LONG{}>\n",
+            "y".repeat(20_000)
+        ),
+    );
     append(&log, &login("S4", "carol"));
     let evs = scan(&state, &md, &log, &[]);
     assert_eq!(
@@ -140,9 +155,15 @@ fn emit_existing_filter_and_quota_refusals() {
     let md = Md::create(d.path().join("Maildir"));
     let log = d.path().join("info.log");
     append(&log, &login("S1", "alice"));
-    append(&log, "Dec 06 02:50:50 lmtp(alice)<26355><GJomGIrNFGvzZgAAg+zDdQ>: Info: msgid=unspecified: save failed to INBOX: Quota exceeded (mailbox for user is full)\n");
+    append(
+        &log,
+        "Dec 06 02:50:50 lmtp(alice)<26355><GJomGIrNFGvzZgAAg+zDdQ>: Info: msgid=unspecified: save failed to INBOX: Quota exceeded (mailbox for user is full)\n",
+    );
     let evs = scan(&d.path().join("s1"), &md, &log, &["--emit-existing"]);
-    assert_eq!(sessions(&evs), ["Login S1", "QuotaExceed GJomGIrNFGvzZgAAg+zDdQ"]);
+    assert_eq!(
+        sessions(&evs),
+        ["Login S1", "QuotaExceed GJomGIrNFGvzZgAAg+zDdQ"]
+    );
     assert_eq!(evs[1]["user"], "alice");
     assert_eq!(evs[1]["uri"], "imap://alice@mx.example.org/INBOX");
     assert_eq!(evs[1]["vnd.maildir.quotaSource"], "log");
@@ -151,7 +172,12 @@ fn emit_existing_filter_and_quota_refusals() {
     let config = d.path().join("config.toml");
     fs::write(&config, "[filter]\ngroups = [\"quota\", \"message\"]\n").unwrap();
     let c = config.to_str().unwrap();
-    let evs = scan(&d.path().join("s2"), &md, &log, &["--emit-existing", "--config", c]);
+    let evs = scan(
+        &d.path().join("s2"),
+        &md,
+        &log,
+        &["--emit-existing", "--config", c],
+    );
     assert_eq!(sessions(&evs), ["QuotaExceed GJomGIrNFGvzZgAAg+zDdQ"]);
 
     // And the logs from the configuration file.
@@ -180,9 +206,12 @@ fn watch_follows_copytruncate_and_rename_live() {
     let log = d.path().join("info.log");
     append(&log, &login("OLD", "alice"));
     let state = d.path().join("state");
-    let w = Spawn::new(&state, &["--access-log", log.to_str().unwrap(), "--user", "alice"])
-        .arg(&md.root)
-        .start();
+    let w = Spawn::new(
+        &state,
+        &["--access-log", log.to_str().unwrap(), "--user", "alice"],
+    )
+    .arg(&md.root)
+    .start();
     append(&log, &login("S1", "alice"));
     w.wait_count(1);
     // copytruncate: copy, a line in the original (the copy has it),
@@ -200,7 +229,10 @@ fn watch_follows_copytruncate_and_rename_live() {
     // rename: the old file keeps getting lines until the writer reopens.
     fs::rename(&log, d.path().join("info.log.2")).unwrap();
     fs::write(&log, "").unwrap();
-    append(&d.path().join("info.log.2"), &logout("S2", "alice", "Logged out", 5));
+    append(
+        &d.path().join("info.log.2"),
+        &logout("S2", "alice", "Logged out", 5),
+    );
     append(&log, &login("S3", "bob"));
     let evs = w.wait_count(5);
     assert_eq!(
@@ -211,9 +243,12 @@ fn watch_follows_copytruncate_and_rename_live() {
     assert_eq!(evs.len(), 5, "nothing twice");
     // A restart reads nothing again.
     append(&log, &logout("S3", "bob", "Logged out", 9));
-    let w = Spawn::new(&state, &["--access-log", log.to_str().unwrap(), "--user", "alice"])
-        .arg(&md.root)
-        .start();
+    let w = Spawn::new(
+        &state,
+        &["--access-log", log.to_str().unwrap(), "--user", "alice"],
+    )
+    .arg(&md.root)
+    .start();
     let evs = w.wait_count(1);
     assert_eq!(sessions(&evs), ["Logout S3"]);
     assert!(evs[0]["vnd.maildir.sessionDuration"].is_number());
@@ -260,7 +295,13 @@ fn journal_through_journalctl() {
     fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
     let journal = d.path().join("journal.json");
     let args_log = d.path().join("args");
-    append(&journal, &entry(1, "imap-login: Login: user=<old>, method=PLAIN, session=<J0>"));
+    append(
+        &journal,
+        &entry(
+            1,
+            "imap-login: Login: user=<old>, method=PLAIN, session=<J0>",
+        ),
+    );
     let path = format!(
         "{}:{}",
         bin.display(),
@@ -271,23 +312,43 @@ fn journal_through_journalctl() {
         let out = Command::new(live::BIN)
             .args(["scan", "--state"])
             .arg(&state)
-            .args(["--server-name", live::SERVER, "--access-log", "journal", "--user", "alice"])
+            .args([
+                "--server-name",
+                live::SERVER,
+                "--access-log",
+                "journal",
+                "--user",
+                "alice",
+            ])
             .arg(&md.root)
             .env("PATH", &path)
             .env("JOURNAL_FILE", &journal)
             .env("JOURNAL_ARGS", &args_log)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     };
     assert!(run().is_empty(), "first run: a baseline");
-    append(&journal, &entry(2, "imap-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.9, lip=192.0.2.1, mpid=1, TLS, session=<J1>"));
+    append(
+        &journal,
+        &entry(
+            2,
+            "imap-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.9, lip=192.0.2.1, mpid=1, TLS, session=<J1>",
+        ),
+    );
     append(&journal, "{\"MESSAGE\": \"no cursor: skipped\"}\n");
-    append(&journal, &entry(3, "imap(alice)<1><J1>: Disconnected: Logged out in=1 out=2"));
+    append(
+        &journal,
+        &entry(3, "imap(alice)<1><J1>: Disconnected: Logged out in=1 out=2"),
+    );
     let evs = run();
     assert_eq!(sessions(&evs), ["Login J1", "Logout J1"]);
     assert_eq!(evs[0]["clientIP"], "192.0.2.9");

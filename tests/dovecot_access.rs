@@ -109,7 +109,10 @@ fn wait_sessions(w: &live::Watch, what: &str, n: usize, known: &BTreeSet<String>
 fn check_once(all: &[Value]) -> BTreeMap<(String, String), String> {
     let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
     for e in access(all) {
-        let key = (e["event"].as_str().unwrap().to_string(), session(e).to_string());
+        let key = (
+            e["event"].as_str().unwrap().to_string(),
+            session(e).to_string(),
+        );
         let id = e["vnd.maildir.eventId"].as_str().unwrap().to_string();
         if let Some(old) = seen.insert(key.clone(), id.clone()) {
             assert_eq!(old, id, "{key:?} repeated with another event id");
@@ -131,9 +134,12 @@ fn sessions_kill9_gap_and_rotation() {
     let state = d.path().join("state");
     let maildir = dovecot.maildir(ALICE);
     let start = || {
-        Spawn::new(&state, &["--access-log", log.to_str().unwrap(), "--user", ALICE])
-            .arg(&maildir)
-            .start()
+        Spawn::new(
+            &state,
+            &["--access-log", log.to_str().unwrap(), "--user", ALICE],
+        )
+        .arg(&maildir)
+        .start()
     };
 
     // 1. A graceful session, a wrong password, an aborted session.
@@ -145,11 +151,18 @@ fn sessions_kill9_gap_and_rotation() {
     let evs = wait_sessions(&w, "two whole sessions", 2, &none);
     let a = access(&evs);
     let kinds: Vec<&str> = a.iter().map(|e| e["event"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["Login", "Logout", "Login", "Logout"], "no Login for the wrong password\n{evs:#?}");
+    assert_eq!(
+        kinds,
+        ["Login", "Logout", "Login", "Logout"],
+        "no Login for the wrong password\n{evs:#?}"
+    );
     for e in &a {
         assert_eq!(e["user"], ALICE);
         assert_eq!(e["service"], "imap");
-        assert_eq!(e["uri"], format!("imap://alice%40example.test@{}/", live::SERVER));
+        assert_eq!(
+            e["uri"],
+            format!("imap://alice%40example.test@{}/", live::SERVER)
+        );
         assert_eq!(e["clientIP"], "127.0.0.1", "{e}");
     }
     assert_eq!(a[0]["serverDomain"], "127.0.0.1");
@@ -182,7 +195,11 @@ fn sessions_kill9_gap_and_rotation() {
     let mut all: Vec<Value> = before.clone();
     all.extend(evs.iter().cloned());
     let seen = check_once(&all);
-    assert_eq!(seen.len(), 8, "4 sessions, each a Login and a Logout: {seen:#?}");
+    assert_eq!(
+        seen.len(),
+        8,
+        "4 sessions, each a Login and a Logout: {seen:#?}"
+    );
     let known: BTreeSet<String> = seen.keys().map(|(_, s)| s.clone()).collect();
 
     // 3. Rotation: a session logs in, the log is renamed (Dovecot still
@@ -203,11 +220,18 @@ fn sessions_kill9_gap_and_rotation() {
         .args(["log", "reopen"])
         .output()
         .expect("run doveadm");
-    assert!(out.status.success(), "doveadm log reopen: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "doveadm log reopen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Dovecot made the new file when it reopened.
     let deadline = std::time::Instant::now() + WAIT;
     while !log.exists() {
-        assert!(std::time::Instant::now() < deadline, "no new log after reopen");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new log after reopen"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     open.logout();
@@ -223,16 +247,29 @@ fn sessions_kill9_gap_and_rotation() {
         .collect();
     assert_eq!(a.len(), 4, "{shown:?}");
     let (login, logout) = (a[0], a[1]);
-    assert_eq!((&login["event"], &logout["event"]), (&"Login".into(), &"Logout".into()), "{shown:?}");
+    assert_eq!(
+        (&login["event"], &logout["event"]),
+        (&"Login".into(), &"Logout".into()),
+        "{shown:?}"
+    );
     assert_eq!(session(login), session(logout));
     assert!(
         logout["vnd.maildir.sessionDuration"].is_number(),
         "the Login was in the old file: {logout}"
     );
     let old = fs::read_to_string(&rotated).unwrap();
-    assert!(old.contains(&format!("session=<{}>", session(login))), "the Login is in the renamed file");
+    assert!(
+        old.contains(&format!("session=<{}>", session(login))),
+        "the Login is in the renamed file"
+    );
     let new = fs::read_to_string(&log).unwrap();
-    assert!(new.contains(&format!("<{}>: Info: Disconnected: Logged out", session(logout))), "the Logout is in the new file:\n{new}");
+    assert!(
+        new.contains(&format!(
+            "<{}>: Info: Disconnected: Logged out",
+            session(logout)
+        )),
+        "the Logout is in the new file:\n{new}"
+    );
     all.extend(w.stop());
     assert_eq!(check_once(&all).len(), 12, "6 sessions, nothing lost");
 
@@ -249,7 +286,9 @@ fn sessions_kill9_gap_and_rotation() {
     );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        !lines.iter().any(|l| l.contains("\"Login\"") || l.contains("\"Logout\"")),
+        !lines
+            .iter()
+            .any(|l| l.contains("\"Login\"") || l.contains("\"Logout\"")),
         "{lines:?}"
     );
 }
@@ -285,13 +324,20 @@ fn quota_refusals_from_the_log() {
             ],
         );
         assert_eq!(code, Some(0), "{stderr}");
-        lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect()
+        lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     };
     assert!(scan(&state).is_empty(), "the first run is a baseline");
     let body = "x".repeat(900);
     let mut refused = 0;
     for i in 0..6 {
-        match try_deliver_lmtp(dovecot.lmtp_port(), ALICE, &message(&format!("q{i}"), &body)) {
+        match try_deliver_lmtp(
+            dovecot.lmtp_port(),
+            ALICE,
+            &message(&format!("q{i}"), &body),
+        ) {
             Ok(()) => {}
             Err(reply) => {
                 assert!(reply.contains("Quota exceeded"), "{reply}");
@@ -299,7 +345,11 @@ fn quota_refusals_from_the_log() {
             }
         }
     }
-    assert!(refused >= 2, "the quota refused some deliveries\n{}", dovecot.logs());
+    assert!(
+        refused >= 2,
+        "the quota refused some deliveries\n{}",
+        dovecot.logs()
+    );
     let evs = scan(&state);
     let q: Vec<&Value> = evs.iter().filter(|e| e["event"] == "QuotaExceed").collect();
     assert_eq!(q.len(), refused, "one QuotaExceed per refusal\n{evs:#?}");
@@ -307,9 +357,20 @@ fn quota_refusals_from_the_log() {
         assert_eq!(e["user"], ALICE);
         assert_eq!(e["service"], "lmtp");
         assert_eq!(e["vnd.maildir.quotaSource"], "log");
-        assert_eq!(e["uri"], format!("imap://alice%40example.test@{}/INBOX", live::SERVER));
-        assert!(e["vnd.maildir.reason"].as_str().unwrap().starts_with("Quota exceeded"));
+        assert_eq!(
+            e["uri"],
+            format!("imap://alice%40example.test@{}/INBOX", live::SERVER)
+        );
+        assert!(
+            e["vnd.maildir.reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("Quota exceeded")
+        );
     }
     let evs = scan(&state);
-    assert!(!evs.iter().any(|e| e["event"] == "QuotaExceed"), "nothing twice");
+    assert!(
+        !evs.iter().any(|e| e["event"] == "QuotaExceed"),
+        "nothing twice"
+    );
 }

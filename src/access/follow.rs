@@ -211,7 +211,11 @@ impl Follower {
             Ok(o) => Some(o),
             Err(e) => {
                 if e.kind() != io::ErrorKind::NotFound || stored.is_some() {
-                    warn_path(log, "access-log-open", format!("cannot open the access log: {e}; trying again"));
+                    warn_path(
+                        log,
+                        "access-log-open",
+                        format!("cannot open the access log: {e}; trying again"),
+                    );
                 }
                 None
             }
@@ -472,7 +476,12 @@ mod tests {
         assert_eq!(out, ["f", "g"]);
         append(&log, "h\n");
         fs::copy(&log, d.path().join("dovecot.log.2")).unwrap();
-        fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(0).unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
         append(&log, "i\n");
         assert_eq!(read_all(&mut f), ["h", "i"]);
     }
@@ -497,7 +506,12 @@ mod tests {
         let p = g.position();
         append(&log, "e\n");
         fs::copy(&log, d.path().join("dovecot.log.0")).unwrap();
-        fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(0).unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
         append(&log, "f f f f f f\n");
         let mut h = Follower::start(log.to_str().unwrap(), Some(p), false);
         assert_eq!(read_all(&mut h), ["e", "f f f f f f"]);

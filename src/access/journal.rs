@@ -178,6 +178,10 @@ mod tests {
         assert!(a.contains("--unit dovecot.service") && a.contains("--after-cursor=s=1"));
         assert!(a.ends_with("--follow"));
         assert!(args(None, false, true).contains(&"--lines=1".to_string()));
-        assert!(!args(None, false, false).iter().any(|x| x.starts_with("--lines")));
+        assert!(
+            !args(None, false, false)
+                .iter()
+                .any(|x| x.starts_with("--lines"))
+        );
     }
 }

@@ -269,7 +269,12 @@ fn login(service: &str, fields: &str) -> Option<Login> {
         let (item, next) = next_field(rest);
         rest = next;
         let (key, value) = match item.split_once('=') {
-            Some((k, v)) => (k, v.strip_prefix('<').and_then(|v| v.strip_suffix('>')).unwrap_or(v)),
+            Some((k, v)) => (
+                k,
+                v.strip_prefix('<')
+                    .and_then(|v| v.strip_suffix('>'))
+                    .unwrap_or(v),
+            ),
             None => {
                 if item == "TLS" || item.starts_with("TLS ") || item.starts_with("TLS:") {
                     l.tls = true;
@@ -448,7 +453,8 @@ mod tests {
     #[test]
     fn new_year() {
         // On 2 January, a "Dec 31" line is last year's.
-        let jan = NaiveDateTime::parse_from_str("2027-01-02 00:10:00", "%Y-%m-%d %H:%M:%S").unwrap();
+        let jan =
+            NaiveDateTime::parse_from_str("2027-01-02 00:10:00", "%Y-%m-%d %H:%M:%S").unwrap();
         let (at, _) = split_line("Dec 31 23:00:00 x: y", jan, &utc);
         assert_eq!(at.unwrap().to_rfc3339(), "2026-12-31T23:00:00+01:00");
         let (at, _) = split_line("Jan 02 00:09:00 x: y", jan, &utc);

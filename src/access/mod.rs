@@ -261,8 +261,14 @@ mod tests {
         assert_eq!(f["timestamp"], "2026-12-06T02:50:44.000+01:00");
         assert_eq!(f["uri"], "imap://a%40x@mx.example.test/");
         assert_eq!(f["service"], "imap");
-        assert_eq!((&f["clientIP"], &f["clientPort"]), (&json!("192.0.2.7"), &json!(5000)));
-        assert_eq!((&f["serverDomain"], &f["serverPort"]), (&json!("192.0.2.1"), &json!(143)));
+        assert_eq!(
+            (&f["clientIP"], &f["clientPort"]),
+            (&json!("192.0.2.7"), &json!(5000))
+        );
+        assert_eq!(
+            (&f["serverDomain"], &f["serverPort"]),
+            (&json!("192.0.2.1"), &json!(143))
+        );
         assert_eq!(f["vnd.maildir.mechanism"], "PLAIN");
         assert_eq!(f["vnd.maildir.tls"], true);
         assert_eq!(s.len(), 1);
@@ -278,7 +284,10 @@ mod tests {
         let f = &logout.fields;
         assert_eq!(f["event"], "Logout");
         assert_eq!(f["vnd.maildir.disconnect"], "abort");
-        assert_eq!(f["vnd.maildir.reason"], "Connection closed (No commands sent)");
+        assert_eq!(
+            f["vnd.maildir.reason"],
+            "Connection closed (No commands sent)"
+        );
         assert_eq!(f["vnd.maildir.sessionDuration"], 30.5);
         assert_eq!(f["clientIP"], "192.0.2.7");
         assert!(s.is_empty());

@@ -208,9 +208,8 @@ pub fn resolve(
         let log = if log == crate::access::JOURNAL {
             log.clone()
         } else {
-            let p = std::path::absolute(log).map_err(|e| {
-                ConfigError(format!("--access-log (access.logs) {log:?}: {e}"))
-            })?;
+            let p = std::path::absolute(log)
+                .map_err(|e| ConfigError(format!("--access-log (access.logs) {log:?}: {e}")))?;
             p.to_str()
                 .ok_or_else(|| {
                     ConfigError(format!(
