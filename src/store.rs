@@ -1281,6 +1281,55 @@ mod tests {
         assert!(SCHEMA.contains(&format!("user_version = {SCHEMA_VERSION};")));
     }
 
+    /// A state of schema 1 (no access tables) is upgraded at open, keeping
+    /// what it held, and then stores and returns access positions and
+    /// sessions.
+    #[test]
+    fn schema_1_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        {
+            let conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+            conn.execute_batch(
+                "DROP TABLE access_positions; DROP TABLE access_sessions; PRAGMA user_version = 1;
+                 INSERT INTO sources(spec) VALUES ('old');",
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        assert!(store.source_known("old").unwrap());
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let batch = crate::access::source::Batch {
+            positions: vec![crate::access::Position {
+                log: "/var/log/x".into(),
+                dev: 1,
+                ino: 2,
+                offset: 3,
+                tail: b"ab\n".to_vec(),
+                cursor: None,
+            }],
+            opened: vec![(
+                "S".into(),
+                crate::access::OpenSession {
+                    user: "u".into(),
+                    login_ms: 5,
+                    client_ip: None,
+                },
+            )],
+            ..Default::default()
+        };
+        store.commit_access(batch.clone()).unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let r = store.access_state().unwrap();
+        assert_eq!(r.positions["/var/log/x"], batch.positions[0]);
+        assert_eq!(r.sessions, batch.opened);
+    }
+
     fn folder(id: i64, dir: &str) -> FolderSnapshot {
         FolderSnapshot {
             id,

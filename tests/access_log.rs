@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use support::live::{self, Md, Spawn, WAIT};
+use support::live::{self, Md, Spawn};
 
 fn login(session: &str, user: &str) -> String {
     format!(
@@ -259,16 +259,22 @@ fn watch_follows_copytruncate_and_rename_live() {
 /// (or the last with `--lines=1`), as `journalctl -o json` does.
 const FAKE_JOURNALCTL: &str = r#"#!/bin/sh
 echo "$@" >> "$JOURNAL_ARGS"
-after=""; last=""
+after=""; last=""; follow=""
 for a in "$@"; do
   case "$a" in
     --after-cursor=*) after="${a#--after-cursor=}";;
     --lines=1) last=1;;
+    --follow) follow=1;;
   esac
 done
 if [ -n "$last" ]; then tail -n 1 "$JOURNAL_FILE"; exit 0; fi
-if [ -z "$after" ]; then cat "$JOURNAL_FILE"; exit 0; fi
-awk -v c="\"__CURSOR\":\"$after\"" 'found {print} index($0, c) {found=1}' "$JOURNAL_FILE"
+start=1
+if [ -n "$after" ]; then
+  n=$(grep -n -F "\"__CURSOR\":\"$after\"" "$JOURNAL_FILE" | head -n 1 | cut -d: -f1)
+  start=$((n + 1))
+fi
+if [ -n "$follow" ]; then exec tail -n +$start -f "$JOURNAL_FILE"; fi
+tail -n +$start "$JOURNAL_FILE"
 "#;
 
 fn entry(cursor: u32, message: &str) -> String {
@@ -281,6 +287,20 @@ fn entry(cursor: u32, message: &str) -> String {
     format!("{v}\n")
 }
 
+/// A directory with the stand-in `journalctl`, and `PATH` with it first.
+fn fake_journalctl(d: &Path) -> String {
+    let bin = d.join("bin");
+    fs::create_dir(&bin).unwrap();
+    let fake = bin.join("journalctl");
+    fs::write(&fake, FAKE_JOURNALCTL).unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 /// The journal path through a stand-in `journalctl`: what is tested is our
 /// side (arguments, cursor kept with the events, baseline, parsing), not
 /// systemd's journal, which this container does not run.
@@ -288,11 +308,7 @@ fn entry(cursor: u32, message: &str) -> String {
 fn journal_through_journalctl() {
     let d = tempfile::tempdir().unwrap();
     let md = Md::create(d.path().join("Maildir"));
-    let bin = d.path().join("bin");
-    fs::create_dir(&bin).unwrap();
-    let fake = bin.join("journalctl");
-    fs::write(&fake, FAKE_JOURNALCTL).unwrap();
-    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = fake_journalctl(d.path());
     let journal = d.path().join("journal.json");
     let args_log = d.path().join("args");
     append(
@@ -301,11 +317,6 @@ fn journal_through_journalctl() {
             1,
             "imap-login: Login: user=<old>, method=PLAIN, session=<J0>",
         ),
-    );
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
     );
     let state = d.path().join("state");
     let run = || -> Vec<Value> {
@@ -360,5 +371,69 @@ fn journal_through_journalctl() {
             && args.contains("--after-cursor=s=1;i=3"),
         "{args}"
     );
-    let _ = WAIT;
+}
+
+/// `watch` with the journal: a baseline, then `journalctl --follow` from the
+/// cursor; entries written while it is stopped come after a restart, once.
+#[test]
+fn watch_follows_the_journal() {
+    let d = tempfile::tempdir().unwrap();
+    let md = Md::create(d.path().join("Maildir"));
+    let path = fake_journalctl(d.path());
+    let journal = d.path().join("journal.json");
+    let args_log = d.path().join("args");
+    append(
+        &journal,
+        &entry(
+            1,
+            "imap-login: Login: user=<old>, method=PLAIN, session=<J0>",
+        ),
+    );
+    let state = d.path().join("state");
+    let start = || {
+        Spawn::new(&state, &["--access-log", "journal", "--user", "alice"])
+            .arg(&md.root)
+            .env("PATH", &path)
+            .env("JOURNAL_FILE", &journal)
+            .env("JOURNAL_ARGS", &args_log)
+            .start()
+    };
+    let w = start();
+    append(
+        &journal,
+        &entry(
+            2,
+            "imap-login: Login: user=<alice>, method=PLAIN, session=<J1>",
+        ),
+    );
+    append(
+        &journal,
+        &entry(3, "imap(alice)<1><J1>: Disconnected: Logged out in=1 out=2"),
+    );
+    let evs = w.wait_count(2);
+    assert_eq!(sessions(&evs), ["Login J1", "Logout J1"]);
+    assert_eq!(w.stop().len(), 2);
+    append(
+        &journal,
+        &entry(
+            4,
+            "imap-login: Login: user=<bob>, method=PLAIN, session=<J2>",
+        ),
+    );
+    let w = start();
+    let evs = w.wait_count(1);
+    assert_eq!(sessions(&evs), ["Login J2"]);
+    append(
+        &journal,
+        &entry(
+            5,
+            "imap(bob)<1><J2>: Disconnected for inactivity in=1 out=2",
+        ),
+    );
+    let evs = w.wait_count(2);
+    assert_eq!(evs[1]["vnd.maildir.disconnect"], "timeout");
+    let evs = w.stop();
+    assert_eq!(evs.len(), 2, "{evs:?}");
+    let args = fs::read_to_string(&args_log).unwrap();
+    assert!(args.contains("--after-cursor=s=1;i=3 --follow"), "{args}");
 }

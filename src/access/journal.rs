@@ -85,9 +85,22 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Starts `journalctl` (from `PATH`) with [`args`].
+    /// Starts `journalctl` (from `PATH`) with [`args`]. It gets SIGTERM
+    /// when the thread that started it ends (the process's main thread),
+    /// so a `--follow` never outlives us, not even a kill -9.
     pub fn spawn(cursor: Option<&str>, follow: bool, baseline: bool) -> io::Result<Reader> {
-        let mut child = Command::new("journalctl")
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new("journalctl");
+        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
             .args(args(cursor, follow, baseline))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -205,6 +205,8 @@ pub struct Spawn {
     /// stalled consumer blocks the watcher after a few lines.
     pub pipe_size: Option<i32>,
     pub log: &'static str,
+    /// Extra environment variables of the watcher.
+    pub env: Vec<(OsString, OsString)>,
 }
 
 impl Spawn {
@@ -223,11 +225,18 @@ impl Spawn {
             paused: false,
             pipe_size: None,
             log: "info",
+            env: Vec::new(),
         }
     }
 
     pub fn arg(mut self, a: impl Into<OsString>) -> Spawn {
         self.args.push(a.into());
+        self
+    }
+
+    /// Sets an environment variable of the watcher.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Spawn {
+        self.env.push((key.into(), value.into()));
         self
     }
 
@@ -265,6 +274,7 @@ impl Spawn {
             .env("MAILDIR_EVENTS_LOG", self.log)
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
