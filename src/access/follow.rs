@@ -97,8 +97,10 @@ impl Open {
         if self.len() < offset {
             return false;
         }
+        let Some(start) = offset.checked_sub(tail.len() as u64) else {
+            return false;
+        };
         let mut buf = vec![0u8; tail.len()];
-        let start = offset - tail.len() as u64;
         self.file
             .read_exact_at(&mut buf, start)
             .is_ok_and(|()| buf == tail)

@@ -126,7 +126,11 @@ fn split_time<'a>(
         return (Some(t), rest);
     }
     // `%Y-%m-%d %H:%M:%S` with optional fractions.
-    if line.len() >= 19 && line.as_bytes()[4] == b'-' && line.as_bytes()[10] == b' ' {
+    if line.len() >= 19
+        && line.is_char_boundary(19)
+        && line.as_bytes()[4] == b'-'
+        && line.as_bytes()[10] == b' '
+    {
         let end = line[19..]
             .find(' ')
             .map_or(line.len(), |i| 19 + i)
@@ -447,6 +451,28 @@ mod tests {
             let (got_at, got) = parse(line);
             assert_eq!(got, want, "{line}");
             assert_eq!(got_at, at, "{line}");
+        }
+    }
+
+    /// Every cut of real lines, and multi-byte characters at every place
+    /// the parser slices: no panic, whatever the input.
+    #[test]
+    fn no_panics_on_any_input() {
+        let real = [
+            "Dec 06 02:50:44 imap-login: Info: Login: user=<alice@example.test>, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=26309, secured, session=<Rj/4LO5h1rJ/AAAB>",
+            "2026-12-06 02:50:44.5 imap(alice)<26309><Rj/4>: Info: Disconnected: Logged out in=24 out=775",
+            "2026-12-06T02:50:44+00:00 mx dovecot[9]: lmtp(a)<1><s>: msgid=x, size=12: save failed to INBOX: Quota exceeded",
+        ];
+        for line in real {
+            for cut in 0..=line.len() {
+                for filler in ["", "é", "€", "\u{1F600}", "<", ">", ", ", ": ", "(", ")"] {
+                    let mut s = line[..cut].to_string();
+                    s.push_str(filler);
+                    s.push_str(&line[cut..]);
+                    let (_, msg) = split_line(&s, now(), &utc);
+                    let _ = parse_message(msg);
+                }
+            }
         }
     }
 
