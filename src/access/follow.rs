@@ -265,6 +265,16 @@ impl Follower {
     /// Reads up to about `budget` bytes of complete lines, oldest first.
     /// Returns whether more may be waiting (the budget ran out).
     pub fn read(&mut self, mut budget: usize, out: &mut Vec<String>) -> bool {
+        if self.cur.is_none()
+            && let Ok(o) = open(&self.path)
+            && self
+                .old
+                .as_ref()
+                .is_none_or(|old| (old.dev, old.ino) != (o.dev, o.ino))
+        {
+            // The log (re)appeared: a new file, read from its start.
+            self.cur = Some(o);
+        }
         // Seen before draining the old file: once the new one has data,
         // Dovecot writes to the old one no more.
         let new_has_data = match &self.cur {
@@ -277,6 +287,7 @@ impl Follower {
                 return true;
             }
             if old.copy || new_has_data || self.cur.is_none() && !old.path.exists() {
+                self.last = old.position(&self.log);
                 self.old = None;
             } else {
                 return false;
@@ -517,6 +528,16 @@ mod tests {
         append(&log, "f f f f f f\n");
         let mut h = Follower::start(log.to_str().unwrap(), Some(p), false);
         assert_eq!(read_all(&mut h), ["e", "f f f f f f"]);
+
+        // Renamed while we were away, and no new file yet: the old one,
+        // then the new one once it appears.
+        let p = h.position();
+        append(&log, "g\n");
+        fs::rename(&log, d.path().join("dovecot.log.3")).unwrap();
+        let mut k = Follower::start(log.to_str().unwrap(), Some(p), false);
+        assert_eq!(read_all(&mut k), ["g"]);
+        append(&log, "h\n");
+        assert_eq!(read_all(&mut k), ["h"]);
     }
 
     #[test]
