@@ -261,12 +261,14 @@ pub fn scan(
 
 /// Follows every configured log (for `watch`) in a thread of its own,
 /// sending each batch to the engine with `send` until it fails or `stop`
-/// is set.
+/// is set. While `hold` is set (the engine pauses for its sinks) nothing
+/// is read: the lines wait in the log, the journal entries in `journalctl`.
 pub fn follow(
     settings: Settings,
     mut remembered: Remembered,
     send: impl Fn(Batch) -> bool + Send + 'static,
     stop: Arc<AtomicBool>,
+    hold: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     let journal_pos = remembered.positions.remove(JOURNAL);
     let want_journal = settings.logs.iter().any(|l| l == JOURNAL);
@@ -291,6 +293,10 @@ pub fn follow(
             let mut first = first_files;
             let mut entries = entries;
             while !stop.load(Ordering::SeqCst) {
+                if hold.load(Ordering::SeqCst) && !first {
+                    std::thread::sleep(POLL);
+                    continue;
+                }
                 let mut batch = Batch::default();
                 let more = files.read(&mut batch, first);
                 first = false;

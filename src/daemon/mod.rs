@@ -100,6 +100,8 @@ struct Daemon<'a> {
     stop: bool,
     /// Back-pressure: changes are not being taken.
     paused: bool,
+    /// Tells the access-log thread to stop reading while paused.
+    access_hold: Arc<std::sync::atomic::AtomicBool>,
     events: u64,
     last_rescan_all: Option<Instant>,
     rescan_all_due: bool,
@@ -171,6 +173,7 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
         deferred: BTreeMap::new(),
         stop: false,
         paused: false,
+        access_hold: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         events: 0,
         last_rescan_all: None,
         rescan_all_due: false,
@@ -193,6 +196,7 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
             remembered,
             move |batch| access_tx.send(Signal::Access(Box::new(batch))).is_ok(),
             access_stop.clone(),
+            d.access_hold.clone(),
         )
         .map_err(|e| {
             Error::Config(crate::config::ConfigError(format!(
@@ -271,7 +275,9 @@ impl Daemon<'_> {
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             };
             // The access logs' events are committed whatever else happens
-            // (a pause, a rescan due): their lines are not read again.
+            // (a pause, a rescan due): their lines are not read again. While
+            // paused, the access thread reads no more (`access_hold`), so
+            // only batches already on their way come in.
             self.take_access(&mut batch)?;
             if self.backed_up()? {
                 // Back-pressure: the sinks are too far behind. Take no new
@@ -282,6 +288,7 @@ impl Daemon<'_> {
                         "outbox full; pausing until the sinks catch up"
                     );
                     self.paused = true;
+                    self.access_hold.store(true, Ordering::SeqCst);
                 }
                 if batch.iter().any(|s| matches!(s, Signal::Stop)) {
                     self.stop = true;
@@ -298,6 +305,7 @@ impl Daemon<'_> {
             if self.paused {
                 info!("sinks caught up; rescanning what changed meanwhile");
                 self.paused = false;
+                self.access_hold.store(false, Ordering::SeqCst);
                 self.rescan_all_due = true;
                 batch.retain(|s| matches!(s, Signal::Stop));
             }
