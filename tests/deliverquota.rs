@@ -4,9 +4,9 @@
 //! `watch` reports QuotaExceed (then QuotaWithin once usage falls back);
 //! with the default (100) no quota event comes.
 //!
-//! Needs `maildirmake` and `deliverquota` from Debian's `courier-base`
-//! (the `.courier` names; Dovecot ships a `maildirmake` of its own without
-//! quota support). Skipped with a line on stderr when missing, unless
+//! Needs `maildirmake` and `deliverquota` from Debian's `courier-base` or
+//! `maildrop` (the `.courier`/`.maildrop` names; Dovecot ships a
+//! `maildirmake` of its own without quota support). Skipped with a line on stderr when missing, unless
 //! `CI=true`.
 
 mod support;
@@ -28,8 +28,11 @@ fn program(names: &[&str]) -> Option<PathBuf> {
 }
 
 fn courier() -> Option<(PathBuf, PathBuf)> {
-    let found =
-        program(&["maildirmake.courier"]).zip(program(&["deliverquota.courier", "deliverquota"]));
+    let found = program(&["maildirmake.courier", "maildirmake.maildrop"]).zip(program(&[
+        "deliverquota.courier",
+        "deliverquota.maildrop",
+        "deliverquota",
+    ]));
     if found.is_none() {
         if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
             panic!("maildirmake.courier/deliverquota missing; .ci/run must install courier-base");
