@@ -171,6 +171,12 @@ pub struct StoreArgs {
     /// with their own state split one store; by a stable hash of the user name.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
+
+    /// Dovecot's info log (info_log_path, or the syslog file it goes to),
+    /// read for Login, Logout and delivery refusals (QuotaExceed); `journal`
+    /// reads the systemd journal of dovecot.service. Repeatable.
+    #[arg(long = "access-log", value_name = "FILE")]
+    pub access_logs: Vec<String>,
 }
 
 impl StoreArgs {
@@ -205,6 +211,9 @@ impl StoreArgs {
             full: flag(self.full),
             shard: self.shard.clone(),
             store,
+            access: (!self.access_logs.is_empty()).then(|| crate::config::file::AccessConfig {
+                logs: self.access_logs.clone(),
+            }),
             ..FileConfig::default()
         })
     }

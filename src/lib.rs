@@ -15,6 +15,7 @@
 //! turn inotify into batches for `live`; `store` and `outbox` are the
 //! state database; `delivery` drives the `sink`s.
 
+pub mod access;
 pub mod cli;
 pub mod config;
 pub mod content;

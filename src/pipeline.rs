@@ -60,8 +60,10 @@ pub fn run_scan(
     // outbox, the snapshot moves on, and the failure is the exit status.
     let mut failed: Option<Error> = None;
     deliver_unless_failed(&mut outbox, outlets, &mut failed)?;
-    let reader = store.reader()?;
     let mut summary = Summary::default();
+    summary.events += scan_access(config, store, &mut outbox, outlets, &mut failed)?;
+    let access_events = summary.events;
+    let reader = store.reader()?;
     let (jobs, queue) = crossbeam_channel::bounded::<Job>(QUEUE);
     let (listed, (written, outbox, failed, events)) = std::thread::scope(|s| {
         // Owned here, so that a panic of the lister also closes the queue
@@ -91,7 +93,7 @@ pub fn run_scan(
     });
     // The writer's own error first: the lister stops when it cannot hand
     // a user over, and that is only a consequence.
-    summary.events = events;
+    summary.events = access_events + events;
     written?;
     listed?;
     info!(
@@ -109,6 +111,43 @@ pub fn run_scan(
         }),
         Some(e) => Err(e),
         None => Ok(summary),
+    }
+}
+
+/// Reads what the access logs got since the last run, committing each
+/// batch of events with the logs' positions, and delivering after each.
+fn scan_access(
+    config: &Config,
+    store: &mut Store,
+    outbox: &mut Outbox,
+    outlets: &mut [Outlet],
+    failed: &mut Option<Error>,
+) -> Result<u64, Error> {
+    if config.access_logs.is_empty() {
+        return Ok(0);
+    }
+    let settings = access_settings(config);
+    let remembered = store.access_state()?;
+    let mut events = 0;
+    crate::access::source::scan(&settings, remembered, &mut |batch| {
+        let n = batch.events.len() as u64;
+        store.commit_access(batch)?;
+        events += n;
+        if n > 0 {
+            deliver_unless_failed(outbox, outlets, failed)?;
+        }
+        Ok(())
+    })?;
+    Ok(events)
+}
+
+/// What reading the access logs needs from the configuration.
+pub fn access_settings(config: &Config) -> crate::access::source::Settings {
+    crate::access::source::Settings {
+        logs: config.access_logs.clone(),
+        server: config.server_name.clone(),
+        filter: config.filter.clone(),
+        from_start: config.emit_existing,
     }
 }
 
@@ -524,7 +563,7 @@ pub fn check_quota(
             bytes: u.bytes + bytes,
             messages: u.messages + *count as u64,
         });
-    let (state, events) = quota::evaluate(prev, limits, usage, rules.hysteresis);
+    let (state, events) = quota::evaluate(prev, limits, usage, rules.hysteresis, rules.full_at);
     let changes = events
         .into_iter()
         .map(|event| Change::Quota {

@@ -1,8 +1,11 @@
 //! Quota: limits, usage and the crossing of limits (pure).
 //!
-//! A filesystem cannot see a delivery the server refused, so our
-//! QuotaExceed means "usage crossed the limit", not RFC 5423's failed
-//! operation. Usage is computed from the directory (sizes from `S=` or
+//! A filesystem cannot see a delivery the server refused, so this
+//! QuotaExceed means "usage reached the full mark", not RFC 5423's failed
+//! operation (that one comes from the delivery agent's log, see `access`).
+//! The full mark is a percentage of the limit (`full_at_percent`, default
+//! 100): a delivery agent refuses the message that would cross the limit,
+//! so usage may stop short of it for good. Usage is computed from the directory (sizes from `S=` or
 //! `stat`), never taken from `maildirsize`, which we never write.
 
 use std::collections::HashMap;
@@ -26,6 +29,8 @@ pub struct QuotaRules {
     pub ignore: Vec<String>,
     /// Fraction of the limit usage must fall under before QuotaWithin.
     pub hysteresis: f64,
+    /// Fraction of a limit at which usage counts as full (1.0: the limit).
+    pub full_at: f64,
 }
 
 /// What one user stores, as counted.
@@ -109,21 +114,38 @@ fn clearly_under(limits: Limits, usage: Usage, hysteresis: f64) -> bool {
     under(limits.bytes, usage.bytes) && under(limits.messages, usage.messages)
 }
 
+/// The limits scaled to the full mark (`full_at` of each, rounded up).
+fn full_mark(limits: Limits, full_at: f64) -> Limits {
+    let f = if full_at > 0.0 && full_at <= 1.0 {
+        full_at
+    } else {
+        1.0
+    };
+    let scale = |l: u64| ((l as f64) * f).ceil() as u64;
+    Limits {
+        bytes: limits.bytes.map(scale),
+        messages: limits.messages.map(scale),
+    }
+}
+
 /// Compares usage with the limits and the previous state. The first
 /// evaluation of a user only records the state. Between the limit and the
 /// hysteresis margin under it the state holds, so a message bouncing around
-/// the limit does not flood.
+/// the limit does not flood. Over and under are measured against the full
+/// mark, `full_at` (a fraction) of each limit.
 pub fn evaluate(
     prev: Option<QuotaState>,
     limits: Limits,
     usage: Usage,
     hysteresis: f64,
+    full_at: f64,
 ) -> (QuotaState, Vec<QuotaEvent>) {
+    let mark = full_mark(limits, full_at);
     let Some(prev) = prev else {
         return (
             QuotaState {
                 limits,
-                over: at_or_over(limits, usage),
+                over: at_or_over(mark, usage),
             },
             Vec::new(),
         );
@@ -133,9 +155,9 @@ pub fn evaluate(
         events.push(QuotaEvent::Change);
     }
     let over = if prev.over {
-        !clearly_under(limits, usage, hysteresis)
+        !clearly_under(mark, usage, hysteresis)
     } else {
-        at_or_over(limits, usage)
+        at_or_over(mark, usage)
     };
     match (prev.over, over) {
         (false, true) => events.push(QuotaEvent::Exceed),
@@ -160,7 +182,7 @@ mod tests {
     #[test]
     fn crossing_up_down_and_bouncing() {
         let l = lim(Some(1000), Some(10));
-        let (s, e) = evaluate(None, l, usage(500, 1), 0.01);
+        let (s, e) = evaluate(None, l, usage(500, 1), 0.01, 1.0);
         assert!(e.is_empty() && !s.over, "first sight records only");
         #[rustfmt::skip]
         let steps: &[(u64, u64, &[QuotaEvent], bool)] = &[
@@ -175,7 +197,7 @@ mod tests {
         ];
         let mut state = s;
         for (bytes, count, want, over) in steps {
-            let (s, e) = evaluate(Some(state), l, usage(*bytes, *count), 0.01);
+            let (s, e) = evaluate(Some(state), l, usage(*bytes, *count), 0.01, 1.0);
             assert_eq!(
                 (e.as_slice(), s.over),
                 (*want, *over),
@@ -183,10 +205,40 @@ mod tests {
             );
             state = s;
         }
-        let (s, e) = evaluate(Some(state), lim(Some(400), Some(10)), usage(500, 5), 0.01);
+        let (s, e) = evaluate(
+            Some(state),
+            lim(Some(400), Some(10)),
+            usage(500, 5),
+            0.01,
+            1.0,
+        );
         assert_eq!(e, [QuotaEvent::Change, QuotaEvent::Exceed]);
-        let (_, e) = evaluate(Some(s), lim(None, None), usage(500, 5), 0.01);
+        let (_, e) = evaluate(Some(s), lim(None, None), usage(500, 5), 0.01, 1.0);
         assert_eq!(e, [QuotaEvent::Change, QuotaEvent::Within]);
+    }
+
+    /// Courier's deliverquota refused every message at 3,692 of 4,000
+    /// bytes: at a full mark of 90 % that is full; Within comes once usage
+    /// is the hysteresis under the mark, not under the limit.
+    #[test]
+    fn full_mark() {
+        let l = lim(Some(4000), Some(100));
+        let (s, _) = evaluate(None, l, usage(3000, 5), 0.05, 0.9);
+        assert!(!s.over);
+        let (s, e) = evaluate(Some(s), l, usage(3692, 6), 0.05, 0.9);
+        assert_eq!((e.as_slice(), s.over), (&[QuotaEvent::Exceed][..], true));
+        let (s, e) = evaluate(Some(s), l, usage(3500, 6), 0.05, 0.9);
+        assert!(
+            e.is_empty() && s.over,
+            "3500 is within 5 % of the mark 3600"
+        );
+        let (s, e) = evaluate(Some(s), l, usage(3400, 6), 0.05, 0.9);
+        assert_eq!((e.as_slice(), s.over), (&[QuotaEvent::Within][..], false));
+        let (_, e) = evaluate(Some(s), l, usage(100, 90), 0.05, 0.9);
+        assert_eq!(e, [QuotaEvent::Exceed], "the count's mark too");
+        // Out-of-range fractions mean the limit itself.
+        let (s, _) = evaluate(None, l, usage(3999, 5), 0.0, 0.0);
+        assert!(!s.over);
     }
 
     #[test]

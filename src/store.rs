@@ -26,8 +26,9 @@ use crate::snapshot::{DirStamp, FolderSnapshot, MessageState, UidSource, UserSna
 
 /// `PRAGMA application_id`: "MDEV". Tells our file from any other SQLite file.
 const APPLICATION_ID: i64 = 0x4D44_4556;
-/// Schema version in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// Schema version in `PRAGMA user_version`. 2 added the access logs'
+/// positions and open sessions ([`MIGRATE_2`]).
+const SCHEMA_VERSION: i64 = 2;
 /// The database file name inside the state directory.
 pub const FILE_NAME: &str = "state.sqlite3";
 /// The status a running `watch` keeps up to date, beside the
@@ -301,6 +302,15 @@ impl Store {
         self.conn
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
             .map_err(err)?;
+        if version < 2 {
+            // Tables added since: created in one transaction with the new
+            // version, so an older state is upgraded once and whole.
+            self.conn
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {MIGRATE_2} PRAGMA user_version = 2; COMMIT;"
+                ))
+                .map_err(err)?;
+        }
         self.verify(false)?;
         self.instance = self
             .conn
@@ -485,6 +495,101 @@ impl Store {
             c.extend(rows);
         }
         Ok(())
+    }
+
+    /// Commits events read from the access logs with the logs' new
+    /// positions and the sessions opened and closed, in ONE transaction:
+    /// a crash before it reads the same lines again, after it not.
+    pub fn commit_access(&mut self, batch: crate::access::source::Batch) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let instance = self.instance.clone();
+        let e = |e| sql_err(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(e)?;
+        for p in &batch.positions {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO access_positions(log, dev, ino, offset, tail, cursor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    p.log,
+                    p.dev as i64,
+                    p.ino as i64,
+                    p.offset as i64,
+                    p.tail,
+                    p.cursor
+                ])
+            })
+            .map_err(e)?;
+        }
+        for id in &batch.closed {
+            tx.prepare_cached("DELETE FROM access_sessions WHERE session = ?1")
+                .and_then(|mut st| st.execute([id]))
+                .map_err(e)?;
+        }
+        for (id, s) in &batch.opened {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO access_sessions(session, user, login_ms, client_ip)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut st| st.execute(params![id, s.user, s.login_ms, s.client_ip]))
+            .map_err(e)?;
+        }
+        let rows = enqueue(&tx, &instance, batch.events.into_iter()).map_err(e)?;
+        tx.commit().map_err(e)?;
+        if let Some(c) = &mut self.committed {
+            c.extend(rows);
+        }
+        Ok(())
+    }
+
+    /// The access logs' positions and open sessions, as last committed.
+    pub fn access_state(&self) -> Result<crate::access::source::Remembered, StoreError> {
+        let e = |e| sql_err(&self.path, e);
+        let mut out = crate::access::source::Remembered::default();
+        let mut st = self
+            .conn
+            .prepare("SELECT log, dev, ino, offset, tail, cursor FROM access_positions")
+            .map_err(e)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(crate::access::Position {
+                    log: r.get(0)?,
+                    dev: r.get::<_, i64>(1)? as u64,
+                    ino: r.get::<_, i64>(2)? as u64,
+                    offset: r.get::<_, i64>(3)? as u64,
+                    tail: r.get(4)?,
+                    cursor: r.get(5)?,
+                })
+            })
+            .map_err(e)?;
+        for p in rows {
+            let p = p.map_err(e)?;
+            out.positions.insert(p.log.clone(), p);
+        }
+        let mut st = self
+            .conn
+            .prepare("SELECT session, user, login_ms, client_ip FROM access_sessions")
+            .map_err(e)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    crate::access::OpenSession {
+                        user: r.get(1)?,
+                        login_ms: r.get(2)?,
+                        client_ip: r.get(3)?,
+                    },
+                ))
+            })
+            .map_err(e)?;
+        for s in rows {
+            out.sessions.push(s.map_err(e)?);
+        }
+        Ok(out)
     }
 
     /// The outbox rows committed since the last call (only when opened
@@ -1078,7 +1183,7 @@ fn random_hex() -> String {
 
 const SCHEMA: &str = "
 PRAGMA application_id = 1296319830;
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE sources(spec TEXT PRIMARY KEY);
 CREATE TABLE users(
@@ -1139,6 +1244,38 @@ CREATE TABLE outbox(
     at INTEGER NOT NULL  -- unix milliseconds of the commit
 );
 CREATE TABLE sink_positions(sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE access_positions(
+    log TEXT PRIMARY KEY,   -- a path as configured, or 'journal'
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    tail BLOB NOT NULL,     -- the bytes before offset, to recognise the file
+    cursor TEXT             -- the journal's
+);
+CREATE TABLE access_sessions(
+    session TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    login_ms INTEGER NOT NULL,
+    client_ip TEXT
+);
+";
+
+/// The tables schema 2 added, for states made by schema 1.
+const MIGRATE_2: &str = "
+CREATE TABLE access_positions(
+    log TEXT PRIMARY KEY,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    tail BLOB NOT NULL,
+    cursor TEXT
+);
+CREATE TABLE access_sessions(
+    session TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    login_ms INTEGER NOT NULL,
+    client_ip TEXT
+);
 ";
 
 #[cfg(test)]
@@ -1149,6 +1286,55 @@ mod tests {
     fn application_id_matches_schema() {
         assert!(SCHEMA.contains(&format!("application_id = {APPLICATION_ID};")));
         assert!(SCHEMA.contains(&format!("user_version = {SCHEMA_VERSION};")));
+    }
+
+    /// A state of schema 1 (no access tables) is upgraded at open, keeping
+    /// what it held, and then stores and returns access positions and
+    /// sessions.
+    #[test]
+    fn schema_1_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        {
+            let conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+            conn.execute_batch(
+                "DROP TABLE access_positions; DROP TABLE access_sessions; PRAGMA user_version = 1;
+                 INSERT INTO sources(spec) VALUES ('old');",
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        assert!(store.source_known("old").unwrap());
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let batch = crate::access::source::Batch {
+            positions: vec![crate::access::Position {
+                log: "/var/log/x".into(),
+                dev: 1,
+                ino: 2,
+                offset: 3,
+                tail: b"ab\n".to_vec(),
+                cursor: None,
+            }],
+            opened: vec![(
+                "S".into(),
+                crate::access::OpenSession {
+                    user: "u".into(),
+                    login_ms: 5,
+                    client_ip: None,
+                },
+            )],
+            ..Default::default()
+        };
+        store.commit_access(batch.clone()).unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let r = store.access_state().unwrap();
+        assert_eq!(r.positions["/var/log/x"], batch.positions[0]);
+        assert_eq!(r.sessions, batch.opened);
     }
 
     fn folder(id: i64, dir: &str) -> FolderSnapshot {

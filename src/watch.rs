@@ -65,6 +65,8 @@ pub enum Signal {
     Reopen,
     /// A sink thread reported what it took (or that its output went away).
     Wake,
+    /// Events read from the access logs, with the positions to commit.
+    Access(Box<crate::access::source::Batch>),
 }
 
 /// Failure to add a watch, with what the admin should do about it.

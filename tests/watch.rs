@@ -1873,6 +1873,11 @@ fn folders_past_the_watch_limit_are_polled() {
             .filter(|l| l.contains("sysctl -w fs.inotify.max_user_watches="))
             .count()
     };
+    // Written before READY=1; our reader of its stderr may lag behind.
+    let deadline = Instant::now() + WAIT;
+    while limit_lines(&w) == 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(
         limit_lines(&w),
         1,

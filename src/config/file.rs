@@ -45,6 +45,8 @@ pub struct FileConfig {
     pub filter: Option<FilterConfig>,
     pub content: Option<ContentConfig>,
     pub quota: Option<QuotaConfig>,
+    /// Dovecot's logs, for Login, Logout and delivery refusals.
+    pub access: Option<AccessConfig>,
     /// Expunges matching a rule are MessageExpire.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expire: Vec<ExpireConfig>,
@@ -134,9 +136,23 @@ pub struct QuotaConfig {
     /// How far under the limit usage must fall before QuotaWithin, in
     /// percent of the limit.
     pub hysteresis_percent: Option<f64>,
+    /// Usage at this percentage of a limit counts as full (QuotaExceed):
+    /// delivery agents refuse the message that would cross the limit, so
+    /// usage may never reach it. Default 100.
+    pub full_at_percent: Option<f64>,
     /// Per-user limits.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub user: Vec<UserQuotaConfig>,
+}
+
+/// Dovecot's logs read for Login, Logout and QuotaExceed.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Dovecot's info log files (`info_log_path`, or the syslog file it
+    /// goes to), or `journal` for the systemd journal of dovecot.service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<String>,
 }
 
 /// One user's limits.
@@ -202,6 +218,7 @@ impl FileConfig {
             filter,
             content,
             quota,
+            access,
             outbox_limit,
             metrics
         );

@@ -176,6 +176,9 @@ pub struct Config {
     pub filter: Filter,
     pub content: ContentSettings,
     pub quota: Option<QuotaRules>,
+    /// Dovecot's logs (paths, or `journal`) read for Login, Logout and
+    /// delivery refusals.
+    pub access_logs: Vec<String>,
     pub expire: Vec<ExpireRule>,
     pub watch: WatchOptions,
     /// Where events go; empty means stdout.

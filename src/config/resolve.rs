@@ -178,7 +178,14 @@ pub fn resolve(
                     "quota.hysteresis_percent must be 0 to 100, not {hysteresis}"
                 )));
             }
+            let full_at = q.full_at_percent.unwrap_or(100.0);
+            if !(full_at > 0.0 && full_at <= 100.0) {
+                return Err(ConfigError(format!(
+                    "quota.full_at_percent must be more than 0 and at most 100, not {full_at}"
+                )));
+            }
             Some(QuotaRules {
+                full_at: full_at / 100.0,
                 default: Limits {
                     bytes: size("quota.storage", &q.storage)?,
                     messages: q.messages,
@@ -202,6 +209,26 @@ pub fn resolve(
             })
         })
         .collect::<Result<_, ConfigError>>()?;
+
+    let mut access_logs = Vec::new();
+    for log in fc.access.iter().flat_map(|a| &a.logs) {
+        let log = if log == crate::access::JOURNAL {
+            log.clone()
+        } else {
+            let p = std::path::absolute(log)
+                .map_err(|e| ConfigError(format!("--access-log (access.logs) {log:?}: {e}")))?;
+            p.to_str()
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "--access-log (access.logs) {log:?}: the path must be UTF-8"
+                    ))
+                })?
+                .to_string()
+        };
+        if !access_logs.contains(&log) {
+            access_logs.push(log);
+        }
+    }
 
     let w = fc.watch.clone().unwrap_or_default();
     let watch = WatchOptions {
@@ -249,6 +276,7 @@ pub fn resolve(
         filter,
         content,
         quota,
+        access_logs,
         expire,
         watch,
         sinks: fc.sink.clone(),
@@ -318,6 +346,7 @@ pub fn describe(config: &Config, merged: &FileConfig) -> String {
     if let Some(q) = &mut fc.quota {
         q.force.get_or_insert(false);
         q.hysteresis_percent.get_or_insert(1.0);
+        q.full_at_percent.get_or_insert(100.0);
     }
     let sinks: Vec<String> = if config.sinks.is_empty() {
         vec!["stdout".into()]

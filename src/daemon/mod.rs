@@ -103,6 +103,8 @@ struct Daemon<'a> {
     stop: bool,
     /// Back-pressure: changes are not being taken.
     paused: bool,
+    /// Tells the access-log thread to stop reading while paused.
+    access_hold: Arc<std::sync::atomic::AtomicBool>,
     events: u64,
     last_rescan_all: Option<Instant>,
     rescan_all_due: bool,
@@ -136,6 +138,7 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
     let opts = &config.watch;
     let (tx, rx) = bounded(CHANNEL);
     catch_signals(tx.clone());
+    let access_tx = tx.clone();
     // What an earlier run left undelivered goes out first.
     let metrics = Arc::new(Metrics::default());
     let names = crate::delivery::names(&outlets);
@@ -183,6 +186,7 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
         deferred: BTreeMap::new(),
         stop: false,
         paused: false,
+        access_hold: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         events: 0,
         last_rescan_all: None,
         rescan_all_due: false,
@@ -201,6 +205,24 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
         d.store.mark_source(&source.spec())?;
     }
     d.first_run.iter_mut().for_each(|f| *f = false);
+    let access_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if !config.access_logs.is_empty() {
+        let remembered = d.store.access_state()?;
+        crate::access::source::follow(
+            pipeline::access_settings(config),
+            remembered,
+            move |batch| access_tx.send(Signal::Access(Box::new(batch))).is_ok(),
+            access_stop.clone(),
+            d.access_hold.clone(),
+        )
+        .map_err(|e| {
+            Error::Config(crate::config::ConfigError(format!(
+                "--access-log: cannot start reading the access logs: {e}"
+            )))
+        })?;
+    } else {
+        drop(access_tx);
+    }
     d.deliver()?;
     info!(
         users = d.users.len(),
@@ -214,6 +236,7 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
         Some(every) => d.poll_loop(&rx, every),
         None => d.live_loop(&rx),
     };
+    access_stop.store(true, Ordering::SeqCst);
     notify(&[sd_notify::NotifyState::Stopping]);
     // Hand the sinks what is committed, deliver it before leaving, within
     // reason, and write down what they took; the rest waits in the outbox
@@ -281,6 +304,11 @@ impl Daemon<'_> {
                 Err(RecvTimeoutError::Timeout) => Vec::new(),
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             };
+            // The access logs' events are committed whatever else happens
+            // (a pause, a rescan due): their lines are not read again. While
+            // paused, the access thread reads no more (`access_hold`), so
+            // only batches already on their way come in.
+            self.take_access(&mut batch)?;
             if self.backed_up()? {
                 // Back-pressure: the sinks are too far behind. Take no new
                 // changes (they stay in the Maildir); rescan once they catch up.
@@ -290,6 +318,7 @@ impl Daemon<'_> {
                         "outbox full; pausing until the sinks catch up"
                     );
                     self.paused = true;
+                    self.access_hold.store(true, Ordering::SeqCst);
                 }
                 if batch.iter().any(|s| matches!(s, Signal::Stop)) {
                     self.stop = true;
@@ -306,6 +335,7 @@ impl Daemon<'_> {
             if self.paused {
                 info!("sinks caught up; rescanning what changed meanwhile");
                 self.paused = false;
+                self.access_hold.store(false, Ordering::SeqCst);
                 self.rescan_all_due = true;
                 batch.retain(|s| matches!(s, Signal::Stop));
             }
@@ -397,6 +427,10 @@ impl Daemon<'_> {
                     // A sink reported: write it down, and end the run if
                     // its output went away.
                     Ok(Signal::Wake) => self.deliver()?,
+                    Ok(Signal::Access(b)) => {
+                        self.commit_access(*b)?;
+                        self.deliver()?;
+                    }
                     _ => {}
                 }
                 if last_status.elapsed() >= pace {
@@ -442,6 +476,10 @@ impl Daemon<'_> {
                 }
                 // A sink reported: taken by `deliver` after the batch.
                 Signal::Wake => continue,
+                Signal::Access(b) => {
+                    self.commit_access(*b)?;
+                    continue;
+                }
                 Signal::Reopen => {
                     if let Some(d) = &self.dispatcher {
                         d.reopen();
@@ -584,6 +622,33 @@ impl Daemon<'_> {
     /// when one cannot go on.
     fn deliver(&mut self) -> Result<(), Error> {
         self.pump(false)
+    }
+
+    /// Commits the access-log batches of a batch of signals and takes
+    /// them out of it.
+    fn take_access(&mut self, batch: &mut Vec<Signal>) -> Result<(), Error> {
+        if !batch.iter().any(|s| matches!(s, Signal::Access(_))) {
+            return Ok(());
+        }
+        for sig in std::mem::take(batch) {
+            match sig {
+                Signal::Access(b) => self.commit_access(*b)?,
+                other => batch.push(other),
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits one access-log batch (events, positions, sessions) and
+    /// hands its events to the sinks.
+    fn commit_access(&mut self, b: crate::access::source::Batch) -> Result<(), Error> {
+        self.events += b.events.len() as u64;
+        for e in &b.events {
+            self.metrics.event(e.kind);
+        }
+        self.store.commit_access(b)?;
+        self.feed_committed();
+        Ok(())
     }
 
     /// Whether the sinks are so far behind that no new change may be taken.

@@ -124,6 +124,12 @@ impl Dovecot {
 
     /// Like [`Dovecot::start`], with [`Options`].
     pub fn start_with(options: Options) -> Option<Dovecot> {
+        Self::start_with_config(options, "")
+    }
+
+    /// Like [`Dovecot::start_with`], with `extra` appended to the
+    /// configuration (e.g. the quota plugin), checked by `dovecot -n`.
+    pub fn start_with_config(options: Options, extra: &str) -> Option<Dovecot> {
         let Some(binary) = dovecot_binary() else {
             if in_ci() {
                 panic!("dovecot not installed; .ci/run must install dovecot-imapd dovecot-lmtpd");
@@ -142,7 +148,7 @@ impl Dovecot {
         // Dovecot binds it: retry with fresh ports.
         let mut last_error = String::new();
         for _attempt in 0..5 {
-            match Self::try_start(&binary, &options) {
+            match Self::try_start(&binary, &options, extra) {
                 Ok(dovecot) => return Some(dovecot),
                 Err(e) if e.contains("Address already in use") => last_error = e,
                 Err(e) => panic!("{e}"),
@@ -151,7 +157,7 @@ impl Dovecot {
         panic!("dovecot did not start after 5 attempts: {last_error}");
     }
 
-    fn try_start(binary: &Path, options: &Options) -> Result<Dovecot, String> {
+    fn try_start(binary: &Path, options: &Options, extra: &str) -> Result<Dovecot, String> {
         let dir = tempfile::Builder::new()
             .prefix("dovecot-test-")
             .tempdir()
@@ -194,7 +200,7 @@ impl Dovecot {
         let (imap_port, lmtp_port) = free_ports();
         let conf = config(
             &root, options, imap_port, lmtp_port, as_root, mail_uid, mail_gid, euid,
-        );
+        ) + extra;
         let conf_path = root.join("etc/dovecot.conf");
         fs::write(&conf_path, conf).unwrap();
 
@@ -301,6 +307,16 @@ impl Dovecot {
     /// The main log file (errors and warnings).
     pub fn log_path(&self) -> PathBuf {
         self.root.join("log/dovecot.log")
+    }
+
+    /// The info log (`info_log_path`): logins, logouts, deliveries.
+    pub fn info_log_path(&self) -> PathBuf {
+        self.root.join("log/dovecot-info.log")
+    }
+
+    /// The instance's configuration file (for `doveadm -c`).
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("etc/dovecot.conf")
     }
 
     /// All log files concatenated, for panic messages.

@@ -209,6 +209,8 @@ pub struct Spawn {
     /// an `exec` of what follows it, e.g. `unshare … sh -c '…; exec "$@"' sh`:
     /// the child's pid is then still the watcher's.
     pub wrap: Vec<OsString>,
+    /// Extra environment variables of the watcher.
+    pub env: Vec<(OsString, OsString)>,
 }
 
 impl Spawn {
@@ -228,6 +230,7 @@ impl Spawn {
             pipe_size: None,
             log: "info",
             wrap: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -239,6 +242,12 @@ impl Spawn {
 
     pub fn arg(mut self, a: impl Into<OsString>) -> Spawn {
         self.args.push(a.into());
+        self
+    }
+
+    /// Sets an environment variable of the watcher.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Spawn {
+        self.env.push((key.into(), value.into()));
         self
     }
 
@@ -284,6 +293,7 @@ impl Spawn {
             .env("MAILDIR_EVENTS_LOG", self.log)
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

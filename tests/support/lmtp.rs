@@ -52,6 +52,35 @@ fn data_block(message: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Like [`deliver_lmtp`], but a refusal at RCPT or DATA (e.g. over quota,
+/// 552) is `Err` with the reply instead of a panic.
+pub fn try_deliver_lmtp(port: u16, rcpt: &str, message: &[u8]) -> Result<(), String> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to LMTP");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    exchange(&mut reader, "", 2);
+    exchange(&mut reader, "LHLO client.example.test", 2);
+    exchange(&mut reader, "MAIL FROM:<sender@example.test>", 2);
+    reader
+        .get_mut()
+        .write_all(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())
+        .expect("write LMTP command");
+    let (code, text) = reply(&mut reader);
+    if code / 100 != 2 {
+        return Err(text);
+    }
+    exchange(&mut reader, "DATA", 3);
+    reader
+        .get_mut()
+        .write_all(&data_block(message))
+        .expect("write LMTP data");
+    let (code, text) = reply(&mut reader);
+    let _ = reader.get_mut().write_all(b"QUIT\r\n");
+    if code / 100 == 2 { Ok(()) } else { Err(text) }
+}
+
 /// Delivers `message` to `rcpt` (e.g. `alice@example.test`) through the LMTP
 /// listener on 127.0.0.1:`port`. Panics unless every reply is 2xx (354 for
 /// DATA). When this returns, Dovecot has stored the message.
