@@ -69,6 +69,12 @@ impl From<ConfigError> for Error {
     }
 }
 
+impl From<crate::access::AccessError> for Error {
+    fn from(e: crate::access::AccessError) -> Self {
+        Error::Config(ConfigError(e.0))
+    }
+}
+
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         Error::Store(e)

@@ -10,8 +10,15 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::sink::Rejected;
 use crate::store::{OutboxRow, StoreError, sql_err};
+
+/// An event a sink refused for good (e.g. HTTP 400): it goes to the
+/// dead-letter table, not back to the queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    pub seq: i64,
+    pub reason: String,
+}
 
 /// A connection to the outbox of a state database.
 pub struct Outbox {

@@ -129,7 +129,7 @@ fn scan_access(
     let settings = access_settings(config);
     let remembered = store.access_state()?;
     let mut events = 0;
-    crate::access::source::scan(&settings, remembered, &mut |batch| {
+    crate::access::source::scan::<Error>(&settings, remembered, &mut |batch| {
         let n = batch.events.len() as u64;
         store.commit_access(batch)?;
         events += n;

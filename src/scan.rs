@@ -16,9 +16,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{debug, warn};
 
-use crate::config::Template;
 use crate::maildir::keywords::Keywords;
 use crate::maildir::name::{self, Flags};
+use crate::maildir::template::Template;
 use crate::maildir::{folders, subscriptions, uidlist};
 use crate::snapshot::{DirStamp, UidSource, UserSnapshot};
 use crate::storefs::{self, EntryKind, Refused, StoreDir};

@@ -627,7 +627,7 @@ impl Store {
     /// table), then deletes every row all sinks are past (`low`).
     pub fn record_taken(
         &mut self,
-        taken: &[(String, i64, Vec<crate::sink::Rejected>)],
+        taken: &[(String, i64, Vec<crate::outbox::Rejected>)],
         low: i64,
     ) -> Result<(), StoreError> {
         let path = self.path.clone();

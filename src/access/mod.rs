@@ -23,6 +23,17 @@ use crate::event::filter::Filter;
 use crate::event::{Event, imapurl};
 use line::{Disconnect, Record};
 
+/// A log that cannot be read: the run stops with what to do, as for a
+/// wrong option (the caller turns it into its own error).
+#[derive(Debug)]
+pub struct AccessError(pub String);
+
+impl std::fmt::Display for AccessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The `--access-log` value that means the systemd journal of Dovecot.
 pub const JOURNAL: &str = "journal";
 /// Open sessions remembered at most (the oldest are forgotten first: their

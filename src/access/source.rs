@@ -13,7 +13,7 @@ use tracing::warn;
 
 use super::follow::Follower;
 use super::journal::{self, Entry};
-use super::{Context, JOURNAL, OpenSession, Position, Sessions, build, line};
+use super::{AccessError, Context, JOURNAL, OpenSession, Position, Sessions, build, line};
 use crate::event::Event;
 use crate::event::filter::Filter;
 
@@ -166,16 +166,16 @@ impl Files {
 
 /// Reads the journal once (for `scan`), from the remembered cursor, in
 /// batches handed to `commit`. `remembered` is `None` on the first run.
-pub fn scan_journal(
+pub fn scan_journal<E: From<AccessError>>(
     settings: &Settings,
     cursor: Option<String>,
     sessions: Sessions,
     first: bool,
-    commit: &mut dyn FnMut(Batch) -> Result<(), crate::error::Error>,
-) -> Result<(), crate::error::Error> {
+    commit: &mut dyn FnMut(Batch) -> Result<(), E>,
+) -> Result<(), E> {
     let baseline = first && !settings.from_start && cursor.is_none();
     let mut r = journal::Reader::spawn(cursor.as_deref(), false, baseline).map_err(|e| {
-        crate::error::Error::Config(crate::config::ConfigError(format!(
+        E::from(AccessError(format!(
             "--access-log journal: cannot run journalctl: {e} (is systemd's journalctl installed?)"
         )))
     })?;
@@ -221,17 +221,17 @@ fn cursor_position(cursor: Option<String>) -> Position {
     }
 }
 
-fn io_error(what: &str, e: std::io::Error) -> crate::error::Error {
-    crate::error::Error::Config(crate::config::ConfigError(format!("{what}: {e}")))
+fn io_error<E: From<AccessError>>(what: &str, e: std::io::Error) -> E {
+    E::from(AccessError(format!("{what}: {e}")))
 }
 
 /// Reads every configured log once (for `scan`), committing batch by batch.
 /// `first` is true when the state has no position for a log yet.
-pub fn scan(
+pub fn scan<E: From<AccessError>>(
     settings: &Settings,
     mut remembered: Remembered,
-    commit: &mut dyn FnMut(Batch) -> Result<(), crate::error::Error>,
-) -> Result<(), crate::error::Error> {
+    commit: &mut dyn FnMut(Batch) -> Result<(), E>,
+) -> Result<(), E> {
     let journal_pos = remembered.positions.remove(JOURNAL);
     let first_files = settings
         .logs

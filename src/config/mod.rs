@@ -7,10 +7,9 @@
 pub mod file;
 mod resolve;
 pub mod shard;
-mod template;
 
+pub use crate::maildir::template::{Part, Template, TemplateError, Var};
 pub use resolve::{describe, resolve};
-pub use template::{Part, Template, Var};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,6 +20,12 @@ use crate::event::filter::{Filter, Group};
 use crate::quota::{Limits, QuotaRules};
 use crate::scan::ScanOptions;
 use file::{FileConfig, parse_age, parse_size};
+
+impl From<TemplateError> for ConfigError {
+    fn from(e: TemplateError) -> Self {
+        ConfigError(e.0)
+    }
+}
 
 /// Where users' Maildirs are.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,4 +10,5 @@ pub mod mutf7;
 pub mod name;
 pub mod quota;
 pub mod subscriptions;
+pub mod template;
 pub mod uidlist;

@@ -99,13 +99,9 @@ impl fmt::Display for SinkError {
 
 impl std::error::Error for SinkError {}
 
-/// An event the destination refused for good (e.g. HTTP 400): it goes to
-/// the dead-letter table, not back to the queue.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rejected {
-    pub seq: i64,
-    pub reason: String,
-}
+/// An event the destination refused for good; defined with the outbox,
+/// which keeps it as a dead letter.
+pub use crate::outbox::Rejected;
 
 /// A destination for events. `send` returns `Ok` only when every row of the
 /// batch was delivered (written and flushed, or acknowledged by the

@@ -1,7 +1,15 @@
 //! Store templates: paths whose components hold `{user}`, `{local}` and
 //! `{domain}`, and matching directory names against them.
 
-use super::ConfigError;
+/// A template that cannot be used, with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError(pub String);
+
+impl std::fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// A placeholder in a store template.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,14 +85,15 @@ fn match_pieces(pieces: &[Piece], s: &str, out: &mut Vec<(String, String)>) -> b
 /// and `{domain}`, like Dovecot's `%u`, `%n` and `%d`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Template {
-    pub(super) raw: String,
+    /// The template as given.
+    pub raw: String,
     absolute: bool,
     parts: Vec<Part>,
 }
 
 impl Template {
-    pub fn parse(raw: &str) -> Result<Template, ConfigError> {
-        let err = |why: &str| ConfigError(format!("--store {raw:?}: {why}"));
+    pub fn parse(raw: &str) -> Result<Template, TemplateError> {
+        let err = |why: &str| TemplateError(format!("--store {raw:?}: {why}"));
         let mut parts = Vec::new();
         let mut vars = Vec::new();
         for comp in raw.split('/').filter(|c| !c.is_empty() && *c != ".") {
