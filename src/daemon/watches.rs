@@ -126,10 +126,28 @@ impl Daemon<'_> {
             let name = self.users[u].name.clone();
             let root = self.users[u].root.clone();
             let old = self.store.load_user(&name)?;
+            if round == 0
+                && self.watcher.is_some()
+                && let Some(o) = &old
+                && self.users[u].folders.is_empty()
+            {
+                // At start, watch the folders the state knows before they
+                // are read, so only folders new since then need a second
+                // reading (it doubled the start of a large store).
+                self.users[u].folders = o.folders.clone();
+                self.watch_folders(u, &mut refused);
+            }
             let silent =
                 old.is_none() && self.first_run[self.users[u].source] && !self.config.emit_existing;
-            let mut config = self.config.clone();
-            config.scan.full |= full;
+            let full_config;
+            let config = if full && !self.config.scan.full {
+                let mut c = self.config.clone();
+                c.scan.full = true;
+                full_config = c;
+                &full_config
+            } else {
+                self.config
+            };
             let mut summary = Summary::default();
             let tags = self.config.sources[self.users[u].source].tags.clone();
             let who = pipeline::UserRef {
@@ -138,7 +156,7 @@ impl Daemon<'_> {
                 tags: &tags,
             };
             self.events +=
-                pipeline::scan_user(&config, self.store, who, old, silent, &mut summary)?;
+                pipeline::scan_user(config, self.store, who, old, silent, &mut summary)?;
             // Hand the sinks this user's events now: a catch-up over many
             // users never holds them all in memory.
             self.feed_committed();
@@ -293,9 +311,8 @@ impl Daemon<'_> {
                 }
             }
         }
-        w.retain(|t| {
-            t.owner != u
-                || !matches!(t.kind, Kind::Messages { .. } | Kind::FolderDir)
+        w.retain_owned(u, |t| {
+            !matches!(t.kind, Kind::Messages { .. } | Kind::FolderDir)
                 || dirs.contains(&t.dir)
         });
         added
