@@ -468,6 +468,7 @@ fn diff_folder(
         uidnext,
         stamp: f.stamp,
         pending: states.iter().any(|(_, s)| s.uid == 0),
+        keyword_table: f.keyword_table.clone(),
         count: listed.len() as u32,
         bytes: states.iter().map(|(_, s)| s.size).sum(),
         messages: None,

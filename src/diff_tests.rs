@@ -69,6 +69,7 @@ fn listing(folders: &[Disk], subs: &[&str]) -> UserListing {
                 },
                 server_uids,
                 keywords: Keywords::parse(b"0 $Junk\n1 $label1\n"),
+                keyword_table: None,
             },
         );
     }

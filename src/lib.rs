@@ -18,6 +18,7 @@
 pub mod cli;
 pub mod config;
 pub mod content;
+pub mod courier;
 pub mod daemon;
 pub mod delivery;
 pub mod diff;

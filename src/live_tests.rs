@@ -18,6 +18,7 @@ fn folder(source: UidSource, count: u32, uidnext: u32) -> FolderSnapshot {
         pending: false,
         count,
         bytes: 0,
+        keyword_table: None,
         messages: None,
     }
 }
@@ -68,6 +69,7 @@ fn run(
         states: &states,
         server: Some(&server),
         keywords: &kw,
+        keywords_apart: false,
         info_sep: b':',
         elsewhere: &|b: &[u8]| b == b"copied",
         expired: &|b: &[u8]| b.starts_with(b"old"),
@@ -193,6 +195,7 @@ fn own_uids_are_assigned_in_arrival_order() {
         states: &states,
         server: None,
         keywords: &kw,
+        keywords_apart: false,
         info_sep: b':',
         elsewhere: &|_: &[u8]| false,
         expired: &|_: &[u8]| false,

@@ -27,7 +27,7 @@ use crate::snapshot::{DirStamp, FolderSnapshot, MessageState, UidSource, UserSna
 /// `PRAGMA application_id`: "MDEV". Tells our file from any other SQLite file.
 const APPLICATION_ID: i64 = 0x4D44_4556;
 /// Schema version in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// The database file name inside the state directory.
 pub const FILE_NAME: &str = "state.sqlite3";
 /// The status a running `watch` rewrites every second, beside the
@@ -294,6 +294,14 @@ impl Store {
         self.conn
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
             .map_err(err)?;
+        if version < 2 {
+            // Schema 2 keeps each folder's numbering of Courier keywords.
+            self.conn
+                .execute_batch(
+                    "BEGIN; ALTER TABLE folders ADD COLUMN keywords TEXT; PRAGMA user_version = 2; COMMIT;",
+                )
+                .map_err(err)?;
+        }
         self.verify(false)?;
         self.instance = self
             .conn
@@ -635,7 +643,7 @@ fn load_user(conn: &Connection, user: &str) -> rusqlite::Result<Option<UserSnaps
     };
     let mut stmt = conn.prepare_cached(
         "SELECT id, dir, name, dev, ino, uid_source, uidvalidity, guid, uidnext,
-                new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending, count, bytes
+                new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending, count, bytes, keywords
          FROM folders WHERE user = ?1",
     )?;
     let rows = stmt.query_map([user], |r| {
@@ -659,6 +667,7 @@ fn load_user(conn: &Connection, user: &str) -> rusqlite::Result<Option<UserSnaps
             pending: r.get(14)?,
             count: r.get(15)?,
             bytes: r.get::<_, i64>(16)? as u64,
+            keyword_table: r.get(17)?,
             messages: None,
         })
     })?;
@@ -768,12 +777,13 @@ fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rus
             f.pending,
             f.count,
             f.bytes as i64,
+            f.keyword_table,
         ];
         let id = if f.id == 0 {
             tx.prepare_cached(
                 "INSERT INTO folders(user, dir, name, dev, ino, uid_source, uidvalidity, guid, uidnext,
-                     new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending, count, bytes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                     new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending, count, bytes, keywords)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             )?
             .execute(values)?;
             tx.last_insert_rowid()
@@ -781,8 +791,9 @@ fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rus
             tx.prepare_cached(
                 "UPDATE folders SET user = ?1, dir = ?2, name = ?3, dev = ?4, ino = ?5, uid_source = ?6,
                      uidvalidity = ?7, guid = ?8, uidnext = ?9, new_mtime = ?10, cur_mtime = ?11,
-                     uidlist_mtime = ?12, uidlist_len = ?13, trusted = ?14, pending = ?15, count = ?16, bytes = ?17
-                 WHERE id = ?18",
+                     uidlist_mtime = ?12, uidlist_len = ?13, trusted = ?14, pending = ?15, count = ?16, bytes = ?17,
+                     keywords = ?18
+                 WHERE id = ?19",
             )?
             .execute(rusqlite::params_from_iter(
                 values.iter().copied().chain([&f.id as &dyn rusqlite::ToSql]),
@@ -1071,7 +1082,7 @@ fn random_hex() -> String {
 
 const SCHEMA: &str = "
 PRAGMA application_id = 1296319830;
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE sources(spec TEXT PRIMARY KEY);
 CREATE TABLE users(
@@ -1104,6 +1115,7 @@ CREATE TABLE folders(
     pending INTEGER NOT NULL,
     count INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
+    keywords TEXT,
     UNIQUE(user, dir)
 );
 CREATE TABLE messages(
@@ -1159,6 +1171,7 @@ mod tests {
             pending: false,
             count: 0,
             bytes: 0,
+            keyword_table: None,
             messages: None,
         }
     }

@@ -455,10 +455,24 @@ impl Daemon<'_> {
                         rescan.insert(t.owner);
                     }
                 }
+                Kind::Keywords => {
+                    // Courier changed a message's keywords: the rescan
+                    // reads them (only this folder's stamp moved).
+                    self.flush(&mut ops, &mut slot, t.owner)?;
+                    rescan.insert(t.owner);
+                }
                 Kind::Root => {
+                    // Courier's first UID list of an INBOX we numbered
+                    // ourselves: its numbers take over at once.
+                    let inbox_own = self.users[t.owner]
+                        .folders
+                        .get(b"".as_slice())
+                        .is_some_and(|f| f.uid_source == UidSource::Own);
                     let structural = mask.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF)
                         || name.as_deref().is_some_and(|n| {
                             (mask.contains(EventMask::ISDIR) && folders::is_folder_dir(n))
+                                || (mask.contains(EventMask::ISDIR) && n == b"courierimapkeywords")
+                                || (inbox_own && n == b"courierimapuiddb")
                                 || n == b"subscriptions"
                                 || n == b"courierimapsubscribed"
                                 || n == b"new"

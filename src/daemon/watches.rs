@@ -195,9 +195,23 @@ impl Daemon<'_> {
                 }
             }
         }
+        // Courier-IMAP's keywords, where a folder has them.
+        for dir in &dirs {
+            let path = folder_path(&root, dir).join("courierimapkeywords");
+            let target = Target {
+                owner: u,
+                dir: dir.clone(),
+                kind: Kind::Keywords,
+            };
+            match w.add(&path, target) {
+                Ok(new) => added |= new,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => warn!("{e}"),
+            }
+        }
         w.retain(|t| {
             t.owner != u
-                || !matches!(t.kind, Kind::Messages { .. } | Kind::FolderDir)
+                || !matches!(t.kind, Kind::Messages { .. } | Kind::FolderDir | Kind::Keywords)
                 || dirs.contains(&t.dir)
         });
         added
