@@ -48,7 +48,11 @@ pub fn read_keywords(folder: &StoreDir, path: &Path) -> Option<HashMap<Vec<u8>, 
         Ok(d) => d,
         Err(Refused::NotFound) => return None,
         Err(e) => {
-            warn_path(&shown, "courier-keywords", format!("{e}; keywords unknown for now"));
+            warn_path(
+                &shown,
+                "courier-keywords",
+                format!("{e}; keywords unknown for now"),
+            );
             return None;
         }
     };

@@ -104,7 +104,9 @@ pub fn apply(f: &LiveFolder, ops: &[Op], mailbox: usize) -> Applied {
             }
         });
         let flags = if f.keywords_apart {
-            let kept = t.initial.map_or(Flags::default(), |s| s.flags.intersection(KEYWORD_BITS));
+            let kept = t
+                .initial
+                .map_or(Flags::default(), |s| s.flags.intersection(KEYWORD_BITS));
             parsed.flags.difference(KEYWORD_BITS).union(kept)
         } else {
             parsed.flags

@@ -333,7 +333,13 @@ pub fn scan_user(root: &Path, old: Option<&UserSnapshot>, opts: &ScanOptions) ->
     listing.subscriptions = read_subscriptions(&root_dir, root, opts).map(|names| {
         names
             .into_iter()
-            .map(|n| if n == "INBOX" { n } else { format!("{prefix}{n}") })
+            .map(|n| {
+                if n == "INBOX" {
+                    n
+                } else {
+                    format!("{prefix}{n}")
+                }
+            })
             .collect()
     });
     listing
@@ -433,7 +439,12 @@ fn scan_folder(
         let mut stamp = DirStamp {
             new_mtime: new_m.map(storefs::mtime_ns).unwrap_or(0),
             cur_mtime: cur_m.map(storefs::mtime_ns).unwrap_or(0),
-            uidlist_mtime: ul_m.iter().flatten().map(storefs::mtime_ns).max().unwrap_or(0),
+            uidlist_mtime: ul_m
+                .iter()
+                .flatten()
+                .map(storefs::mtime_ns)
+                .max()
+                .unwrap_or(0),
             uidlist_len: ul_m.iter().flatten().map(|m| m.st_size as u64).sum(),
             trusted: false,
         };
@@ -656,7 +667,10 @@ fn courier_keyword_bits(
     let mut unnumbered = 0usize;
     // In Dovecot's order, so a folder's first keywords number alike on
     // every run.
-    let mut bases: Vec<&Vec<u8>> = messages.keys().filter(|b| by_base.contains_key(*b)).collect();
+    let mut bases: Vec<&Vec<u8>> = messages
+        .keys()
+        .filter(|b| by_base.contains_key(*b))
+        .collect();
     bases.sort_by(|a, b| name::dovecot_order(a, b));
     let mut bits: Vec<(Vec<u8>, Flags)> = Vec::with_capacity(bases.len());
     for base in bases {

@@ -82,7 +82,8 @@ struct Courier {
 impl Courier {
     fn start(imapd: &Path, maildir: &Path, home: &Path) -> Courier {
         let (ours, theirs) = UnixStream::pair().unwrap();
-        ours.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        ours.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         let out: OwnedFd = theirs.try_clone().unwrap().into();
         let child = Command::new(imapd)
             .arg(maildir)
@@ -90,7 +91,10 @@ impl Courier {
             .env("PATH", "/usr/bin:/bin")
             .env("HOME", home)
             .env("AUTHENTICATED", USER)
-            .env("IMAP_CAPABILITY", "IMAP4rev1 UIDPLUS CHILDREN NAMESPACE IDLE")
+            .env(
+                "IMAP_CAPABILITY",
+                "IMAP4rev1 UIDPLUS CHILDREN NAMESPACE IDLE",
+            )
             .env("IMAP_KEYWORDS", "1")
             .env("IMAP_USELOCKS", "1")
             // No automatic Trash purge or move-to-Trash: what the test
@@ -178,7 +182,11 @@ fn deliver(folder: &Path, n: u32, subject: &str) {
         msg.len()
     );
     std::fs::write(folder.join("tmp").join(&name), &msg).unwrap();
-    std::fs::rename(folder.join("tmp").join(&name), folder.join("new").join(&name)).unwrap();
+    std::fs::rename(
+        folder.join("tmp").join(&name),
+        folder.join("new").join(&name),
+    )
+    .unwrap();
 }
 
 /// What is compared of an event: its type, the mailbox, UIDVALIDITY and
@@ -270,7 +278,11 @@ impl Tally {
         }
         self.wanted += want.len();
         self.extra += keys.len();
-        self.report.push_str(&format!("{step}: {} of {} right\n", want.len() - missing.len(), want.len()));
+        self.report.push_str(&format!(
+            "{step}: {} of {} right\n",
+            want.len() - missing.len(),
+            want.len()
+        ));
         for m in &missing {
             self.report.push_str(&format!("    missing: {m}\n"));
         }
@@ -354,23 +366,29 @@ fn session(imapd: &Path, maildir: &Path, home: &Path, mut mode: Mode, watch: boo
     );
 
     // 4. STORE \Flagged, then a keyword (Courier keeps it out of the name).
-    c.imap().uid_store(&u1.to_string(), "+FLAGS", &["\\Flagged"]);
+    c.imap()
+        .uid_store(&u1.to_string(), "+FLAGS", &["\\Flagged"]);
     let got = mode.take(1);
     t.step(
         "STORE +\\Flagged",
-        vec![exact(format!("FlagsSet INBOX;V={v} uidset={u1} flags=\\Flagged"))],
+        vec![exact(format!(
+            "FlagsSet INBOX;V={v} uidset={u1} flags=\\Flagged"
+        ))],
         &got,
     );
     c.imap().uid_store(&u1.to_string(), "+FLAGS", &["$Label1"]);
     let got = mode.take(1);
     t.step(
         "STORE +$Label1",
-        vec![exact(format!("FlagsSet INBOX;V={v} uidset={u1} flags=$Label1"))],
+        vec![exact(format!(
+            "FlagsSet INBOX;V={v} uidset={u1} flags=$Label1"
+        ))],
         &got,
     );
 
     // 5. \Deleted and EXPUNGE.
-    c.imap().uid_store(&u2.to_string(), "+FLAGS", &["\\Deleted"]);
+    c.imap()
+        .uid_store(&u2.to_string(), "+FLAGS", &["\\Deleted"]);
     c.imap().expunge();
     let mut want = vec![exact(format!("MessageExpunge INBOX;V={v} uidset={u2}"))];
     if watch {
@@ -446,10 +464,7 @@ fn session(imapd: &Path, maildir: &Path, home: &Path, mut mode: Mode, watch: boo
         // Dovecot (`scan` sees only the net change). Which UIDs: the
         // delivered one is numbered only if Courier opened the folder
         // since, which it did not; so the UID set is not compared.
-        want.insert(
-            0,
-            Want::Prefix(format!("MessageExpunge INBOX.Job;V={vj} ")),
-        );
+        want.insert(0, Want::Prefix(format!("MessageExpunge INBOX.Job;V={vj} ")));
     }
     for gone in before.iter().filter(|s| !after.contains(s)) {
         want.push(exact(format!("MailboxUnSubscribe {gone};V=-")));
@@ -487,12 +502,9 @@ fn courier_session_in_watch() {
     let dir = tempfile::tempdir().unwrap();
     let maildir = new_store(&maildirmake, dir.path());
     let state = dir.path().join("state");
-    let watch = Spawn::new(
-        &state,
-        &["--user", USER, "--batch-quiet-ms", "50"],
-    )
-    .arg(&maildir)
-    .start();
+    let watch = Spawn::new(&state, &["--user", USER, "--batch-quiet-ms", "50"])
+        .arg(&maildir)
+        .start();
     let t = session(&imapd, &maildir, dir.path(), Mode::Watch(&watch, 0), true);
     let stderr = watch.stderr();
     drop(watch);

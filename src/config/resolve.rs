@@ -89,7 +89,11 @@ pub fn resolve(
     let namespace_prefix = match fc.namespace_prefix.as_deref() {
         None => None,
         Some("") => Some(String::new()),
-        Some(p) if p.ends_with(hier_sep) && p.len() > hier_sep.len_utf8() && !p.contains(['\n', '\r']) => {
+        Some(p)
+            if p.ends_with(hier_sep)
+                && p.len() > hier_sep.len_utf8()
+                && !p.contains(['\n', '\r']) =>
+        {
             Some(p.to_string())
         }
         Some(p) => {

@@ -65,8 +65,10 @@ impl Daemon<'_> {
                 return Ok(None);
             }
         };
-        let is_file =
-            |name: &[u8]| fdir.stat_at(name).is_ok_and(|st| storefs::stat_kind(&st) == EntryKind::File);
+        let is_file = |name: &[u8]| {
+            fdir.stat_at(name)
+                .is_ok_and(|st| storefs::stat_kind(&st) == EntryKind::File)
+        };
         let list_file: &[u8] = match folder.uid_source {
             UidSource::Courier => b"courierimapuiddb",
             _ => b"dovecot-uidlist",
@@ -92,7 +94,7 @@ impl Daemon<'_> {
             rescan.insert(u);
             return Ok(None);
         }
-                // A new name that is not a regular file (a link, a FIFO) is no
+        // A new name that is not a regular file (a link, a FIFO) is no
         // message, as in a scan: it is dropped before anything counts it.
         let mut odd = HashSet::new();
         let mut subs: [Option<Option<StoreDir>>; 2] = [None, None];
@@ -140,16 +142,19 @@ impl Daemon<'_> {
                     // COPY: straight into cur/), but a delivery into new/
                     // only when a client next opens the folder: no wait
                     // for that.
+                    let numbered_later = |o: &Op| courier && o.in_new;
                     missing = parsed.iter().any(|(o, p)| {
                         o.present
-                            && !(courier && o.in_new)
+                            && !numbered_later(o)
                             && !states.contains_key(p.base)
                             && !uids.by_base.contains_key(p.base)
                     });
                     server = Some(uids.clone());
                 }
                 Ok(false) => {}
-                Err(e) => warn!(path = %path.display(), "cannot read {}: {e}", String::from_utf8_lossy(list_file)),
+                Err(e) => {
+                    warn!(path = %path.display(), "cannot read {}: {e}", String::from_utf8_lossy(list_file))
+                }
             }
         }
         let letters = parsed

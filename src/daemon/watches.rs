@@ -211,7 +211,10 @@ impl Daemon<'_> {
         }
         w.retain(|t| {
             t.owner != u
-                || !matches!(t.kind, Kind::Messages { .. } | Kind::FolderDir | Kind::Keywords)
+                || !matches!(
+                    t.kind,
+                    Kind::Messages { .. } | Kind::FolderDir | Kind::Keywords
+                )
                 || dirs.contains(&t.dir)
         });
         added

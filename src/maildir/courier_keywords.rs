@@ -56,7 +56,10 @@ pub fn classify(name: &[u8]) -> UpdateName<'_> {
         Some(b) if !b.is_empty() && !num.is_empty() && num[0] != b'0' => b,
         _ => return UpdateName::Other,
     };
-    match std::str::from_utf8(num).ok().and_then(|s| s.parse::<u64>().ok()) {
+    match std::str::from_utf8(num)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
         Some(n) if n > 0 => UpdateName::Aged(n, base),
         _ => UpdateName::Other,
     }
@@ -285,8 +288,14 @@ mod tests {
     fn classify_names() {
         let cases: &[(&[u8], UpdateName)] = &[
             (b":list", UpdateName::List),
-            (b"1700000000.M1P1.host", UpdateName::Newest(b"1700000000.M1P1.host")),
-            (b".5988419.1700.M1P1.h", UpdateName::Aged(5988419, b"1700.M1P1.h")),
+            (
+                b"1700000000.M1P1.host",
+                UpdateName::Newest(b"1700000000.M1P1.host"),
+            ),
+            (
+                b".5988419.1700.M1P1.h",
+                UpdateName::Aged(5988419, b"1700.M1P1.h"),
+            ),
             (b".1.x,S=21", UpdateName::Aged(1, b"x,S=21")),
             (b".0.x", UpdateName::Other),
             (b".01.x", UpdateName::Other),
@@ -368,14 +377,11 @@ mod tests {
                 (classify(b".tmp.x"), set(&["h"])),
             ],
         );
-        let want: HashMap<Vec<u8>, BTreeSet<String>> = [
-            ("m1", &["d"][..]),
-            ("m3", &["b"][..]),
-            ("m4", &["g"][..]),
-        ]
-        .iter()
-        .map(|(b, n)| (b.as_bytes().to_vec(), set(n)))
-        .collect();
+        let want: HashMap<Vec<u8>, BTreeSet<String>> =
+            [("m1", &["d"][..]), ("m3", &["b"][..]), ("m4", &["g"][..])]
+                .iter()
+                .map(|(b, n)| (b.as_bytes().to_vec(), set(n)))
+                .collect();
         assert_eq!(got, want);
     }
 
@@ -390,7 +396,10 @@ mod tests {
         let mut again = Table::parse(&text);
         assert_eq!(again, t);
         assert_eq!(again.number("Work"), Some(2));
-        assert_eq!(Table::parse("3 x\n0 y\nbad\n30 z\n1 y\n1 a b\n").text(), "0 y\n3 x\n");
+        assert_eq!(
+            Table::parse("3 x\n0 y\nbad\n30 z\n1 y\n1 a b\n").text(),
+            "0 y\n3 x\n"
+        );
         let mut gap = Table::parse("3 x\n");
         assert_eq!(gap.number("n"), Some(0));
         let mut full = Table::default();
