@@ -533,3 +533,70 @@ fn courier_session_with_scan_between_steps() {
     );
     finish("scan", &t);
 }
+
+/// The option's other use: a Dovecot that replaced Courier-IMAP and keeps
+/// its namespace (`namespace inbox { prefix = INBOX. }`). Nothing on disk
+/// says so, so `--namespace-prefix INBOX.` does; then names, URLs,
+/// `oldMailboxID` and subscriptions are what Dovecot's clients see.
+#[test]
+fn dovecot_with_courier_namespace_prefix() {
+    use support::dovecot::{Dovecot, Options, PASSWORD, USERS};
+    let Some(dovecot) = Dovecot::start_with(Options {
+        prefix: "INBOX.".into(),
+        ..Options::default()
+    }) else {
+        return;
+    };
+    let user = USERS[0];
+    let maildir = dovecot.maildir(user);
+    let state = tempfile::tempdir().unwrap();
+    let opt = ["--namespace-prefix", "INBOX."];
+    let scan = || support::run_scan(state.path(), &maildir, user, &opt);
+    assert!(scan().is_empty(), "the first scan is a silent baseline");
+
+    let mut t = Tally::default();
+    let mut imap = Imap::login(dovecot.imap_port(), user, PASSWORD);
+    imap.create("INBOX.Work");
+    assert!(
+        maildir.join(".Work").is_dir(),
+        "INBOX.Work is .Work on disk"
+    );
+    let w = imap.status("INBOX.Work").uidvalidity;
+    imap.subscribe("INBOX.Work");
+    let msg = b"Subject: five\r\nFrom: c@example.org\r\n\r\nfive\r\n";
+    let (v, uid) = imap.append("INBOX.Work", &["\\Seen"], msg);
+    assert_eq!(v, w);
+    t.step(
+        "CREATE, SUBSCRIBE, APPEND",
+        vec![
+            exact(format!("MailboxCreate INBOX.Work;V={w}")),
+            exact("MailboxSubscribe INBOX.Work;V=-".into()),
+            exact(format!(
+                "MessageAppend INBOX.Work;V={w};UID={uid} flags=\\Seen"
+            )),
+        ],
+        &scan(),
+    );
+
+    imap.rename("INBOX.Work", "INBOX.Job");
+    let j = imap.status("INBOX.Job").uidvalidity;
+    let r = imap.command("LSUB \"\" \"*\"");
+    let subs: Vec<&str> = r
+        .untagged
+        .iter()
+        .filter_map(|l| l.strip_prefix("LSUB "))
+        .map(|l| l.rsplit(' ').next().unwrap().trim_matches('"'))
+        .collect();
+    let mut want = vec![exact(format!(
+        "MailboxRename INBOX.Job;V={j} old=INBOX.Work;V={w}"
+    ))];
+    if !subs.contains(&"INBOX.Work") {
+        want.push(exact("MailboxUnSubscribe INBOX.Work;V=-".into()));
+    }
+    if subs.contains(&"INBOX.Job") {
+        want.push(exact("MailboxSubscribe INBOX.Job;V=-".into()));
+    }
+    t.step("RENAME", want, &scan());
+    imap.logout();
+    finish("Dovecot with prefix INBOX.", &t);
+}
