@@ -17,11 +17,12 @@ use crate::warnlimit::warn_path;
 pub const KEYWORD_DIR: &[u8] = b"courierimapkeywords";
 /// `:list` of a folder of a million messages with keywords fits.
 pub const LIST_CAP: u64 = 128 << 20;
-/// One update file holds one message's keyword names.
-pub const UPDATE_CAP: u64 = 64 << 10;
+/// One update file holds one message's keyword names: a handful.
+pub const UPDATE_CAP: u64 = 8 << 10;
 /// Update files read per folder and look; Courier merges them into
-/// `:list` within minutes, so a real folder has far fewer.
-pub const MAX_UPDATES: usize = 100_000;
+/// `:list` within minutes, so a real folder has far fewer. With
+/// [`UPDATE_CAP`] this bounds what a hostile directory costs.
+pub const MAX_UPDATES: usize = 20_000;
 
 /// Whether the Maildir at `root` is unambiguously Courier-IMAP's: it has
 /// `courierimapuiddb` or `courierimapsubscribed` in its root, and neither
@@ -142,4 +143,64 @@ fn read_once(dir: &StoreDir, shown: &str) -> Option<HashMap<Vec<u8>, BTreeSet<St
         );
     }
     Some(courier_keywords::merge(parsed, updates))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn kw(folder: &Path) -> Option<Vec<(String, Vec<String>)>> {
+        let d = StoreDir::open(folder).unwrap();
+        let mut v: Vec<(String, Vec<String>)> = read_keywords(&d, folder)?
+            .into_iter()
+            .map(|(b, s)| (String::from_utf8(b).unwrap(), s.into_iter().collect()))
+            .collect();
+        v.sort();
+        Some(v)
+    }
+
+    #[test]
+    fn reads_the_list_and_updates_and_skips_what_is_no_file() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(kw(t.path()), None, "no directory: no Courier keywords");
+        let k = t.path().join("courierimapkeywords");
+        fs::create_dir(&k).unwrap();
+        assert_eq!(kw(t.path()), Some(vec![]));
+        fs::write(k.join(":list"), "$Label1\n$Label2\n\na:0 1\nb:1\nc:0\n").unwrap();
+        fs::write(k.join(".5.a"), "$Label2\n").unwrap();
+        fs::write(k.join("b"), "").unwrap();
+        fs::write(k.join(".tmp.123"), "Junk\n").unwrap();
+        fs::write(t.path().join("elsewhere"), "Secret\n").unwrap();
+        std::os::unix::fs::symlink(t.path().join("elsewhere"), k.join("c")).unwrap();
+        fs::create_dir(k.join("d")).unwrap();
+        let one = |b: &str, n: &[&str]| (b.to_string(), n.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            kw(t.path()),
+            Some(vec![one("a", &["$Label2"]), one("c", &["$Label1"])]),
+            "a link or a directory is no update file; never followed"
+        );
+        // :list as a link is not read either.
+        fs::remove_file(k.join(":list")).unwrap();
+        std::os::unix::fs::symlink(t.path().join("elsewhere"), k.join(":list")).unwrap();
+        assert_eq!(kw(t.path()), Some(vec![one("a", &["$Label2"])]));
+    }
+
+    #[test]
+    fn courier_stores_are_told_apart() {
+        let t = tempfile::tempdir().unwrap();
+        let is = || is_courier_store(&StoreDir::open(t.path()).unwrap());
+        assert!(!is(), "a bare Maildir");
+        fs::write(t.path().join("courierimapuiddb"), "1 1 1\n").unwrap();
+        assert!(is());
+        fs::write(t.path().join("dovecot-uidlist"), "3 V1 N1\n").unwrap();
+        assert!(!is(), "Dovecot serves it now");
+        fs::remove_file(t.path().join("dovecot-uidlist")).unwrap();
+        fs::write(t.path().join("subscriptions"), "").unwrap();
+        assert!(!is());
+        fs::remove_file(t.path().join("subscriptions")).unwrap();
+        fs::remove_file(t.path().join("courierimapuiddb")).unwrap();
+        fs::write(t.path().join("courierimapsubscribed"), "INBOX.Sent\n").unwrap();
+        assert!(is());
+    }
 }

@@ -484,7 +484,7 @@ fn new_store(maildirmake: &Path, dir: &Path) -> PathBuf {
 
 fn finish(what: &str, t: &Tally) {
     eprintln!(
-        "Courier-IMAP {what}: {} of {} events right, {} wrong or extra\n{}",
+        "{what}: {} of {} events right, {} wrong or extra\n{}",
         t.right, t.wanted, t.extra, t.report
     );
     assert!(
@@ -511,7 +511,7 @@ fn courier_session_in_watch() {
     if t.right != t.wanted || t.extra != 0 {
         eprintln!("watch stderr:\n{}", support::live::tail(&stderr, 4000));
     }
-    finish("watch", &t);
+    finish("Courier-IMAP, watch", &t);
 }
 
 #[test]
@@ -531,7 +531,7 @@ fn courier_session_with_scan_between_steps() {
         Mode::Scan(&state, &maildir),
         false,
     );
-    finish("scan", &t);
+    finish("Courier-IMAP, scan between steps", &t);
 }
 
 /// The option's other use: a Dovecot that replaced Courier-IMAP and keeps
@@ -598,5 +598,5 @@ fn dovecot_with_courier_namespace_prefix() {
     }
     t.step("RENAME", want, &scan());
     imap.logout();
-    finish("Dovecot with prefix INBOX.", &t);
+    finish("Dovecot with prefix INBOX., scan", &t);
 }
