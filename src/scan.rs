@@ -1008,6 +1008,42 @@ pub fn wait_for_server(listing: &mut UserListing, known: &KnownUid, deadline: In
     }
 }
 
+/// Waits, up to `deadline`, for Courier-IMAP to write the UID list of a
+/// folder that had one before under the same inode and has none now.
+/// Courier renames a folder, then deletes its `courierimapuiddb` and
+/// writes a new one with a new UIDVALIDITY: a listing between the two
+/// would give the MailboxRename the old one.
+pub fn wait_for_courier_lists(listing: &mut UserListing, old: &UserSnapshot, deadline: Instant) {
+    let had_list = |f: &FolderListing| {
+        f.server_uids.is_none()
+            && matches!(f.contents, Contents::Listed(_))
+            && old
+                .folders
+                .values()
+                .any(|o| o.uid_source == UidSource::Courier && o.dev == f.dev && o.ino == f.ino)
+    };
+    let root = listing.root.clone();
+    loop {
+        let waiting: Vec<Vec<u8>> = listing
+            .folders
+            .iter()
+            .filter(|(_, f)| had_list(f))
+            .map(|(d, _)| d.clone())
+            .collect();
+        if waiting.is_empty() || Instant::now() >= deadline {
+            return;
+        }
+        thread::sleep(Duration::from_millis(10).min(deadline - Instant::now()));
+        for dir in waiting {
+            if let (Some(f), Ok(folder)) =
+                (listing.folders.get_mut(&dir), storefs::folder(&root, &dir))
+            {
+                read_uids(&folder, &folder_path(&root, &dir), f);
+            }
+        }
+    }
+}
+
 /// The limits `maildirsize` sets, if the file exists and is readable.
 pub fn read_maildirsize(root: &Path) -> Option<crate::quota::Limits> {
     let shown = root.join("maildirsize").display().to_string();

@@ -195,6 +195,25 @@ impl Daemon<'_> {
                 }
             }
         }
+        // In a Courier-IMAP store, each folder's directory too: Courier
+        // replaces a folder's `courierimapuiddb` there (with a new
+        // UIDVALIDITY after a RENAME) without touching new/ or cur/.
+        let courier = self.users[u]
+            .folders
+            .get(b"".as_slice())
+            .is_some_and(|f| f.uid_source == UidSource::Courier);
+        for dir in dirs.iter().filter(|d| courier && !d.is_empty()) {
+            let target = Target {
+                owner: u,
+                dir: dir.clone(),
+                kind: Kind::FolderDir,
+            };
+            if let Err(e) = w.add(&folder_path(&root, dir), target)
+                && !e.is_not_found()
+            {
+                warn!("{e}");
+            }
+        }
         // Courier-IMAP's keywords, where a folder has them.
         for dir in &dirs {
             let path = folder_path(&root, dir).join("courierimapkeywords");
