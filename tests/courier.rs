@@ -393,6 +393,26 @@ fn session(imapd: &Path, maildir: &Path, home: &Path, mut mode: Mode, watch: boo
         &got,
     );
 
+    // A second keyword set and cleared again: FlagsSet, then FlagsClear.
+    c.imap().uid_store(&u1.to_string(), "+FLAGS", &["$Label2"]);
+    let got = mode.take(1);
+    t.step(
+        "STORE +$Label2",
+        vec![exact(format!(
+            "FlagsSet INBOX;V={v} uidset={u1} flags=$Label2"
+        ))],
+        &got,
+    );
+    c.imap().uid_store(&u1.to_string(), "-FLAGS", &["$Label2"]);
+    let got = mode.take(1);
+    t.step(
+        "STORE -$Label2",
+        vec![exact(format!(
+            "FlagsClear INBOX;V={v} uidset={u1} flags=$Label2"
+        ))],
+        &got,
+    );
+
     // 5. \Deleted and EXPUNGE.
     c.imap()
         .uid_store(&u2.to_string(), "+FLAGS", &["\\Deleted"]);
