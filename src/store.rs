@@ -1240,4 +1240,61 @@ mod tests {
             "the source is recorded in the same transaction"
         );
     }
+
+    /// A state database of schema 1 gets the Courier keyword column, and
+    /// a folder's keyword table is written and read back.
+    #[test]
+    fn schema_1_is_upgraded_and_keyword_tables_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let commit = |store: &mut Store, table: Option<&str>| {
+            let mut f = folder(0, ".Work");
+            f.keyword_table = table.map(str::to_string);
+            let diff = UserDiff {
+                updates: vec![crate::diff::FolderUpdate {
+                    folder: f,
+                    upserts: Vec::new(),
+                    deletes: Vec::new(),
+                }],
+                ..UserDiff::default()
+            };
+            store
+                .commit("u", Path::new("/m/u"), &diff, Vec::new())
+                .unwrap();
+        };
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            commit(&mut store, None);
+        }
+        // Back to schema 1, as an older maildir-events left it.
+        let conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        conn.execute_batch("ALTER TABLE folders DROP COLUMN keywords; PRAGMA user_version = 1;")
+            .unwrap();
+        drop(conn);
+        let mut store = Store::open(dir.path()).unwrap();
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let snap = store.load_user("u").unwrap().unwrap();
+        assert_eq!(snap.folders[b".Work".as_slice()].keyword_table, None);
+        let mut f = snap.folders[b".Work".as_slice()].clone();
+        f.keyword_table = Some("0 $Label1\n".into());
+        let diff = UserDiff {
+            updates: vec![crate::diff::FolderUpdate {
+                folder: f,
+                upserts: Vec::new(),
+                deletes: Vec::new(),
+            }],
+            ..UserDiff::default()
+        };
+        store
+            .commit("u", Path::new("/m/u"), &diff, Vec::new())
+            .unwrap();
+        let snap = store.load_user("u").unwrap().unwrap();
+        assert_eq!(
+            snap.folders[b".Work".as_slice()].keyword_table.as_deref(),
+            Some("0 $Label1\n")
+        );
+    }
 }
