@@ -139,6 +139,12 @@ pub struct StoreArgs {
     #[arg(long, value_name = "CHAR")]
     pub separator: Option<String>,
 
+    /// The IMAP namespace prefix of folder names other than INBOX, e.g.
+    /// "INBOX." (Courier-IMAP, and Dovecot set up with `prefix = INBOX.`)
+    /// [default: "INBOX." for a Courier store, else none; "" for none].
+    #[arg(long, value_name = "PREFIX")]
+    pub namespace_prefix: Option<String>,
+
     /// The info separator in message file names [default: ":"; ";" or "!"
     /// for stores written for filesystems that forbid ":"].
     #[arg(long, value_name = "CHAR")]
@@ -203,6 +209,7 @@ impl StoreArgs {
             state_dir: self.state.clone(),
             server_name: self.server_name.clone(),
             separator: self.separator.clone(),
+            namespace_prefix: self.namespace_prefix.clone(),
             info_separator: self.info_separator.clone(),
             utf8_names: flag(self.utf8_names),
             uid_wait_ms: self.uid_wait_ms,

@@ -314,8 +314,13 @@ fn diff_folder(
     };
 
     // Which UIDVALIDITY and UIDs hold now.
+    let kept = prior.filter(|p| p.uid_source != UidSource::Own && f.server_uids.is_none());
     let (uid_source, uidvalidity, guid, server) = match &f.server_uids {
         Some(s) => (f.uid_source, s.uidvalidity, s.guid.clone(), Some(s)),
+        // A server's list that went away is no renumbering (Courier
+        // deletes a folder file by file, its list among the first): the
+        // numbers stand until a list with a new UIDVALIDITY comes.
+        None if let Some(p) = kept => (p.uid_source, p.uidvalidity, p.guid.clone(), None),
         None => {
             let keep = prior.filter(|p| p.uid_source == UidSource::Own);
             let v = keep.map(|p| p.uidvalidity).unwrap_or_else(|| {
@@ -373,9 +378,10 @@ fn diff_folder(
         ));
     }
     let max_uid = states.iter().map(|(_, s)| s.uid).max().unwrap_or(0);
-    let uidnext = match server {
-        Some(s) => s.uidnext.max(max_uid.saturating_add(1)),
-        None => own_next,
+    let uidnext = match (server, kept) {
+        (Some(s), _) => s.uidnext.max(max_uid.saturating_add(1)),
+        (None, Some(p)) => p.uidnext.max(max_uid.saturating_add(1)),
+        (None, None) => own_next,
     };
     mailboxes.push(MailboxRef {
         dir: f.dir.clone(),
@@ -468,6 +474,7 @@ fn diff_folder(
         uidnext,
         stamp: f.stamp,
         pending: states.iter().any(|(_, s)| s.uid == 0),
+        keyword_table: f.keyword_table.clone(),
         count: listed.len() as u32,
         bytes: states.iter().map(|(_, s)| s.size).sum(),
         messages: None,

@@ -69,6 +69,7 @@ fn listing(folders: &[Disk], subs: &[&str]) -> UserListing {
                 },
                 server_uids,
                 keywords: Keywords::parse(b"0 $Junk\n1 $label1\n"),
+                keyword_table: None,
             },
         );
     }
@@ -492,4 +493,51 @@ fn expunges_matching_an_expire_rule_are_expiries() {
         .find(|u| u.folder.dir == b".Trash")
         .unwrap();
     assert_eq!((trash.folder.count, trash.folder.bytes), (0, 0));
+}
+
+/// A server's list that goes away (Courier deletes a folder file by file,
+/// and deletes a renamed folder's list before writing a new one) keeps the
+/// folder's UIDVALIDITY and UIDs; a list with a new UIDVALIDITY then takes
+/// over, silently.
+#[test]
+fn a_vanished_uid_list_renumbers_nothing() {
+    let with_list = [Disk {
+        dir: ".Job",
+        ino: 5,
+        uids: Some((7, U)),
+        files: &["cur/1.M1P1.h:2,S", "cur/2.M1P1.h:2,", "cur/3.M1P1.h:2,"],
+    }];
+    let snap = snapshot(&listing(&with_list, &[]));
+    let gone = listing(
+        &[Disk {
+            dir: ".Job",
+            ino: 5,
+            uids: None,
+            files: &["cur/1.M1P1.h:2,S", "new/4.M1P1.h"],
+        }],
+        &[],
+    );
+    let d = diff_user(&snap, &gone, &input(&|_, _| false));
+    assert_eq!(summary(&d), ["New Job 0", "Expunge Job [2, 3]+0"]);
+    assert_eq!(d.mailboxes[0].uidvalidity, 7);
+    let f = &d.updates[0].folder;
+    assert_eq!(
+        (f.uid_source, f.uidvalidity, f.uidnext),
+        (UidSource::Dovecot, 7, 4)
+    );
+
+    // The server's new list: its numbers stand, and no event says so (the
+    // message that stayed is not reported again).
+    let renumbered = listing(
+        &[Disk {
+            dir: ".Job",
+            ino: 5,
+            uids: Some((9, &[(1, "1.M1P1.h")])),
+            files: &["cur/1.M1P1.h:2,S"],
+        }],
+        &[],
+    );
+    let d = diff_user(&snap, &renumbered, &input(&|_, _| false));
+    assert_eq!(d.mailboxes[0].uidvalidity, 9);
+    assert_eq!(summary(&d), ["Expunge Job []+2"]);
 }

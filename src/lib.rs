@@ -19,6 +19,7 @@ pub mod access;
 pub mod cli;
 pub mod config;
 pub mod content;
+pub mod courier;
 pub mod daemon;
 pub mod delivery;
 pub mod diff;

@@ -18,6 +18,9 @@ use crate::maildir::name::{self, Flags};
 use crate::scan::{Entry, ServerUids};
 use crate::snapshot::{FolderSnapshot, MessageState, UidSource};
 
+/// The keyword bits of [`Flags`] (`a`..`z`).
+const KEYWORD_BITS: Flags = Flags((1 << 26) - 1);
+
 /// One file appearing (`CREATE`, `MOVED_TO`) or disappearing (`DELETE`,
 /// `MOVED_FROM`) in `new/` or `cur/`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +42,10 @@ pub struct LiveFolder<'a> {
     /// The server's UIDs, freshly read, for a folder Dovecot numbers.
     pub server: Option<&'a ServerUids>,
     pub keywords: &'a Keywords,
+    /// The keywords are kept apart from file names (Courier's
+    /// `courierimapkeywords/`): a message's keyword bits come from its
+    /// stored state, not from its name, and change only by a rescan.
+    pub keywords_apart: bool,
     pub info_sep: u8,
     /// Does the user have this base name in another folder (a copy)?
     pub elsewhere: &'a dyn Fn(&[u8]) -> bool,
@@ -96,7 +103,15 @@ pub fn apply(f: &LiveFolder, ops: &[Op], mailbox: usize) -> Applied {
                 ..Track::default()
             }
         });
-        let file = (op.in_new, parsed.flags);
+        let flags = if f.keywords_apart {
+            let kept = t
+                .initial
+                .map_or(Flags::default(), |s| s.flags.intersection(KEYWORD_BITS));
+            parsed.flags.difference(KEYWORD_BITS).union(kept)
+        } else {
+            parsed.flags
+        };
+        let file = (op.in_new, flags);
         if op.present {
             t.files.push(file);
             match t.shown {
@@ -105,7 +120,7 @@ pub fn apply(f: &LiveFolder, ops: &[Op], mailbox: usize) -> Applied {
                     t.entry = Some(Entry {
                         file: op.name.clone(),
                         in_new: op.in_new,
-                        flags: parsed.flags,
+                        flags,
                         size: parsed.size.or_else(|| (f.size_of)(op.in_new, &op.name)),
                         vsize: parsed.vsize,
                     });

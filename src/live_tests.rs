@@ -18,6 +18,7 @@ fn folder(source: UidSource, count: u32, uidnext: u32) -> FolderSnapshot {
         pending: false,
         count,
         bytes: 0,
+        keyword_table: None,
         messages: None,
     }
 }
@@ -68,6 +69,7 @@ fn run(
         states: &states,
         server: Some(&server),
         keywords: &kw,
+        keywords_apart: false,
         info_sep: b':',
         elsewhere: &|b: &[u8]| b == b"copied",
         expired: &|b: &[u8]| b.starts_with(b"old"),
@@ -193,6 +195,7 @@ fn own_uids_are_assigned_in_arrival_order() {
         states: &states,
         server: None,
         keywords: &kw,
+        keywords_apart: false,
         info_sep: b':',
         elsewhere: &|_: &[u8]| false,
         expired: &|_: &[u8]| false,
@@ -209,4 +212,46 @@ fn own_uids_are_assigned_in_arrival_order() {
         .collect();
     assert_eq!(uids, [10, 11]);
     assert_eq!(a.update.folder.uidnext, 12);
+}
+
+/// Courier keeps keywords out of file names: a rename for `\Seen` keeps
+/// the keyword bits the message had, rather than clearing them.
+#[test]
+fn keywords_kept_apart_survive_renames() {
+    let states: HashMap<Vec<u8>, MessageState> = [(b"m".to_vec(), state(4, "Fa", false))]
+        .into_iter()
+        .collect();
+    let f = folder(UidSource::Courier, 1, 5);
+    let kw = Keywords::parse(b"0 $Label1\n");
+    for (apart, want) in [(true, "4+S-"), (false, "4+S-a")] {
+        let live = LiveFolder {
+            folder: &f,
+            states: &states,
+            server: None,
+            keywords: &kw,
+            keywords_apart: apart,
+            info_sep: b':',
+            elsewhere: &|_: &[u8]| false,
+            expired: &|_: &[u8]| false,
+            size_of: &|_: bool, _: &[u8]| None,
+        };
+        let a = apply(&live, &[op("-cur/m:2,F"), op("+cur/m:2,FS")], 0);
+        let got: Vec<String> = a
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Flags { changes, .. } => Some(
+                    changes
+                        .iter()
+                        .map(|c| format!("{}+{}-{}", c.uid, c.gained.letters(), c.lost.letters()))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, [want], "keywords_apart {apart}");
+        let kept = a.update.upserts[0].1.flags;
+        assert_eq!(kept.keyword_indexes().next().is_some(), apart);
+    }
 }

@@ -446,6 +446,7 @@ pub fn list_user<S: SnapshotSource>(
                     .is_some_and(|m| m.uid != 0)
         })
     };
+    scan::wait_for_courier_lists(&mut listing, &old, deadline);
     scan::wait_for_server(&mut listing, &known, deadline);
     summary.folders += listing.folders.len() as u64;
     summary.folders_listed += listing

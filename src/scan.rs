@@ -47,6 +47,10 @@ pub struct ScanOptions {
     pub info_sep: u8,
     /// The IMAP hierarchy separator mailbox names are reported with.
     pub hier_sep: char,
+    /// The namespace prefix of every mailbox but INBOX (`INBOX.`); `None`:
+    /// `INBOX` plus the separator for a Courier store (see
+    /// [`crate::courier::is_courier_store`]), else none.
+    pub namespace_prefix: Option<String>,
     /// Folder names on disk are UTF-8 rather than modified UTF-7.
     pub utf8_names: bool,
     /// List every folder even when its directory stamps are unchanged.
@@ -186,6 +190,10 @@ pub struct FolderListing {
     pub uid_source: UidSource,
     pub server_uids: Option<ServerUids>,
     pub keywords: Keywords,
+    /// Our numbering of Courier keyword names (see
+    /// [`crate::maildir::courier_keywords::Table`]), for a folder with a
+    /// `courierimapkeywords/` directory.
+    pub keyword_table: Option<String>,
 }
 
 /// One user's store on disk.
@@ -270,6 +278,11 @@ pub fn scan_user(root: &Path, old: Option<&UserSnapshot>, opts: &ScanOptions) ->
         }
     };
     listing.exists = true;
+    let prefix = match &opts.namespace_prefix {
+        Some(p) => p.clone(),
+        None if crate::courier::is_courier_store(&root_dir) => format!("INBOX{}", opts.hier_sep),
+        None => String::new(),
+    };
     let mut dirs: Vec<Vec<u8>> = vec![Vec::new()];
     let mut linked = Vec::new();
     let mut invalid = folders::InvalidDirs::default();
@@ -312,12 +325,23 @@ pub fn scan_user(root: &Path, old: Option<&UserSnapshot>, opts: &ScanOptions) ->
     }
     for dir in dirs {
         let old_folder = old.and_then(|o| o.folders.get(&dir));
-        if let Some(f) = scan_folder(&root_dir, root, &dir, old_folder, opts) {
+        if let Some(f) = scan_folder(&root_dir, root, &dir, old_folder, opts, &prefix) {
             listing.dovecot |= f.uid_source == UidSource::Dovecot;
             listing.folders.insert(dir, f);
         }
     }
-    listing.subscriptions = read_subscriptions(&root_dir, root, opts);
+    listing.subscriptions = read_subscriptions(&root_dir, root, opts).map(|names| {
+        names
+            .into_iter()
+            .map(|n| {
+                if n == "INBOX" {
+                    n
+                } else {
+                    format!("{prefix}{n}")
+                }
+            })
+            .collect()
+    });
     listing
 }
 
@@ -332,6 +356,7 @@ fn unreadable_copy(f: &crate::snapshot::FolderSnapshot) -> FolderListing {
         uid_source: f.uid_source,
         server_uids: None,
         keywords: Keywords::default(),
+        keyword_table: f.keyword_table.clone(),
     }
 }
 
@@ -349,6 +374,7 @@ fn scan_folder(
     dir: &[u8],
     old: Option<&crate::snapshot::FolderSnapshot>,
     opts: &ScanOptions,
+    prefix: &str,
 ) -> Option<FolderListing> {
     let path = folder_path(root, dir);
     let opened;
@@ -382,7 +408,7 @@ fn scan_folder(
         "INBOX".to_string()
     } else {
         match folders::imap_name(dir, opts.hier_sep, opts.utf8_names) {
-            Ok(n) => n,
+            Ok(n) => format!("{prefix}{n}"),
             Err(e) => {
                 let lossy = folders::imap_name_lossy(dir, opts.hier_sep, opts.utf8_names);
                 warn_path(
@@ -398,7 +424,7 @@ fn scan_folder(
                         e.reason()
                     ),
                 );
-                lossy
+                format!("{prefix}{lossy}")
             }
         }
     };
@@ -406,12 +432,20 @@ fn scan_folder(
     // A stamp is trusted only when every part is at least a second older
     // than our listing, so no later change can share its clock tick.
     let settled = started - 1_000_000_000;
-    let stamp_of = |new_m: Option<&Stat>, cur_m: Option<&Stat>, ul_m: Option<&Stat>| {
+    // The UID lists of both servers and Courier's keyword directory (a
+    // keyword change there renames no message file) count as one stamp:
+    // the newest mtime and the summed lengths.
+    let stamp_of = |new_m: Option<&Stat>, cur_m: Option<&Stat>, ul_m: &[Option<Stat>]| {
         let mut stamp = DirStamp {
             new_mtime: new_m.map(storefs::mtime_ns).unwrap_or(0),
             cur_mtime: cur_m.map(storefs::mtime_ns).unwrap_or(0),
-            uidlist_mtime: ul_m.map(storefs::mtime_ns).unwrap_or(0),
-            uidlist_len: ul_m.map(|m| m.st_size as u64).unwrap_or(0),
+            uidlist_mtime: ul_m
+                .iter()
+                .flatten()
+                .map(storefs::mtime_ns)
+                .max()
+                .unwrap_or(0),
+            uidlist_len: ul_m.iter().flatten().map(|m| m.st_size as u64).sum(),
             trusted: false,
         };
         stamp.trusted = new_m.is_some()
@@ -431,6 +465,7 @@ fn scan_folder(
         uid_source: UidSource::Own,
         server_uids: None,
         keywords: Keywords::default(),
+        keyword_table: old.and_then(|o| o.keyword_table.clone()),
     };
     // A folder with messages still waiting for their UIDs is read again
     // even when unchanged, because Dovecot may have named them since.
@@ -447,8 +482,8 @@ fn scan_folder(
         };
         let (new_m, cur_m) = (sub_stat(b"new"), sub_stat(b"cur"));
         if new_m.is_some() && cur_m.is_some() {
-            let ul_m = folder_dir.stat_at(b"dovecot-uidlist").ok();
-            let stamp = stamp_of(new_m.as_ref(), cur_m.as_ref(), ul_m.as_ref());
+            let ul_m = control_stats(folder_dir);
+            let stamp = stamp_of(new_m.as_ref(), cur_m.as_ref(), &ul_m);
             if stamp.unchanged_since(&old.stamp) {
                 listing.stamp = stamp;
                 listing.uid_source = old.uid_source;
@@ -477,8 +512,8 @@ fn scan_folder(
     }
     let stat_of = |d: &Option<StoreDir>| d.as_ref().and_then(|d| d.stat().ok());
     let (new_m, cur_m) = (stat_of(&subs[0]), stat_of(&subs[1]));
-    let ul_m = folder_dir.stat_at(b"dovecot-uidlist").ok();
-    let stamp = stamp_of(new_m.as_ref(), cur_m.as_ref(), ul_m.as_ref());
+    let ul_m = control_stats(folder_dir);
+    let stamp = stamp_of(new_m.as_ref(), cur_m.as_ref(), &ul_m);
     listing.stamp = stamp;
     if let Some(old) = old
         && may_skip(old)
@@ -520,10 +555,34 @@ fn scan_folder(
                 .map(|m| m.st_size as u64);
         }
     }
-    listing.contents = Contents::Listed(messages);
     read_uids(folder_dir, &path, &mut listing);
     listing.keywords = read_keywords(folder_dir, &path);
+    if let Some(by_base) = crate::courier::read_keywords(folder_dir, &path) {
+        let old_table = old.and_then(|o| o.keyword_table.as_deref());
+        let table = courier_keyword_bits(&mut messages, &by_base, old_table, &path);
+        listing.keywords = Keywords::parse(table.as_bytes());
+        listing.keyword_table = Some(table);
+    } else if let Some(t) = old.and_then(|o| o.keyword_table.clone()) {
+        // The directory went: every keyword is cleared, under the same table.
+        for e in messages.values_mut() {
+            e.flags = e.flags.difference(ALL_KEYWORDS);
+        }
+        listing.keywords = Keywords::parse(t.as_bytes());
+        listing.keyword_table = Some(t);
+    }
+    listing.contents = Contents::Listed(messages);
     Some(listing)
+}
+
+/// The stats of the files whose change may change a folder's UIDs or
+/// keywords without touching `new/` or `cur/`.
+fn control_stats(folder: &StoreDir) -> [Option<Stat>; 3] {
+    [
+        b"dovecot-uidlist".as_slice(),
+        b"courierimapuiddb",
+        crate::courier::KEYWORD_DIR,
+    ]
+    .map(|name| folder.stat_at(name).ok())
 }
 
 /// Lists the message files of one of a folder's `new/` or `cur/` into
@@ -589,6 +648,60 @@ fn list_messages(
         );
     }
     Ok(())
+}
+
+/// Every keyword bit of [`Flags`].
+const ALL_KEYWORDS: Flags = Flags((1 << 26) - 1);
+
+/// Sets the keyword bits of a Courier folder's messages from their names
+/// in `courierimapkeywords/` (Courier's file names carry none), numbering
+/// new names in the folder's table; returns the table's text to keep.
+fn courier_keyword_bits(
+    messages: &mut NameMap<Entry>,
+    by_base: &HashMap<Vec<u8>, BTreeSet<String>>,
+    old_table: Option<&str>,
+    path: &Path,
+) -> String {
+    use crate::maildir::courier_keywords::Table;
+    let mut table = old_table.map(Table::parse).unwrap_or_default();
+    let mut unnumbered = 0usize;
+    // In Dovecot's order, so a folder's first keywords number alike on
+    // every run.
+    let mut bases: Vec<&Vec<u8>> = messages
+        .keys()
+        .filter(|b| by_base.contains_key(*b))
+        .collect();
+    bases.sort_by(|a, b| name::dovecot_order(a, b));
+    let mut bits: Vec<(Vec<u8>, Flags)> = Vec::with_capacity(bases.len());
+    for base in bases {
+        let mut flags = Flags::default();
+        for kw in by_base.get(base).into_iter().flatten() {
+            match table.number(kw) {
+                Some(i) => flags = flags.union(Flags::keyword(i)),
+                None => unnumbered += 1,
+            }
+        }
+        bits.push((base.clone(), flags));
+    }
+    for e in messages.values_mut() {
+        e.flags = e.flags.difference(ALL_KEYWORDS);
+    }
+    for (base, flags) in bits {
+        if let Some(e) = messages.get_mut(&base) {
+            e.flags = e.flags.union(flags);
+        }
+    }
+    if unnumbered > 0 {
+        warn_path(
+            &storefs::show(path, crate::courier::KEYWORD_DIR),
+            "courier-keywords-full",
+            format!(
+                "more than {} keyword names in this folder: {unnumbered} keyword settings not reported",
+                crate::maildir::courier_keywords::TABLE_SIZE
+            ),
+        );
+    }
+    table.text()
 }
 
 /// Reads `dovecot-uidlist`, else `courierimapuiddb`, into the listing.
@@ -890,6 +1003,42 @@ pub fn wait_for_server(listing: &mut UserListing, known: &KnownUid, deadline: In
                     read_uids(&folder, &path, f);
                     f.keywords = read_keywords(&folder, &path);
                 }
+            }
+        }
+    }
+}
+
+/// Waits, up to `deadline`, for Courier-IMAP to write the UID list of a
+/// folder that had one before under the same inode and has none now.
+/// Courier renames a folder, then deletes its `courierimapuiddb` and
+/// writes a new one with a new UIDVALIDITY: a listing between the two
+/// would give the MailboxRename the old one.
+pub fn wait_for_courier_lists(listing: &mut UserListing, old: &UserSnapshot, deadline: Instant) {
+    let had_list = |f: &FolderListing| {
+        f.server_uids.is_none()
+            && matches!(f.contents, Contents::Listed(_))
+            && old
+                .folders
+                .values()
+                .any(|o| o.uid_source == UidSource::Courier && o.dev == f.dev && o.ino == f.ino)
+    };
+    let root = listing.root.clone();
+    loop {
+        let waiting: Vec<Vec<u8>> = listing
+            .folders
+            .iter()
+            .filter(|(_, f)| had_list(f))
+            .map(|(d, _)| d.clone())
+            .collect();
+        if waiting.is_empty() || Instant::now() >= deadline {
+            return;
+        }
+        thread::sleep(Duration::from_millis(10).min(deadline - Instant::now()));
+        for dir in waiting {
+            if let (Some(f), Ok(folder)) =
+                (listing.folders.get_mut(&dir), storefs::folder(&root, &dir))
+            {
+                read_uids(&folder, &folder_path(&root, &dir), f);
             }
         }
     }

@@ -108,6 +108,10 @@ pub struct FolderSnapshot {
     pub count: u32,
     /// Their physical size in bytes, as far as known (`S=` or `stat`).
     pub bytes: u64,
+    /// Our numbering of the folder's Courier keywords (`<index> <name>`
+    /// lines), so a keyword keeps its bit across runs; `None` for a folder
+    /// without `courierimapkeywords/`.
+    pub keyword_table: Option<String>,
     /// The messages by base name; `None` until loaded.
     pub messages: Option<HashMap<Vec<u8>, MessageState>>,
 }

@@ -27,8 +27,9 @@ use crate::snapshot::{DirStamp, FolderSnapshot, MessageState, UidSource, UserSna
 /// `PRAGMA application_id`: "MDEV". Tells our file from any other SQLite file.
 const APPLICATION_ID: i64 = 0x4D44_4556;
 /// Schema version in `PRAGMA user_version`. 2 added the access logs'
-/// positions and open sessions ([`MIGRATE_2`]).
-const SCHEMA_VERSION: i64 = 2;
+/// positions and open sessions ([`MIGRATE_2`]); 3 each folder's numbering
+/// of Courier-IMAP keywords (`folders.keywords`).
+const SCHEMA_VERSION: i64 = 3;
 /// The database file name inside the state directory.
 pub const FILE_NAME: &str = "state.sqlite3";
 /// The status a running `watch` keeps up to date, beside the
@@ -308,6 +309,28 @@ impl Store {
             self.conn
                 .execute_batch(&format!(
                     "BEGIN IMMEDIATE; {MIGRATE_2} PRAGMA user_version = 2; COMMIT;"
+                ))
+                .map_err(err)?;
+        }
+        if version < 3 {
+            // Schema 3 keeps each folder's numbering of Courier keywords.
+            let has: bool = self
+                .conn
+                .query_row(
+                    "SELECT count(*) FROM pragma_table_info('folders') WHERE name = 'keywords'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(err)?
+                > 0;
+            let add = if has {
+                ""
+            } else {
+                "ALTER TABLE folders ADD COLUMN keywords TEXT;"
+            };
+            self.conn
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {add} PRAGMA user_version = 3; COMMIT;"
                 ))
                 .map_err(err)?;
         }
@@ -747,7 +770,7 @@ fn load_user(conn: &Connection, user: &str) -> rusqlite::Result<Option<UserSnaps
     };
     let mut stmt = conn.prepare_cached(
         "SELECT id, dir, name, dev, ino, uid_source, uidvalidity, guid, uidnext,
-                new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending, count, bytes
+                new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending, count, bytes, keywords
          FROM folders WHERE user = ?1",
     )?;
     let rows = stmt.query_map([user], |r| {
@@ -771,6 +794,7 @@ fn load_user(conn: &Connection, user: &str) -> rusqlite::Result<Option<UserSnaps
             pending: r.get(14)?,
             count: r.get(15)?,
             bytes: r.get::<_, i64>(16)? as u64,
+            keyword_table: r.get(17)?,
             messages: None,
         })
     })?;
@@ -880,12 +904,13 @@ fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rus
             f.pending,
             f.count,
             f.bytes as i64,
+            f.keyword_table,
         ];
         let id = if f.id == 0 {
             tx.prepare_cached(
                 "INSERT INTO folders(user, dir, name, dev, ino, uid_source, uidvalidity, guid, uidnext,
-                     new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending, count, bytes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                     new_mtime, cur_mtime, uidlist_mtime, uidlist_len, trusted, pending, count, bytes, keywords)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             )?
             .execute(values)?;
             tx.last_insert_rowid()
@@ -893,8 +918,9 @@ fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rus
             tx.prepare_cached(
                 "UPDATE folders SET user = ?1, dir = ?2, name = ?3, dev = ?4, ino = ?5, uid_source = ?6,
                      uidvalidity = ?7, guid = ?8, uidnext = ?9, new_mtime = ?10, cur_mtime = ?11,
-                     uidlist_mtime = ?12, uidlist_len = ?13, trusted = ?14, pending = ?15, count = ?16, bytes = ?17
-                 WHERE id = ?18",
+                     uidlist_mtime = ?12, uidlist_len = ?13, trusted = ?14, pending = ?15, count = ?16, bytes = ?17,
+                     keywords = ?18
+                 WHERE id = ?19",
             )?
             .execute(rusqlite::params_from_iter(
                 values.iter().copied().chain([&f.id as &dyn rusqlite::ToSql]),
@@ -1183,7 +1209,7 @@ fn random_hex() -> String {
 
 const SCHEMA: &str = "
 PRAGMA application_id = 1296319830;
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE sources(spec TEXT PRIMARY KEY);
 CREATE TABLE users(
@@ -1216,6 +1242,7 @@ CREATE TABLE folders(
     pending INTEGER NOT NULL,
     count INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
+    keywords TEXT,
     UNIQUE(user, dir)
 );
 CREATE TABLE messages(
@@ -1260,9 +1287,10 @@ CREATE TABLE access_sessions(
 );
 ";
 
-/// The tables schema 2 added, for states made by schema 1.
+/// The tables schema 2 added, for states made by schema 1 (`IF NOT
+/// EXISTS`: a state may have them from a development build).
 const MIGRATE_2: &str = "
-CREATE TABLE access_positions(
+CREATE TABLE IF NOT EXISTS access_positions(
     log TEXT PRIMARY KEY,
     dev INTEGER NOT NULL,
     ino INTEGER NOT NULL,
@@ -1270,7 +1298,7 @@ CREATE TABLE access_positions(
     tail BLOB NOT NULL,
     cursor TEXT
 );
-CREATE TABLE access_sessions(
+CREATE TABLE IF NOT EXISTS access_sessions(
     session TEXT PRIMARY KEY,
     user TEXT NOT NULL,
     login_ms INTEGER NOT NULL,
@@ -1352,6 +1380,7 @@ mod tests {
             pending: false,
             count: 0,
             bytes: 0,
+            keyword_table: None,
             messages: None,
         }
     }
@@ -1418,6 +1447,63 @@ mod tests {
             store.users_of_source("src").unwrap().len(),
             3,
             "the source is recorded in the same transaction"
+        );
+    }
+
+    /// A state database of schema 1 gets the Courier keyword column, and
+    /// a folder's keyword table is written and read back.
+    #[test]
+    fn schema_1_is_upgraded_and_keyword_tables_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let commit = |store: &mut Store, table: Option<&str>| {
+            let mut f = folder(0, ".Work");
+            f.keyword_table = table.map(str::to_string);
+            let diff = UserDiff {
+                updates: vec![crate::diff::FolderUpdate {
+                    folder: f,
+                    upserts: Vec::new(),
+                    deletes: Vec::new(),
+                }],
+                ..UserDiff::default()
+            };
+            store
+                .commit("u", Path::new("/m/u"), &diff, Vec::new())
+                .unwrap();
+        };
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            commit(&mut store, None);
+        }
+        // Back to schema 1, as an older maildir-events left it.
+        let conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        conn.execute_batch("ALTER TABLE folders DROP COLUMN keywords; PRAGMA user_version = 1;")
+            .unwrap();
+        drop(conn);
+        let mut store = Store::open(dir.path()).unwrap();
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let snap = store.load_user("u").unwrap().unwrap();
+        assert_eq!(snap.folders[b".Work".as_slice()].keyword_table, None);
+        let mut f = snap.folders[b".Work".as_slice()].clone();
+        f.keyword_table = Some("0 $Label1\n".into());
+        let diff = UserDiff {
+            updates: vec![crate::diff::FolderUpdate {
+                folder: f,
+                upserts: Vec::new(),
+                deletes: Vec::new(),
+            }],
+            ..UserDiff::default()
+        };
+        store
+            .commit("u", Path::new("/m/u"), &diff, Vec::new())
+            .unwrap();
+        let snap = store.load_user("u").unwrap().unwrap();
+        assert_eq!(
+            snap.folders[b".Work".as_slice()].keyword_table.as_deref(),
+            Some("0 $Label1\n")
         );
     }
 }

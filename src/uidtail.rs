@@ -1,9 +1,10 @@
-//! Reading only what Dovecot appended to a `dovecot-uidlist` since the last
-//! look, so that learning a new message's UID costs the same in a folder of
+//! Reading only what Dovecot appended to a `dovecot-uidlist` (or what
+//! Courier-IMAP wrote to a `courierimapuiddb`) since the last look, so that learning a new message's UID costs the same in a folder of
 //! ten messages and in one of a million.
 //!
 //! Dovecot appends records in place and rewrites the whole file (new inode)
 //! only on compaction; a changed inode or a shorter file means a full read.
+//! Courier replaces its list by rename each time, so it is read whole.
 
 use std::collections::HashMap;
 use std::io;
@@ -28,6 +29,8 @@ pub struct UidTail {
     offset: u64,
     /// The last bytes before `offset`.
     mark: Vec<u8>,
+    /// The list's format version (3 Dovecot, 1 Courier).
+    version: u8,
     uids: ServerUids,
 }
 
@@ -42,7 +45,13 @@ impl UidTail {
     /// opened without following a link. `Ok(false)` when the file does not
     /// exist.
     pub fn refresh(&mut self, folder: &StoreDir) -> io::Result<bool> {
-        let mut sf = match folder.file(b"dovecot-uidlist") {
+        self.refresh_file(folder, b"dovecot-uidlist")
+    }
+
+    /// As [`UidTail::refresh`], from the list named `file`
+    /// (`dovecot-uidlist` or `courierimapuiddb`).
+    pub fn refresh_file(&mut self, folder: &StoreDir, file: &[u8]) -> io::Result<bool> {
+        let mut sf = match folder.file(file) {
             Ok(f) => f,
             Err(Refused::NotFound) => return Ok(false),
             Err(Refused::Io(e)) => return Err(e),
@@ -56,6 +65,7 @@ impl UidTail {
             let list = uidlist::parse(&bytes)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
             self.ino = ino;
+            self.version = list.version;
             self.offset = complete_len(&bytes);
             self.mark = mark_of(&bytes[..self.offset as usize]);
             self.uids = ServerUids {
@@ -77,7 +87,11 @@ impl UidTail {
             return Ok(true);
         }
         // Reuse the parser: a synthetic header and the appended records.
-        let mut text = format!("3 V{} N1\n", self.uids.uidvalidity.max(1)).into_bytes();
+        let mut text = match self.version {
+            1 => format!("1 {} 1\n", self.uids.uidvalidity.max(1)),
+            _ => format!("3 V{} N1\n", self.uids.uidvalidity.max(1)),
+        }
+        .into_bytes();
         text.extend_from_slice(&tail[..used as usize]);
         if let Ok(list) = uidlist::parse(&text) {
             if self.uids.by_base.len() + list.records.len() > RECENT * 4 {
@@ -187,6 +201,31 @@ mod tests {
 
         fs::remove_file(&p).unwrap();
         assert!(!t.refresh(&d).unwrap());
+    }
+
+    #[test]
+    fn reads_courier_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("courierimapuiddb");
+        fs::write(&p, "1 796525500 3\n1 a\n2 b,S=21\n").unwrap();
+        let d = StoreDir::open(dir.path()).unwrap();
+        let mut t = UidTail::default();
+        assert!(!t.refresh(&d).unwrap(), "no dovecot-uidlist here");
+        assert!(t.refresh_file(&d, b"courierimapuiddb").unwrap());
+        assert_eq!(t.uids().by_base.get(b"b,S=21".as_slice()), Some(&2));
+        assert_eq!((t.uids().uidvalidity, t.uids().uidnext), (796525500, 3));
+        // Appended in place (Courier renames, but a tail must still work).
+        let mut f = fs::OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"3 c\n").unwrap();
+        t.refresh_file(&d, b"courierimapuiddb").unwrap();
+        assert_eq!(t.uids().by_base.get(b"c".as_slice()), Some(&3));
+        // Replaced by rename with a new UIDVALIDITY (a folder renamed).
+        let tmp = dir.path().join("tmp");
+        fs::write(&tmp, "1 796525502 2\n1 c\n").unwrap();
+        fs::rename(&tmp, &p).unwrap();
+        t.refresh_file(&d, b"courierimapuiddb").unwrap();
+        assert_eq!(t.uids().uidvalidity, 796525502);
+        assert_eq!(t.uids().by_base.get(b"c".as_slice()), Some(&1));
     }
 
     #[test]

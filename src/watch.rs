@@ -30,6 +30,9 @@ pub enum Kind {
     /// A folder directory whose `new/` or `cur/` does not exist yet (a
     /// folder being made by hand): watched until they appear.
     FolderDir,
+    /// A folder's `courierimapkeywords/` (Courier-IMAP's keywords, which
+    /// change no message file name).
+    Keywords,
     /// A directory above Maildirs where users may appear (template levels,
     /// or the nearest existing parent of a missing Maildir).
     Parent,
@@ -205,7 +208,7 @@ impl Watcher {
     /// sure nothing created in between is missed.
     pub fn add(&mut self, path: &Path, target: Target) -> Result<bool, WatchError> {
         let mask = match target.kind {
-            Kind::Messages { .. } => MESSAGES_MASK,
+            Kind::Messages { .. } | Kind::Keywords => MESSAGES_MASK,
             Kind::Root | Kind::Parent | Kind::FolderDir => DIR_MASK,
         };
         match self.watches.add(path, mask) {

@@ -627,7 +627,10 @@ fn scan_reports_what_dovecot_did() {
 /// `.Foo.Sub`. The binary is told with `--separator /`.
 #[test]
 fn scan_with_slash_separator() {
-    let Some(dovecot) = Dovecot::start_with(Options { separator: '/' }) else {
+    let Some(dovecot) = Dovecot::start_with(Options {
+        separator: '/',
+        ..Options::default()
+    }) else {
         return;
     };
     let mut sc = Scenario::new(dovecot, ALICE, vec!["--separator", "/"]);

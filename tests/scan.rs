@@ -1071,7 +1071,9 @@ fn courier_subscriptions_are_subscribe_and_unsubscribe() {
         subscription_names(&evs),
         BTreeMap::from([(
             "MailboxSubscribe",
-            BTreeSet::from(["Drafts", "Archive.2024", "Trash"])
+            // A Courier store (courierimapsubscribed, no Dovecot files):
+            // names carry Courier's namespace prefix, as its clients see.
+            BTreeSet::from(["INBOX.Drafts", "INBOX.Archive.2024", "INBOX.Trash"])
         )])
     );
     env.md.write(
@@ -1082,7 +1084,21 @@ fn courier_subscriptions_are_subscribe_and_unsubscribe() {
     let evs = env.scan();
     assert_eq!(
         subscription_names(&evs),
-        BTreeMap::from([("MailboxUnSubscribe", BTreeSet::from(["Sent"]))])
+        BTreeMap::from([("MailboxUnSubscribe", BTreeSet::from(["INBOX.Sent"]))])
+    );
+    // Without the prefix (--namespace-prefix ""), the names below it.
+    let env = Env::new();
+    let opt = ["--namespace-prefix", ""];
+    env.md.write("", "courierimapsubscribed", "INBOX.Sent\n");
+    env.baseline_with(&opt);
+    env.md.write("", "courierimapsubscribed", "INBOX.Drafts\n");
+    let evs = env.scan_with(&opt);
+    assert_eq!(
+        subscription_names(&evs),
+        BTreeMap::from([
+            ("MailboxSubscribe", BTreeSet::from(["Drafts"])),
+            ("MailboxUnSubscribe", BTreeSet::from(["Sent"]))
+        ])
     );
 }
 

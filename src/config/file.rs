@@ -24,6 +24,9 @@ pub struct FileConfig {
     pub server_name: Option<String>,
     /// IMAP hierarchy separator (Dovecot's namespace separator).
     pub separator: Option<String>,
+    /// Namespace prefix of folder names (`INBOX.`); detected for Courier
+    /// stores when absent.
+    pub namespace_prefix: Option<String>,
     /// The `:` of `name:2,FS`.
     pub info_separator: Option<String>,
     /// Folder names on disk are UTF-8, not modified UTF-7.
@@ -208,6 +211,7 @@ impl FileConfig {
             state_dir,
             server_name,
             separator,
+            namespace_prefix,
             info_separator,
             utf8_names,
             uid_wait_ms,

@@ -292,6 +292,45 @@ mod tests {
     }
 
     #[test]
+    fn namespace_prefixes() {
+        let resolve_with = |sep: &str, prefix: Option<&str>| {
+            let fc = FileConfig {
+                state_dir: Some("/s".into()),
+                separator: Some(sep.into()),
+                namespace_prefix: prefix.map(str::to_string),
+                store: vec![file::StoreConfig {
+                    path: Some("/home/bob/Maildir".into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            resolve::resolve(&fc, &|_| None, &|| "h".into()).map(|c| c.scan.namespace_prefix)
+        };
+        // (separator, given, resolved or the error's words)
+        type Case<'a> = (&'a str, Option<&'a str>, Result<Option<&'a str>, &'a str>);
+        let cases: &[Case] = &[
+            (".", None, Ok(None)),
+            (".", Some(""), Ok(Some(""))),
+            (".", Some("INBOX."), Ok(Some("INBOX."))),
+            ("/", Some("INBOX/"), Ok(Some("INBOX/"))),
+            (".", Some("Mail.Box."), Ok(Some("Mail.Box."))),
+            (".", Some("INBOX"), Err("must end with the separator")),
+            ("/", Some("INBOX."), Err("must end with the separator")),
+            (".", Some("."), Err("must end with the separator")),
+            (".", Some("a\nb."), Err("must end with the separator")),
+        ];
+        for (sep, given, want) in cases {
+            match (resolve_with(sep, *given), want) {
+                (Ok(got), Ok(w)) => assert_eq!(got.as_deref(), *w, "{given:?}"),
+                (Err(e), Err(w)) => {
+                    assert!(e.0.contains(w) && e.0.contains("--namespace-prefix"), "{e}")
+                }
+                (got, _) => panic!("{sep:?} {given:?}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn state_dir_defaults() {
         let env = |vars: &'static [(&'static str, &'static str)]| {
             move |k: &str| {

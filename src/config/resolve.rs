@@ -93,6 +93,22 @@ pub fn resolve(
         "--separator (separator)",
         fc.separator.as_deref().unwrap_or("."),
     )?;
+    let namespace_prefix = match fc.namespace_prefix.as_deref() {
+        None => None,
+        Some("") => Some(String::new()),
+        Some(p)
+            if p.ends_with(hier_sep)
+                && p.len() > hier_sep.len_utf8()
+                && !p.contains(['\n', '\r']) =>
+        {
+            Some(p.to_string())
+        }
+        Some(p) => {
+            return Err(ConfigError(format!(
+                "--namespace-prefix (namespace_prefix) {p:?} must end with the separator {hier_sep:?} (e.g. \"INBOX{hier_sep}\"), or be \"\" for none"
+            )));
+        }
+    };
     let info = one_char(
         "--info-separator (info_separator)",
         fc.info_separator.as_deref().unwrap_or(":"),
@@ -265,6 +281,7 @@ pub fn resolve(
         scan: ScanOptions {
             info_sep: info as u8,
             hier_sep,
+            namespace_prefix,
             utf8_names: fc.utf8_names.unwrap_or(false),
             full: fc.full.unwrap_or(false),
             stat_sizes: quota.is_some(),
@@ -295,6 +312,7 @@ pub fn describe(config: &Config, merged: &FileConfig) -> String {
     fc.state_dir = Some(config.state_dir.clone());
     fc.server_name = Some(config.server_name.clone());
     fc.separator = Some(config.scan.hier_sep.to_string());
+    fc.namespace_prefix = config.scan.namespace_prefix.clone();
     fc.info_separator = Some((config.scan.info_sep as char).to_string());
     fc.utf8_names = Some(config.scan.utf8_names);
     fc.uid_wait_ms = Some(config.uid_wait.as_millis() as u64);

@@ -65,13 +65,32 @@ impl Daemon<'_> {
                 return Ok(None);
             }
         };
+        let is_file = |name: &[u8]| {
+            fdir.stat_at(name)
+                .is_ok_and(|st| storefs::stat_kind(&st) == EntryKind::File)
+        };
+        let list_file: &[u8] = match folder.uid_source {
+            UidSource::Courier => b"courierimapuiddb",
+            _ => b"dovecot-uidlist",
+        };
         let has_uidlist = folder.uid_source == UidSource::Dovecot
-            || fdir
-                .stat_at(b"dovecot-uidlist")
-                .is_ok_and(|st| storefs::stat_kind(&st) == EntryKind::File);
-        if folder.uid_source == UidSource::Own && has_uidlist {
-            // Dovecot has started numbering this folder: the rescan moves
-            // every message to Dovecot's UIDs.
+            || folder.uid_source == UidSource::Courier
+            || is_file(b"dovecot-uidlist");
+        let courier = folder.uid_source == UidSource::Courier;
+        if folder.uid_source == UidSource::Own && (has_uidlist || is_file(b"courierimapuiddb")) {
+            // A server has started numbering this folder: the rescan moves
+            // every message to the server's UIDVALIDITY and UIDs.
+            rescan.insert(u);
+            return Ok(None);
+        }
+        if courier
+            && folder.keyword_table.is_none()
+            && fdir
+                .stat_at(crate::courier::KEYWORD_DIR)
+                .is_ok_and(|st| storefs::stat_kind(&st) == EntryKind::Dir)
+        {
+            // Courier made the folder's keyword directory: the rescan reads
+            // it and watches it.
             rescan.insert(u);
             return Ok(None);
         }
@@ -111,7 +130,7 @@ impl Daemon<'_> {
         let mut missing = false;
         if has_uidlist && (arrivals || folder.pending) {
             let tail = self.tails.entry(key.clone()).or_default();
-            match tail.refresh(&fdir) {
+            match tail.refresh_file(&fdir, list_file) {
                 Ok(true) => {
                     let uids = tail.uids();
                     if uids.uidvalidity != folder.uidvalidity {
@@ -119,15 +138,23 @@ impl Daemon<'_> {
                         rescan.insert(u);
                         return Ok(None);
                     }
+                    // Courier numbers a file when it saves it (APPEND,
+                    // COPY: straight into cur/), but a delivery into new/
+                    // only when a client next opens the folder: no wait
+                    // for that.
+                    let numbered_later = |o: &Op| courier && o.in_new;
                     missing = parsed.iter().any(|(o, p)| {
                         o.present
+                            && !numbered_later(o)
                             && !states.contains_key(p.base)
                             && !uids.by_base.contains_key(p.base)
                     });
                     server = Some(uids.clone());
                 }
                 Ok(false) => {}
-                Err(e) => warn!(path = %path.display(), "cannot read dovecot-uidlist: {e}"),
+                Err(e) => {
+                    warn!(path = %path.display(), "cannot read {}: {e}", String::from_utf8_lossy(list_file))
+                }
             }
         }
         let letters = parsed
@@ -136,14 +163,17 @@ impl Daemon<'_> {
             || states
                 .values()
                 .any(|s| s.flags.keyword_indexes().next().is_some());
-        let keywords = if letters {
-            scan::read_keywords(&fdir, &path)
-        } else {
-            Keywords::default()
+        let keywords = match &folder.keyword_table {
+            // Courier's keywords are not in file names: a message keeps
+            // the ones it had (see `LiveFolder::keywords_apart`), named by
+            // our table.
+            Some(table) => Keywords::parse(table.as_bytes()),
+            None if letters => scan::read_keywords(&fdir, &path),
+            None => Keywords::default(),
         };
         // Dovecot names a new keyword 1-5 ms after its letter shows in a
         // file name: wait for the name as for a UID.
-        if has_uidlist {
+        if has_uidlist && folder.keyword_table.is_none() {
             missing |= parsed.iter().any(|(o, p)| {
                 o.present
                     && p.flags
@@ -212,6 +242,7 @@ impl Daemon<'_> {
                 states: &view.states,
                 server: view.server.as_ref(),
                 keywords: &view.keywords,
+                keywords_apart: folder.keyword_table.is_some(),
                 info_sep: self.config.scan.info_sep,
                 elsewhere: &elsewhere,
                 expired: &expired,

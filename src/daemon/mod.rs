@@ -543,15 +543,33 @@ impl Daemon<'_> {
                 }
                 Kind::FolderDir => {
                     let sub = name.as_deref().is_some_and(|n| n == b"new" || n == b"cur");
-                    if sub || mask.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF) {
+                    let list = name.as_deref() == Some(b"courierimapuiddb".as_slice())
+                        && mask.intersects(EventMask::CREATE | EventMask::MOVED_TO)
+                        && self.courier_list_news(t.owner, &t.dir);
+                    if sub || list || mask.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF)
+                    {
                         self.flush(&mut ops, &mut slot, t.owner)?;
                         rescan.insert(t.owner);
                     }
                 }
+                Kind::Keywords => {
+                    // Courier changed a message's keywords: the rescan
+                    // reads them (only this folder's stamp moved).
+                    self.flush(&mut ops, &mut slot, t.owner)?;
+                    rescan.insert(t.owner);
+                }
                 Kind::Root => {
+                    // Courier's first UID list of an INBOX we numbered
+                    // ourselves: its numbers take over at once.
+                    let inbox_own = self.users[t.owner]
+                        .folders
+                        .get(b"".as_slice())
+                        .is_some_and(|f| f.uid_source == UidSource::Own);
                     let structural = mask.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF)
                         || name.as_deref().is_some_and(|n| {
                             (mask.contains(EventMask::ISDIR) && folders::is_folder_dir(n))
+                                || (mask.contains(EventMask::ISDIR) && n == b"courierimapkeywords")
+                                || (inbox_own && n == b"courierimapuiddb")
                                 || n == b"subscriptions"
                                 || n == b"courierimapsubscribed"
                                 || n == b"new"
@@ -654,6 +672,30 @@ impl Daemon<'_> {
     /// Whether the sinks are so far behind that no new change may be taken.
     fn backed_up(&self) -> Result<bool, Error> {
         Ok(self.feeds.depth() >= self.config.outbox_limit)
+    }
+}
+
+impl Daemon<'_> {
+    /// Whether a folder's new `courierimapuiddb` says something the
+    /// folder's row does not: Courier numbers it for the first time, gives
+    /// it a new UIDVALIDITY (it does after a RENAME, a moment after the
+    /// directory moved), or numbers messages still waiting for a UID.
+    fn courier_list_news(&mut self, u: usize, dir: &[u8]) -> bool {
+        let Some(folder) = self.users[u].folders.get(dir) else {
+            return true;
+        };
+        let Ok(fdir) = storefs::folder(&self.users[u].root, dir) else {
+            return true;
+        };
+        let tail = self.tails.entry((u, dir.to_vec())).or_default();
+        match tail.refresh_file(&fdir, b"courierimapuiddb") {
+            Ok(true) => {
+                folder.uid_source != UidSource::Courier
+                    || tail.uids().uidvalidity != folder.uidvalidity
+                    || folder.pending
+            }
+            _ => false,
+        }
     }
 }
 

@@ -155,8 +155,7 @@ impl Daemon<'_> {
                 root: &root,
                 tags: &tags,
             };
-            self.events +=
-                pipeline::scan_user(config, self.store, who, old, silent, &mut summary)?;
+            self.events += pipeline::scan_user(config, self.store, who, old, silent, &mut summary)?;
             // Hand the sinks this user's events now: a catch-up over many
             // users never holds them all in memory.
             self.feed_committed();
@@ -311,9 +310,53 @@ impl Daemon<'_> {
                 }
             }
         }
+        // In a Courier-IMAP store, each folder's directory too: Courier
+        // replaces a folder's `courierimapuiddb` there (with a new
+        // UIDVALIDITY after a RENAME) without touching new/ or cur/.
+        let courier = self.users[u]
+            .folders
+            .get(b"".as_slice())
+            .is_some_and(|f| f.uid_source == UidSource::Courier);
+        for dir in dirs.iter().filter(|d| courier && !d.is_empty()) {
+            let target = Target {
+                owner: u,
+                dir: dir.clone(),
+                kind: Kind::FolderDir,
+            };
+            match w.add(&folder_path(&root, dir), target) {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) if e.is_limit() => {
+                    debug!("{e}");
+                    refused.insert(dir.clone());
+                }
+                Err(e) => warn!("{e}"),
+            }
+        }
+        // Courier-IMAP's keywords, where a folder of a Courier store has
+        // them (a Dovecot store has none: no failed watch per folder).
+        for dir in dirs.iter().filter(|_| courier) {
+            let path = folder_path(&root, dir).join("courierimapkeywords");
+            let target = Target {
+                owner: u,
+                dir: dir.clone(),
+                kind: Kind::Keywords,
+            };
+            match w.add(&path, target) {
+                Ok(new) => added |= new,
+                Err(e) if e.is_not_found() => {}
+                Err(e) if e.is_limit() => {
+                    debug!("{e}");
+                    refused.insert(dir.clone());
+                }
+                Err(e) => warn!("{e}"),
+            }
+        }
         w.retain_owned(u, |t| {
-            !matches!(t.kind, Kind::Messages { .. } | Kind::FolderDir)
-                || dirs.contains(&t.dir)
+            !matches!(
+                t.kind,
+                Kind::Messages { .. } | Kind::FolderDir | Kind::Keywords
+            ) || dirs.contains(&t.dir)
         });
         added
     }

@@ -4,6 +4,7 @@
 //! that `scan` read and returns data. That keeps the Maildir semantics
 //! testable with tables of real-world names and files.
 
+pub mod courier_keywords;
 pub mod folders;
 pub mod keywords;
 pub mod mutf7;

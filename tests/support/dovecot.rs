@@ -32,11 +32,17 @@ pub struct Options {
     /// The namespace hierarchy separator IMAP clients see (`.` or `/`). The
     /// Maildir++ layout on disk always uses `.` (`Foo/Sub` is `.Foo.Sub`).
     pub separator: char,
+    /// The namespace prefix (`INBOX.` for a Dovecot set up like the
+    /// Courier-IMAP it replaced); empty by default.
+    pub prefix: String,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { separator: '.' }
+        Options {
+            separator: '.',
+            prefix: String::new(),
+        }
     }
 }
 
@@ -375,6 +381,7 @@ fn config(
 ) -> String {
     let dir = root.display();
     let sep = options.separator;
+    let prefix = &options.prefix;
     // As root: the package's unprivileged users, and only the bare mail uid
     // may own mail. Rootless: everything runs as ourselves, without chroot.
     let users = if as_root {
@@ -414,7 +421,7 @@ mail_location = maildir:{dir}/vmail/%d/%n/Maildir
 namespace inbox {{
   inbox = yes
   separator = {sep}
-  prefix =
+  prefix = {prefix}
 }}
 passdb {{
   driver = passwd-file

@@ -113,9 +113,15 @@ fn flag_list(flags: &[&str]) -> String {
     format!("({})", flags.join(" "))
 }
 
+/// A two-way byte stream an IMAP server talks over: a TCP connection, or
+/// one end of a socket pair whose other end is a server's stdin and stdout
+/// (Courier-IMAP's `imapd` run preauthenticated).
+pub trait Duplex: std::io::Read + std::io::Write + Send {}
+impl<T: std::io::Read + std::io::Write + Send> Duplex for T {}
+
 /// One logged-in (or not yet) connection.
 pub struct Imap {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Box<dyn Duplex>>,
     next_tag: u32,
 }
 
@@ -126,12 +132,21 @@ impl Imap {
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
+        Imap::over(Box::new(stream))
+    }
+
+    /// Talks over `stream` (set a read timeout on it first) and reads the
+    /// greeting: `* OK`, or `* PREAUTH` from a server started logged in.
+    pub fn over(stream: Box<dyn Duplex>) -> Imap {
         let mut imap = Imap {
             reader: BufReader::new(stream),
             next_tag: 1,
         };
         let greeting = imap.read_line();
-        assert!(greeting.starts_with("* OK"), "IMAP greeting: {greeting}");
+        assert!(
+            greeting.starts_with("* OK") || greeting.starts_with("* PREAUTH"),
+            "IMAP greeting: {greeting}"
+        );
         imap
     }
 
