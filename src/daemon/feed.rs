@@ -87,6 +87,12 @@ impl Feeds {
         })
     }
 
+    /// When the outbox is next read for rows another process added.
+    pub(super) fn next_resync(&self) -> Instant {
+        self.last_resync
+            .map_or_else(Instant::now, |t| t + RESYNC_EVERY)
+    }
+
     /// Events waiting for the slowest sink (so, for at least one).
     pub(super) fn depth(&self) -> u64 {
         let low = self

@@ -285,6 +285,9 @@ impl Daemon<'_> {
             } else {
                 wake = wake.min(last_status + STATUS_EVERY);
             }
+            // Events another process put in the outbox (`dead-letters
+            // --replay`) are found by the resync, also while idle.
+            wake = wake.min(self.feeds.next_resync());
             if let Some(d) = self.deferred.values().map(|d| d.deadline).min() {
                 // Look again soon: Dovecot writes the UID a moment later.
                 wake = wake.min(d).min(now + Duration::from_millis(2));
