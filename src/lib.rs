@@ -31,6 +31,8 @@ pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod quota;
+pub mod report;
+pub mod root;
 pub mod scan;
 pub mod sink;
 pub mod snapshot;

@@ -8,7 +8,7 @@ pub mod file;
 mod resolve;
 mod template;
 
-pub use resolve::{describe, resolve};
+pub use resolve::{batch_window, describe, resolve};
 pub use template::{Part, Template, Var};
 
 use std::collections::HashMap;
@@ -152,6 +152,8 @@ pub struct Config {
     pub uid_wait: Duration,
     /// Report what already exists on the first run over a source.
     pub emit_existing: bool,
+    /// A named Maildir may be missing (or empty) at start.
+    pub allow_missing: bool,
     /// Report `\Seen` and `\Deleted` as MessageRead and MessageTrash rather
     /// than FlagsSet (RFC 5423 §4.2 says this SHOULD be configurable).
     pub simple_flag_events: bool,
