@@ -260,7 +260,9 @@ impl WatchArgs {
 fn millis(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a number of milliseconds (0 or more, e.g. 0.5 or 20)")),
+        _ => Err(format!(
+            "{s:?} is not a number of milliseconds (0 or more, e.g. 0.5 or 20)"
+        )),
     }
 }
 
@@ -268,7 +270,9 @@ fn millis(s: &str) -> Result<f64, String> {
 fn positive_millis(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a number of milliseconds above 0 (e.g. 2 or 2.5)")),
+        _ => Err(format!(
+            "{s:?} is not a number of milliseconds above 0 (e.g. 2 or 2.5)"
+        )),
     }
 }
 
@@ -276,7 +280,9 @@ fn positive_millis(s: &str) -> Result<f64, String> {
 fn positive_secs(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a number of seconds above 0 (e.g. 5 or 0.5)")),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds above 0 (e.g. 5 or 0.5)"
+        )),
     }
 }
 
@@ -306,8 +312,12 @@ fn one_char(s: &str) -> Result<String, String> {
 fn info_char(s: &str) -> Result<String, String> {
     let s = one_char(s)?;
     match s.as_str() {
-        "/" | "." | "," => Err(format!("{s:?} cannot separate a Maildir name (use :, ; or !)")),
-        c if !c.is_ascii() => Err(format!("{s:?} cannot separate a Maildir name (use :, ; or !)")),
+        "/" | "." | "," => Err(format!(
+            "{s:?} cannot separate a Maildir name (use :, ; or !)"
+        )),
+        c if !c.is_ascii() => Err(format!(
+            "{s:?} cannot separate a Maildir name (use :, ; or !)"
+        )),
         _ => Ok(s),
     }
 }

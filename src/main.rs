@@ -11,13 +11,13 @@ use clap::{CommandFactory, Parser};
 use tracing_subscriber::EnvFilter;
 
 use maildir_events::cli::{Cli, Command, DeadLetterArgs, Shell, StateArgs};
+use maildir_events::config::SourceKind;
 use maildir_events::config::file::{DEFAULT_PATH, FileConfig, WatchConfig};
 use maildir_events::config::{self, Config, ConfigError};
 use maildir_events::error::{EX_OK, Error};
 use maildir_events::outbox::Outbox;
 use maildir_events::sink::{SinkConfig, SinkError, redact};
 use maildir_events::store::{self, Store};
-use maildir_events::config::SourceKind;
 use maildir_events::{daemon, delivery, host, pipeline, report, root};
 
 /// Whether fd 1 was closed when the process started (`>&-`).
@@ -207,7 +207,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             print!("{}", redact::scrub(&config::describe(&config, &merged)))
         }
-        Command::Status(_) | Command::DeadLetters(_) | Command::Man | Command::Completions { .. } => {}
+        Command::Status(_)
+        | Command::DeadLetters(_)
+        | Command::Man
+        | Command::Completions { .. } => {}
     }
     Ok(())
 }
@@ -385,7 +388,9 @@ fn maildir_problems(config: &Config) -> Result<Vec<(String, String)>, Error> {
 /// known. Any other problem is.
 fn only_known_missing(store: &Store, problems: Vec<(String, String)>) -> Result<(), Error> {
     for (user, why) in problems {
-        let known = store.load_user(&user)?.is_some_and(|u| !u.folders.is_empty());
+        let known = store
+            .load_user(&user)?
+            .is_some_and(|u| !u.folders.is_empty());
         if !known {
             return Err(Error::NoInput(why));
         }
@@ -466,7 +471,9 @@ fn man() -> Result<(), Error> {
     cmd.build();
     let mut out: Vec<u8> = Vec::new();
     let io = |e: std::io::Error| ConfigError(format!("cannot write the manual page: {e}"));
-    clap_mangen::Man::new(cmd.clone()).render(&mut out).map_err(io)?;
+    clap_mangen::Man::new(cmd.clone())
+        .render(&mut out)
+        .map_err(io)?;
     for sub in cmd.get_subcommands() {
         let name = sub.get_name();
         let man = clap_mangen::Man::new(sub.clone());

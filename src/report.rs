@@ -26,12 +26,13 @@ pub fn summary(line: &str) {
     }
 }
 
-/// A count with its noun, singular for one: "1 user", "3 folders".
+/// A count with its noun, singular for one: "1 user", "3 folders",
+/// "2 watches".
 pub fn count(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
+    match n {
+        1 => format!("1 {noun}"),
+        _ if noun.ends_with("ch") || noun.ends_with('s') => format!("{n} {noun}es"),
+        _ => format!("{n} {noun}s"),
     }
 }
 
@@ -56,11 +57,8 @@ mod tests {
         assert_eq!(count(1, "user"), "1 user");
         assert_eq!(count(0, "folder"), "0 folders");
         assert_eq!(count(12, "message"), "12 messages");
-        for (ms, want) in [
-            (420, "0.42 s"),
-            (12_345, "12.3 s"),
-            (185_000, "3 min 5 s"),
-        ] {
+        assert_eq!(count(5, "inotify watch"), "5 inotify watches");
+        for (ms, want) in [(420, "0.42 s"), (12_345, "12.3 s"), (185_000, "3 min 5 s")] {
             assert_eq!(elapsed(Duration::from_millis(ms)), want);
         }
     }

@@ -71,7 +71,10 @@ pub fn check(path: &Path, allow_missing: bool) -> Result<(), String> {
         let Ok(entry) = entry else { continue };
         empty = false;
         let name = entry.file_name();
-        if MARKERS.iter().any(|m| name.as_encoded_bytes() == m.as_bytes()) {
+        if MARKERS
+            .iter()
+            .any(|m| name.as_encoded_bytes() == m.as_bytes())
+        {
             return Ok(());
         }
     }

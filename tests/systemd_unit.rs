@@ -176,7 +176,10 @@ fn stdout_goes_to_the_journal_and_the_binary_is_the_main_process() {
     assert!(!exec.contains('|') && !exec.contains("sh -c"), "{exec}");
     for key in ["StandardOutput", "StandardError"] {
         if let Some(v) = last(&unit, key) {
-            assert!(v == "journal" || v == "inherit", "{key}={v}: events would not reach the journal");
+            assert!(
+                v == "journal" || v == "inherit",
+                "{key}={v}: events would not reach the journal"
+            );
         }
     }
     // Nor may the README suggest a pipe as the service's command.
@@ -201,7 +204,9 @@ fn the_file_sink_may_write_where_the_readme_puts_it() {
     let rw = values(&unit, "ReadWritePaths");
     let writable = |path: &str| {
         logs.iter().any(|d| path.starts_with(d.as_str()))
-            || rw.iter().any(|d| path.starts_with(&format!("{}/", d.trim_start_matches('-'))))
+            || rw
+                .iter()
+                .any(|d| path.starts_with(&format!("{}/", d.trim_start_matches('-'))))
     };
     let paths: Vec<&str> = README
         .lines()
@@ -211,13 +216,23 @@ fn the_file_sink_may_write_where_the_readme_puts_it() {
         .collect();
     assert!(!paths.is_empty(), "the README shows a file sink path");
     for p in paths {
-        assert!(writable(p), "{p} is read-only under the unit (LogsDirectory={logs:?}, ReadWritePaths={rw:?})");
+        assert!(
+            writable(p),
+            "{p} is read-only under the unit (LogsDirectory={logs:?}, ReadWritePaths={rw:?})"
+        );
     }
     let packaged = include_str!("../packaging/config.toml");
     for line in packaged.lines() {
-        if let Some(p) = line.trim_start_matches('#').trim().strip_prefix("path = \"") {
+        if let Some(p) = line
+            .trim_start_matches('#')
+            .trim()
+            .strip_prefix("path = \"")
+        {
             let p = p.split('"').next().unwrap();
-            assert!(writable(p), "packaged config: {p} is read-only under the unit");
+            assert!(
+                writable(p),
+                "packaged config: {p} is read-only under the unit"
+            );
         }
     }
 }
@@ -225,10 +240,17 @@ fn the_file_sink_may_write_where_the_readme_puts_it() {
 #[test]
 fn webhook_nats_and_metrics_may_reach_loopback() {
     let unit = service(UNIT);
-    assert_ne!(last(&unit, "PrivateNetwork"), Some("yes"), "no network at all");
+    assert_ne!(
+        last(&unit, "PrivateNetwork"),
+        Some("yes"),
+        "no network at all"
+    );
     let families = values(&unit, "RestrictAddressFamilies");
     for family in ["AF_UNIX", "AF_INET", "AF_INET6"] {
-        assert!(families.iter().any(|f| f == family), "{family} missing: {families:?}");
+        assert!(
+            families.iter().any(|f| f == family),
+            "{family} missing: {families:?}"
+        );
     }
     let allow = values(&unit, "IPAddressAllow");
     let deny = values(&unit, "IPAddressDeny");
@@ -250,7 +272,10 @@ fn the_remote_sinks_drop_in_opens_more_than_loopback() {
     let allow = values(&merged, "IPAddressAllow");
     let deny = values(&merged, "IPAddressDeny");
     assert!(
-        deny.is_empty() || allow.iter().any(|a| a != "localhost" && !a.starts_with("127.") && a != "::1"),
+        deny.is_empty()
+            || allow
+                .iter()
+                .any(|a| a != "localhost" && !a.starts_with("127.") && a != "::1"),
         "the drop-in allows no remote address: allow {allow:?}, deny {deny:?}"
     );
     // Only [Service] settings the sandbox has, and they parse: the drop-in

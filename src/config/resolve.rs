@@ -27,7 +27,10 @@ fn millis(option: &str, v: f64) -> Result<Duration, ConfigError> {
 /// The batch window in effect: (quiet, cap) in milliseconds, defaults
 /// filled in (0.5 and 2).
 pub fn batch_window(w: &file::WatchConfig) -> (f64, f64) {
-    (w.batch_quiet_ms.unwrap_or(0.5), w.batch_max_ms.unwrap_or(2.0))
+    (
+        w.batch_quiet_ms.unwrap_or(0.5),
+        w.batch_max_ms.unwrap_or(2.0),
+    )
 }
 
 /// Resolves the merged file and command line into a `Config`: defaults

@@ -60,7 +60,13 @@ pub fn run_scan(
         .arg("scan")
         .arg("--state")
         .arg(state_dir)
-        .args(["--user", user, "--server-name", SERVER_NAME, "--allow-missing"])
+        .args([
+            "--user",
+            user,
+            "--server-name",
+            SERVER_NAME,
+            "--allow-missing",
+        ])
         .args(extra_args)
         .arg(maildir)
         .output()
