@@ -448,6 +448,9 @@ impl Progress {
         let Some(bar) = &self.bar else { return };
         if bar.is_hidden() && self.started.elapsed() >= Duration::from_secs(1) {
             bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            // A user with many folders takes a while: keep the spinner
+            // (and the elapsed time) moving meanwhile.
+            bar.enable_steady_tick(Duration::from_millis(200));
         }
         bar.set_message(format!(
             "{}, {}",
