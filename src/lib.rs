@@ -27,6 +27,7 @@ pub mod event;
 pub mod host;
 pub mod live;
 pub mod maildir;
+pub mod manual;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;

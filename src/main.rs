@@ -18,7 +18,7 @@ use maildir_events::error::{EX_OK, Error};
 use maildir_events::outbox::Outbox;
 use maildir_events::sink::{SinkConfig, SinkError, redact};
 use maildir_events::store::{self, Store};
-use maildir_events::{daemon, delivery, host, pipeline, report, root};
+use maildir_events::{daemon, delivery, host, manual, pipeline, report, root};
 
 /// Whether fd 1 was closed when the process started (`>&-`).
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
@@ -467,66 +467,18 @@ impl Progress {
     }
 }
 
-/// The manual page: the top-level page, then each command's synopsis and
-/// options, all from the same definitions as `--help`.
+/// The manual page (roff) on stdout.
 fn man() -> Result<(), Error> {
-    let mut cmd = Cli::command();
-    cmd.build();
-    let mut out: Vec<u8> = Vec::new();
-    let io = |e: std::io::Error| ConfigError(format!("cannot write the manual page: {e}"));
-    clap_mangen::Man::new(cmd.clone())
-        .render(&mut out)
-        .map_err(io)?;
-    for sub in cmd.get_subcommands() {
-        let name = sub.get_name();
-        let man = clap_mangen::Man::new(sub.clone());
-        let mut part: Vec<u8> = Vec::new();
-        man.render_synopsis_section(&mut part).map_err(io)?;
-        man.render_description_section(&mut part).map_err(io)?;
-        man.render_options_section(&mut part).map_err(io)?;
-        let part = String::from_utf8_lossy(&part)
-            .replace(".SH SYNOPSIS", "")
-            .replace(".SH DESCRIPTION", "")
-            .replace(".SH OPTIONS", &format!(".SS \"Options of {name}\""));
-        out.extend_from_slice(format!(".SH \"COMMAND: {}\"\n", name.to_uppercase()).as_bytes());
-        out.extend_from_slice(part.as_bytes());
-    }
-    out.extend_from_slice(MAN_EXTRA.as_bytes());
-    std::io::stdout().write_all(&out).map_err(io)?;
+    std::io::stdout()
+        .write_all(&manual::page())
+        .map_err(|e| ConfigError(format!("cannot write the manual page: {e}")))?;
     Ok(())
 }
 
-/// What the generated page cannot know: exit status, environment, files.
-const MAN_EXTRA: &str = r#".SH "EXIT STATUS"
-0 success; 2 usage (a bad option or value); 65 the state database is damaged or foreign; 66 a MAILDIR named does not exist or is not a Maildir; 73 the state cannot be created; 74 output failed (events stay in the outbox for the next run); 75 the state is in use by another process; 78 bad configuration.
-.SH ENVIRONMENT
-.TP
-.B MAILDIR_EVENTS_LOG
-Log filter (error, warn, info, debug, or per module); -q and -v win over it.
-.TP
-.B STATE_DIRECTORY
-The state directory when --state is not given (set by systemd's StateDirectory=).
-.SH FILES
-.TP
-.I /etc/maildir-events/config.toml
-The configuration file, read when it exists and no --config is given.
-.TP
-.I /var/lib/maildir-events
-The state database of the systemd service.
-"#;
-
 /// A completion script for `shell` on stdout.
 fn completions(shell: Shell) -> Result<(), Error> {
-    use clap_complete::Shell as S;
-    let shell = match shell {
-        Shell::Bash => S::Bash,
-        Shell::Zsh => S::Zsh,
-        Shell::Fish => S::Fish,
-    };
-    let mut out: Vec<u8> = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "maildir-events", &mut out);
     std::io::stdout()
-        .write_all(&out)
+        .write_all(&manual::completions(shell))
         .map_err(|e| ConfigError(format!("cannot write the completion script: {e}")))?;
     Ok(())
 }
