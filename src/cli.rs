@@ -42,7 +42,8 @@ pub enum Command {
     /// service). Stops cleanly on SIGTERM or SIGINT.
     Watch(WatchArgs),
     /// Check the configuration file and options, and print the resolved
-    /// configuration as TOML.
+    /// configuration as TOML, sinks included (their secrets left out); a
+    /// file sink whose directory does not exist is an error.
     CheckConfig(ScanArgs),
     /// Print what the state database holds: users, folders and messages
     /// tracked, and per sink the events waiting and the oldest one's age
