@@ -18,6 +18,16 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Errors only: no summary line, no warnings, no progress display.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// More log lines: -v for info, -vv for debug. -q and -v win over
+    /// $MAILDIR_EVENTS_LOG, which wins over the default (warnings and the
+    /// summary line).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -32,7 +42,8 @@ pub enum Command {
     /// service). Stops cleanly on SIGTERM or SIGINT.
     Watch(WatchArgs),
     /// Check the configuration file and options, and print the resolved
-    /// configuration as TOML.
+    /// configuration as TOML, sinks included (their secrets left out); a
+    /// file sink whose directory does not exist is an error.
     CheckConfig(ScanArgs),
     /// Print what the state database holds: users, folders and messages
     /// tracked, and per sink the events waiting and the oldest one's age
@@ -41,6 +52,24 @@ pub enum Command {
     /// List the events sinks rejected for good (JSON Lines), or put them
     /// back for delivery with --replay.
     DeadLetters(DeadLetterArgs),
+    /// Print the manual page (roff) on stdout, e.g.
+    /// `maildir-events man | man -l -`.
+    Man,
+    /// Print a shell completion script on stdout, e.g.
+    /// `maildir-events completions bash > /etc/bash_completion.d/maildir-events`.
+    Completions {
+        /// bash, zsh or fish.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+/// The shells `completions` writes scripts for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// Just the state directory.
@@ -76,26 +105,27 @@ pub struct WatchArgs {
     /// Close a batch when no change came for this many milliseconds
     /// (fractions allowed) [default: 0.5]. Short keeps latency low; changes
     /// that come together (a MOVE of 500 messages) still merge.
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", allow_negative_numbers = true, value_parser = millis)]
     pub batch_quiet_ms: Option<f64>,
 
-    /// Close a batch at this age whatever comes [default: 2]; a dense burst
+    /// Close a batch at this age whatever comes (fractions allowed; more
+    /// than 0 and at least --batch-quiet-ms) [default: 2]; a dense burst
     /// (over 10,000 changes a second) may take ten times as long.
-    #[arg(long, value_name = "MS")]
-    pub batch_max_ms: Option<u64>,
+    #[arg(long, value_name = "MS", allow_negative_numbers = true, value_parser = positive_millis)]
+    pub batch_max_ms: Option<f64>,
 
     /// Rescan every user this often as a safety net, in seconds (0: never)
     /// [default: 3600].
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, value_parser = whole)]
     pub rescan_interval: Option<u64>,
 
     /// Poll every SECS instead of using inotify (NFS and other filesystems
     /// where inotify sees nothing): folders whose directories changed are read.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, value_parser = positive_secs)]
     pub poll: Option<f64>,
 
     /// With --poll: list every folder every N polls [default: 60].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = whole_u32)]
     pub full_every: Option<u32>,
 
     /// Read folders the kernel would not watch (fs.inotify.max_user_watches
@@ -136,7 +166,7 @@ pub struct StoreArgs {
 
     /// IMAP hierarchy separator of mailbox names (Dovecot's namespace
     /// separator) [default: .].
-    #[arg(long, value_name = "CHAR")]
+    #[arg(long, value_name = "CHAR", value_parser = one_char)]
     pub separator: Option<String>,
 
     /// The IMAP namespace prefix of folder names other than INBOX, e.g.
@@ -147,7 +177,7 @@ pub struct StoreArgs {
 
     /// The info separator in message file names [default: ":"; ";" or "!"
     /// for stores written for filesystems that forbid ":"].
-    #[arg(long, value_name = "CHAR")]
+    #[arg(long, value_name = "CHAR", value_parser = info_char)]
     pub info_separator: Option<String>,
 
     /// Folder names on disk are UTF-8 (Dovecot's mailbox_list_utf8), not modified UTF-7.
@@ -156,7 +186,7 @@ pub struct StoreArgs {
 
     /// How long to wait for Dovecot to write a new file's UID, in
     /// milliseconds [default: 2000].
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", allow_negative_numbers = true, value_parser = whole)]
     pub uid_wait_ms: Option<u64>,
 
     /// On the first run over a store, report everything that exists rather
@@ -183,6 +213,12 @@ pub struct StoreArgs {
     /// reads the systemd journal of dovecot.service. Repeatable.
     #[arg(long = "access-log", value_name = "FILE")]
     pub access_logs: Vec<String>,
+
+    /// Accept a MAILDIR that does not exist yet, or an empty directory
+    /// (the server creates it at the first delivery). Without it such a
+    /// MAILDIR is an error (exit 66).
+    #[arg(long)]
+    pub allow_missing: bool,
 }
 
 impl StoreArgs {
@@ -217,6 +253,7 @@ impl StoreArgs {
             simple_flag_events: self.no_simple_flag_events.then_some(false),
             full: flag(self.full),
             shard: self.shard.clone(),
+            allow_missing: flag(self.allow_missing),
             store,
             access: (!self.access_logs.is_empty()).then(|| crate::config::file::AccessConfig {
                 logs: self.access_logs.clone(),
@@ -245,5 +282,97 @@ impl WatchArgs {
                 listen: Some(listen),
             });
         Ok(fc)
+    }
+}
+
+/// A number of milliseconds, 0 or more, fractions allowed.
+fn millis(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of milliseconds (0 or more, e.g. 0.5 or 20)"
+        )),
+    }
+}
+
+/// A number of milliseconds above 0, fractions allowed.
+fn positive_millis(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of milliseconds above 0 (e.g. 2 or 2.5)"
+        )),
+    }
+}
+
+/// A number of seconds above 0, fractions allowed.
+fn positive_secs(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds above 0 (e.g. 5 or 0.5)"
+        )),
+    }
+}
+
+/// A whole number, 0 or more.
+fn whole(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("{s:?} is not a whole number (0 or more)"))
+}
+
+fn whole_u32(s: &str) -> Result<u32, String> {
+    s.trim()
+        .parse::<u32>()
+        .map_err(|_| format!("{s:?} is not a whole number from 0 to {}", u32::MAX))
+}
+
+/// Exactly one character.
+fn one_char(s: &str) -> Result<String, String> {
+    let mut chars = s.chars();
+    match (chars.next(), chars.next()) {
+        (Some(_), None) => Ok(s.to_string()),
+        _ => Err(format!("takes exactly one character, not {s:?}")),
+    }
+}
+
+/// One character that can separate a Maildir file name's info part.
+fn info_char(s: &str) -> Result<String, String> {
+    let s = one_char(s)?;
+    match s.as_str() {
+        "/" | "." | "," => Err(format!(
+            "{s:?} cannot separate a Maildir name (use :, ; or !)"
+        )),
+        c if !c.is_ascii() => Err(format!(
+            "{s:?} cannot separate a Maildir name (use :, ; or !)"
+        )),
+        _ => Ok(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_values_are_checked() {
+        assert_eq!(millis("0.5"), Ok(0.5));
+        assert_eq!(millis("0"), Ok(0.0));
+        assert_eq!(positive_millis("2.5"), Ok(2.5));
+        for bad in ["-1", "NaN", "inf", "soon", ""] {
+            assert!(millis(bad).is_err(), "{bad}");
+        }
+        assert!(positive_millis("0").is_err());
+        assert!(positive_secs("-3").is_err());
+        assert_eq!(whole("3600"), Ok(3600));
+        assert!(whole("-1").unwrap_err().contains("whole number"));
+        assert!(whole("2.5").is_err());
+        assert_eq!(one_char("/").as_deref(), Ok("/"));
+        assert!(one_char("::").unwrap_err().contains("exactly one"));
+        assert!(one_char("").is_err());
+        assert_eq!(info_char(";").as_deref(), Ok(";"));
+        assert!(info_char(",").is_err());
+        assert!(info_char("é").is_err());
     }
 }

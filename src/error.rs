@@ -2,7 +2,8 @@
 //!
 //! Exit codes follow sysexits(3), so cron mail and systemd show the class
 //! of failure at a glance: 0 ok, 2 usage (from clap), 65 damaged or foreign
-//! state, 73 state cannot be created, 74 output failed (events stay in the
+//! state, 66 a MAILDIR named that is missing or not a Maildir, 73 state
+//! cannot be created, 74 output failed (events stay in the
 //! outbox), 75 state in use by another process, 78 bad configuration.
 
 use std::fmt;
@@ -16,6 +17,8 @@ use crate::store::{StoreError, StoreErrorKind};
 pub enum Error {
     Config(ConfigError),
     Store(StoreError),
+    /// A Maildir named explicitly is missing or is not a Maildir.
+    NoInput(String),
     /// The sink failed; the events it did not take stay in the outbox.
     Sink {
         error: SinkError,
@@ -26,6 +29,7 @@ pub enum Error {
 pub const EX_OK: i32 = 0;
 pub const EX_USAGE: i32 = 2;
 pub const EX_DATAERR: i32 = 65;
+pub const EX_NOINPUT: i32 = 66;
 pub const EX_SOFTWARE: i32 = 70;
 pub const EX_CANTCREAT: i32 = 73;
 pub const EX_IOERR: i32 = 74;
@@ -44,6 +48,7 @@ impl Error {
                 StoreErrorKind::Io => EX_IOERR,
             },
             Error::Sink { .. } => EX_IOERR,
+            Error::NoInput(_) => EX_NOINPUT,
         }
     }
 }
@@ -53,6 +58,7 @@ impl fmt::Display for Error {
         match self {
             Error::Config(e) => write!(f, "{e}"),
             Error::Store(e) => write!(f, "{e}"),
+            Error::NoInput(why) => f.write_str(why),
             Error::Sink { error, kept } => write!(
                 f,
                 "{error}; {kept} event(s) kept in the outbox for the next run"

@@ -5,18 +5,20 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tracing_subscriber::EnvFilter;
 
-use maildir_events::cli::{Cli, Command, DeadLetterArgs, StateArgs};
-use maildir_events::config::file::{DEFAULT_PATH, FileConfig};
+use maildir_events::cli::{Cli, Command, DeadLetterArgs, Shell, StateArgs};
+use maildir_events::config::SourceKind;
+use maildir_events::config::file::{DEFAULT_PATH, FileConfig, WatchConfig};
 use maildir_events::config::{self, Config, ConfigError};
 use maildir_events::error::{EX_OK, Error};
 use maildir_events::outbox::Outbox;
 use maildir_events::sink::{SinkConfig, SinkError, redact};
 use maildir_events::store::{self, Store};
-use maildir_events::{daemon, delivery, host, pipeline};
+use maildir_events::{daemon, delivery, host, manual, pipeline, report, root};
 
 /// Whether fd 1 was closed when the process started (`>&-`).
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
@@ -92,18 +94,18 @@ impl Drop for LogLine {
 
 fn main() -> ExitCode {
     guard_standard_fds();
-    // Logging first, so even configuration errors are logged the same way.
+    let cli = Cli::parse();
+    // Logging before anything else runs, so even configuration errors are
+    // logged the same way.
+    let env = std::env::var("MAILDIR_EVENTS_LOG").ok();
     tracing_subscriber::fmt()
         .with_writer(|| LogLine(Vec::new()))
-        .with_env_filter(
-            EnvFilter::try_from_env("MAILDIR_EVENTS_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
+        .with_env_filter(log_filter(cli.quiet, cli.verbose, env.as_deref()))
         .with_target(false)
         // No colour codes in cron mail or the journal.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    report::set_enabled(summary_shown(cli.quiet, cli.verbose, env.as_deref()));
     match run(cli) {
         Ok(()) => ExitCode::from(EX_OK as u8),
         Err(e) => {
@@ -113,17 +115,44 @@ fn main() -> ExitCode {
     }
 }
 
+/// The log filter: -q or -v when given, else `MAILDIR_EVENTS_LOG`, else
+/// warnings.
+fn log_filter(quiet: bool, verbose: u8, env: Option<&str>) -> EnvFilter {
+    match (quiet, verbose, env) {
+        (true, _, _) => EnvFilter::new("error"),
+        (false, 1, _) => EnvFilter::new("info"),
+        (false, 2.., _) => EnvFilter::new("debug"),
+        (false, 0, Some(e)) => EnvFilter::try_new(e).unwrap_or_else(|_| EnvFilter::new("warn")),
+        (false, 0, None) => EnvFilter::new("warn"),
+    }
+}
+
+/// Whether the summary line and a terminal's progress are shown: not with
+/// -q, nor when `MAILDIR_EVENTS_LOG` asks for errors only (and no -v).
+fn summary_shown(quiet: bool, verbose: u8, env: Option<&str>) -> bool {
+    let env_quiet = matches!(env.map(str::trim), Some("error" | "off"));
+    !quiet && (verbose > 0 || !env_quiet)
+}
+
 fn run(cli: Cli) -> Result<(), Error> {
     let overlay = match &cli.command {
         Command::Scan(a) | Command::CheckConfig(a) => a.store.overlay(),
         Command::Watch(a) => a.overlay(),
         Command::Status(a) => return status(cli.config.as_deref(), a),
         Command::DeadLetters(a) => return dead_letters(cli.config.as_deref(), a),
+        Command::Man => return man(),
+        Command::Completions { shell } => return completions(*shell),
     }
     .map_err(ConfigError)?;
+    let from_cli = overlay.watch.clone().unwrap_or_default();
     let merged = load_file(cli.config.as_deref())?.merge(overlay);
     register_secrets(&merged.sink);
+    check_batch_window(&from_cli, &merged);
     let config = resolve(&merged)?;
+    let problems = match cli.command {
+        Command::Scan(_) | Command::Watch(_) => maildir_problems(&config)?,
+        _ => Vec::new(),
+    };
     let to_stdout =
         config.sinks.is_empty() || config.sinks.iter().any(|s| matches!(s, SinkConfig::Stdout));
     let stdout_closed = || {
@@ -144,9 +173,16 @@ fn run(cli: Cli) -> Result<(), Error> {
             if to_stdout && STDOUT_CLOSED.load(Ordering::SeqCst) {
                 return Err(stdout_closed());
             }
+            let started = Instant::now();
             let mut store = Store::open(&config.state_dir)?;
+            only_known_missing(&store, problems)?;
             let mut outlets = delivery::outlets(&config)?;
-            pipeline::run_scan(&config, &mut store, &mut outlets)?;
+            let bar = Progress::new();
+            let result =
+                pipeline::run_scan_with(&config, &mut store, &mut outlets, &|s| bar.show(s));
+            bar.clear();
+            let summary = result?;
+            scan_summary(&config, &summary, started.elapsed());
         }
         Command::Watch(_) => {
             if to_stdout && STDOUT_CLOSED.load(Ordering::SeqCst) {
@@ -155,13 +191,26 @@ fn run(cli: Cli) -> Result<(), Error> {
             // Before any sink starts a thread of its own.
             daemon::block_signals();
             let mut store = Store::open_for_watch(&config.state_dir)?;
+            only_known_missing(&store, problems)?;
             let outlets = delivery::outlets(&config)?;
             // A sink whose output went away ends it with exit 74 and the
             // number of events it keeps for the next run.
             daemon::run(&config, &mut store, outlets)?;
         }
-        Command::CheckConfig(_) => print!("{}", redact::scrub(&config::describe(&config, &merged))),
-        Command::Status(_) | Command::DeadLetters(_) => {}
+        Command::CheckConfig(_) => {
+            for sink in &config.sinks {
+                if let SinkConfig::File(f) = sink {
+                    f.check().map_err(|e| {
+                        ConfigError(format!("sink {}: {e}", redact::scrub(&sink.name())))
+                    })?;
+                }
+            }
+            print!("{}", redact::scrub(&config::describe(&config, &merged)))
+        }
+        Command::Status(_)
+        | Command::DeadLetters(_)
+        | Command::Man
+        | Command::Completions { .. } => {}
     }
     Ok(())
 }
@@ -322,4 +371,148 @@ fn load_file(named: Option<&Path>) -> Result<FileConfig, ConfigError> {
 
 fn resolve(merged: &FileConfig) -> Result<Config, ConfigError> {
     config::resolve(merged, &|k| std::env::var(k).ok(), &host::fqdn)
+}
+
+/// A batch window that cannot work (a quiet window longer than the cap) is
+/// a usage error (exit 2) when the command line set either value; from
+/// the configuration file alone it is a configuration error (78, from
+/// `resolve`).
+fn check_batch_window(from_cli: &WatchConfig, merged: &FileConfig) {
+    if from_cli.batch_quiet_ms.is_none() && from_cli.batch_max_ms.is_none() {
+        return;
+    }
+    let (quiet, max) = config::batch_window(&merged.watch.clone().unwrap_or_default());
+    if quiet > max {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "--batch-quiet-ms {quiet} is longer than --batch-max-ms {max} \
+                     (defaults 0.5 and 2; the file's [watch] counts too): every batch would \
+                     close at the cap; make the quiet window shorter or the cap longer"
+                ),
+            )
+            .exit();
+    }
+}
+
+/// Every Maildir named on the command line or as a `[[store]] path` must
+/// be one (see `root`); template users may come and go. The users whose
+/// Maildir is not, with why; an error at once when there is no state
+/// database yet (nothing is created for a typo).
+fn maildir_problems(config: &Config) -> Result<Vec<(String, String)>, Error> {
+    let mut problems = Vec::new();
+    for source in &config.sources {
+        if let SourceKind::Maildir { path, user } = &source.kind
+            && let Err(why) = root::check(path, config.allow_missing)
+        {
+            problems.push((user.clone(), why));
+        }
+    }
+    match problems.first() {
+        Some((_, why)) if !config.state_dir.join(store::FILE_NAME).exists() => {
+            Err(Error::NoInput(why.clone()))
+        }
+        _ => Ok(problems),
+    }
+}
+
+/// A Maildir that went missing after earlier runs saw its folders (an
+/// unmounted store) is not an error: the scan warns and keeps what was
+/// known. Any other problem is.
+fn only_known_missing(store: &Store, problems: Vec<(String, String)>) -> Result<(), Error> {
+    for (user, why) in problems {
+        let known = store
+            .load_user(&user)?
+            .is_some_and(|u| !u.folders.is_empty());
+        if !known {
+            return Err(Error::NoInput(why));
+        }
+    }
+    Ok(())
+}
+
+/// The line a scan ends with at the default log level.
+fn scan_summary(config: &Config, s: &pipeline::Summary, took: Duration) {
+    use report::count;
+    // Messages as the state database now knows them (the scan lists only
+    // the folders that changed).
+    let db = config.state_dir.join(store::FILE_NAME);
+    let messages = Outbox::open(&db)
+        .and_then(|o| o.totals())
+        .map(|(_, _, m)| format!(", {}", count(m, "message")))
+        .unwrap_or_default();
+    report::summary(&format!(
+        "scan: {}, {}{messages}, {} in {}",
+        count(s.users, "user"),
+        count(s.folders, "folder"),
+        count(s.events, "event"),
+        report::elapsed(took)
+    ));
+}
+
+/// A scan's progress on a terminal: shown only when stderr is one, the
+/// summary line is on, and the scan has run for a second.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    started: Instant,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let bar = (tty && report::enabled()).then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::hidden(),
+            );
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} scanning: {msg} ({elapsed})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar
+        });
+        Progress {
+            bar,
+            started: Instant::now(),
+        }
+    }
+
+    fn show(&self, s: &pipeline::Summary) {
+        let Some(bar) = &self.bar else { return };
+        if bar.is_hidden() && self.started.elapsed() >= Duration::from_secs(1) {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            // A user with many folders takes a while: keep the spinner
+            // (and the elapsed time) moving meanwhile.
+            bar.enable_steady_tick(Duration::from_millis(200));
+        }
+        bar.set_message(format!(
+            "{}, {}",
+            report::count(s.users, "user"),
+            report::count(s.folders, "folder")
+        ));
+        bar.tick();
+    }
+
+    fn clear(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The manual page (roff) on stdout.
+fn man() -> Result<(), Error> {
+    std::io::stdout()
+        .write_all(&manual::page())
+        .map_err(|e| ConfigError(format!("cannot write the manual page: {e}")))?;
+    Ok(())
+}
+
+/// A completion script for `shell` on stdout.
+fn completions(shell: Shell) -> Result<(), Error> {
+    std::io::stdout()
+        .write_all(&manual::completions(shell))
+        .map_err(|e| ConfigError(format!("cannot write the completion script: {e}")))?;
+    Ok(())
 }

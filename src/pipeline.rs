@@ -55,6 +55,17 @@ pub fn run_scan(
     store: &mut Store,
     outlets: &mut [Outlet],
 ) -> Result<Summary, Error> {
+    run_scan_with(config, store, outlets, &|_| {})
+}
+
+/// [`run_scan`], calling `progress` with the counts so far after each user
+/// is listed (for a terminal's progress display).
+pub fn run_scan_with(
+    config: &Config,
+    store: &mut Store,
+    outlets: &mut [Outlet],
+    progress: &dyn Fn(&Summary),
+) -> Result<Summary, Error> {
     let mut outbox = Outbox::open(store.path())?;
     // A sink that fails does not stop the scan: the events wait in the
     // outbox, the snapshot moves on, and the failure is the exit status.
@@ -84,7 +95,7 @@ pub fn run_scan(
                 (r, w.outbox, w.failed, w.events)
             })
             .expect("cannot start a thread");
-        let listed = list_all(config, &reader, &jobs, &mut summary);
+        let listed = list_all(config, &reader, &jobs, &mut summary, progress);
         drop(jobs);
         match writer.join() {
             Ok(w) => (listed, w),
@@ -189,6 +200,7 @@ fn list_all<'a>(
     reader: &SnapshotReader,
     jobs: &Sender<Job<'a>>,
     summary: &mut Summary,
+    progress: &dyn Fn(&Summary),
 ) -> Result<(), Error> {
     // The store's answer about a source, once all before it is committed
     // (a user may belong to several sources).
@@ -242,6 +254,7 @@ fn list_all<'a>(
             };
             let listed = list_user(config, reader, who, old, summary)?;
             summary.users += 1;
+            progress(summary);
             let job = Job::User(Box::new(ListedUser {
                 user,
                 root,

@@ -531,9 +531,19 @@ fn courier_session_in_watch() {
     let dir = tempfile::tempdir().unwrap();
     let maildir = new_store(&maildirmake, dir.path());
     let state = dir.path().join("state");
-    let watch = Spawn::new(&state, &["--user", USER, "--batch-quiet-ms", "50"])
-        .arg(&maildir)
-        .start();
+    let watch = Spawn::new(
+        &state,
+        &[
+            "--user",
+            USER,
+            "--batch-quiet-ms",
+            "50",
+            "--batch-max-ms",
+            "500",
+        ],
+    )
+    .arg(&maildir)
+    .start();
     let t = session(&imapd, &maildir, dir.path(), Mode::Watch(&watch, 0), true);
     let stderr = watch.stderr();
     drop(watch);

@@ -103,7 +103,13 @@ impl Watcher {
             .arg("watch")
             .arg("--state")
             .arg(&state)
-            .args(["--user", user, "--server-name", SERVER_NAME])
+            .args([
+                "--user",
+                user,
+                "--server-name",
+                SERVER_NAME,
+                "--allow-missing",
+            ])
             .args(extra_args)
             .arg(maildir)
             .env("NOTIFY_SOCKET", &socket_path)

@@ -2127,7 +2127,14 @@ fn bad_configuration_and_usage_exit_codes() {
     let root = env.md.root.to_str().unwrap();
     run(&["--user", USER, root, root]).fails(78, "--user");
     run(&[]).fails(78, "nothing to scan");
-    run(&["--info-separator", "::", root]).fails(78, "--info-separator");
+    // A bad value on the command line is a usage error; in the file, a
+    // configuration error.
+    let out = run(&["--info-separator", "::", root]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("--info-separator"), "{out:?}");
+    let conf = tmp.join("sep.toml");
+    fs::write(&conf, "info_separator = \"::\"\n").unwrap();
+    run(&["--config", conf.to_str().unwrap(), root]).fails(78, "--info-separator");
 
     let out = run(&["--no-such-option", root]);
     assert_eq!(out.code, Some(2), "{out:?}");

@@ -282,6 +282,9 @@ fn a_configuration_error_prints_no_secret() {
         "[[sink]]\ntype = \"webhook\"\nurl = \"ftp://hookuser:hookpass@127.0.0.1/x?token=tok3nvalue\"\n",
     )
     .unwrap();
+    // A real (empty) Maildir: a path that is none would be exit 66.
+    let maildir = tmp.path().join("Maildir");
+    std::fs::create_dir_all(maildir.join("cur")).unwrap();
     let out = command(
         &[
             os("--config"),
@@ -291,7 +294,7 @@ fn a_configuration_error_prints_no_secret() {
             tmp.path().join("s").as_os_str(),
             os("--user"),
             os(USER),
-            tmp.path().as_os_str(),
+            maildir.as_os_str(),
         ],
         "debug",
     )

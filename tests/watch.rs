@@ -899,7 +899,9 @@ fn a_maildir_missing_at_start_is_picked_up_when_it_appears() {
     // Two levels are missing: the user's home and the Maildir.
     let root = home.join("bob/Maildir");
     let state = tmp.path().join("state");
-    let w = Spawn::new(&state, &["--user", "bob@example.org"])
+    // --allow-missing: without it a MAILDIR that does not exist is an
+    // error (exit 66).
+    let w = Spawn::new(&state, &["--user", "bob@example.org", "--allow-missing"])
         .arg(&root)
         .start();
 

@@ -41,6 +41,8 @@ pub struct FileConfig {
     pub full: Option<bool>,
     /// `K/N`: take only the users of shard K of N (a fleet sharing a store).
     pub shard: Option<String>,
+    /// Accept a named Maildir that does not exist yet (or is empty).
+    pub allow_missing: Option<bool>,
     /// The stores to watch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub store: Vec<StoreConfig>,
@@ -83,12 +85,59 @@ pub struct StoreConfig {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatchConfig {
+    /// 0 or more; checked here so an error names the line.
+    #[serde(
+        default,
+        deserialize_with = "quiet_ms",
+        serialize_with = "whole_if_whole",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub batch_quiet_ms: Option<f64>,
-    pub batch_max_ms: Option<u64>,
+    /// More than 0, fractions allowed like `batch_quiet_ms`.
+    #[serde(
+        default,
+        deserialize_with = "max_ms",
+        serialize_with = "whole_if_whole",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub batch_max_ms: Option<f64>,
     pub rescan_interval: Option<u64>,
     pub poll: Option<f64>,
     pub full_every: Option<u32>,
     pub poll_unwatched: Option<f64>,
+}
+
+/// `batch_quiet_ms`: a number of milliseconds, 0 or more.
+fn quiet_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let v = f64::deserialize(d)?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(Some(v))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "must be 0 or more milliseconds, not {v}"
+        )))
+    }
+}
+
+/// `batch_max_ms`: a number of milliseconds above 0.
+fn max_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let v = f64::deserialize(d)?;
+    if v.is_finite() && v > 0.0 {
+        Ok(Some(v))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "must be more than 0 milliseconds, not {v}"
+        )))
+    }
+}
+
+/// Milliseconds as written by `check-config`: `2`, not `2.0`.
+fn whole_if_whole<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(x) if x.fract() == 0.0 && *x >= 0.0 && *x < 1e15 => s.serialize_u64(*x as u64),
+        Some(x) => s.serialize_f64(*x),
+        None => s.serialize_none(),
+    }
 }
 
 /// Which events and parameters to send (after Cyrus's options).
@@ -197,8 +246,13 @@ impl FileConfig {
 
     /// Parses TOML text.
     pub fn parse(text: &str) -> Result<FileConfig, ConfigError> {
-        toml::from_str(text)
-            .map_err(|e| ConfigError(e.to_string().trim_end().replace('\n', "\n  ")))
+        toml::from_str(text).map_err(|e| {
+            // A `[[sink]]` table is read by type (`type = "webhook"`),
+            // which buffers it and loses the lines: find the sink's own
+            // error again, with the line of its key.
+            let e = sink_error(text).unwrap_or(e);
+            ConfigError(e.to_string().trim_end().replace('\n', "\n  "))
+        })
     }
 
     /// Merges `over` (the command line) onto `self` (the file): every value
@@ -219,6 +273,7 @@ impl FileConfig {
             simple_flag_events,
             full,
             shard,
+            allow_missing,
             filter,
             content,
             quota,
@@ -256,6 +311,41 @@ impl FileConfig {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot show: {e}\n"))
     }
+}
+
+/// The first `[[sink]]` table that does not parse as the sink its `type`
+/// names, with an error that points at the offending key (its line and
+/// column); `None` when every sink parses (the error is elsewhere).
+fn sink_error(text: &str) -> Option<toml::de::Error> {
+    use crate::sink::{file, nats, webhook};
+    use toml::de::{DeTable, DeValue, ValueDeserializer};
+    let root = DeTable::parse(text).ok()?;
+    let sinks = root.get_ref().get("sink")?.get_ref().as_array()?;
+    for entry in sinks.iter() {
+        let Some(table) = entry.get_ref().as_table() else {
+            continue;
+        };
+        let kind = table.get("type").and_then(|v| v.get_ref().as_str());
+        let mut rest = table.clone();
+        rest.remove("type");
+        let de = || {
+            ValueDeserializer::from(toml::Spanned::new(
+                entry.span(),
+                DeValue::Table(rest.clone()),
+            ))
+        };
+        let err = match kind {
+            Some("file") => file::FileConfig::deserialize(de()).err(),
+            Some("webhook") => webhook::WebhookConfig::deserialize(de()).err(),
+            Some("nats") => nats::NatsConfig::deserialize(de()).err(),
+            _ => None,
+        };
+        if let Some(mut e) = err {
+            e.set_input(Some(text));
+            return Some(e);
+        }
+    }
+    None
 }
 
 /// Parses a size: bytes, or with a suffix B, K, M, G, T (powers of 1024,
@@ -326,6 +416,22 @@ mod tests {
             e.0.contains("exclude_folder") && e.0.contains("line 2"),
             "{e}"
         );
+        let e = FileConfig::parse(
+            "[[sink]]\ntype = \"stdout\"\n\n[[sink]]\ntype = \"webhook\"\nurl = \"http://h/\"\nretrys = 3\n",
+        )
+        .unwrap_err();
+        assert!(e.0.contains("retrys") && e.0.contains("line 7"), "{e}");
+        let e = FileConfig::parse("[[sink]]\ntype = \"file\"\npaht = \"/x\"\n").unwrap_err();
+        assert!(e.0.contains("paht") && e.0.contains("line 3"), "{e}");
+        let e = FileConfig::parse("[[sink]]\ntype = \"nats\"\nretries = \"many\"\n").unwrap_err();
+        assert!(e.0.contains("retries") && e.0.contains("line 3"), "{e}");
+        let e = FileConfig::parse("[watch]\nbatch_max_ms = 0\n").unwrap_err();
+        assert!(e.0.contains("more than 0") && e.0.contains("line 2"), "{e}");
+        let w = FileConfig::parse("[watch]\nbatch_max_ms = 2.5\nbatch_quiet_ms = 1\n")
+            .unwrap()
+            .watch
+            .unwrap();
+        assert_eq!((w.batch_max_ms, w.batch_quiet_ms), (Some(2.5), Some(1.0)));
         let e = FileConfig::parse("uid_wait_ms = \"soon\"\n").unwrap_err();
         assert!(e.0.contains("line 1") && e.0.contains("uid_wait_ms"), "{e}");
     }
@@ -343,7 +449,7 @@ mod tests {
                 ..StoreConfig::default()
             }],
             watch: Some(WatchConfig {
-                batch_max_ms: Some(3),
+                batch_max_ms: Some(3.0),
                 ..WatchConfig::default()
             }),
             ..FileConfig::default()
@@ -354,7 +460,7 @@ mod tests {
         assert_eq!(m.store.len(), 1);
         assert_eq!(m.store[0].path.as_deref(), Some(Path::new("/m")));
         let w = m.watch.unwrap();
-        assert_eq!((w.batch_max_ms, w.poll), (Some(3), Some(2.0)));
+        assert_eq!((w.batch_max_ms, w.poll), (Some(3.0), Some(2.0)));
     }
 
     #[test]

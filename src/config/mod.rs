@@ -9,7 +9,7 @@ mod resolve;
 pub mod shard;
 
 pub use crate::maildir::template::{Part, Template, TemplateError, Var};
-pub use resolve::{describe, resolve};
+pub use resolve::{batch_window, describe, resolve};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -175,6 +175,8 @@ pub struct Config {
     pub uid_wait: Duration,
     /// Report what already exists on the first run over a source.
     pub emit_existing: bool,
+    /// A named Maildir may be missing (or empty) at start.
+    pub allow_missing: bool,
     /// Report `\Seen` and `\Deleted` as MessageRead and MessageTrash rather
     /// than FlagsSet (RFC 5423 §4.2 says this SHOULD be configurable).
     pub simple_flag_events: bool,

@@ -24,6 +24,15 @@ fn millis(option: &str, v: f64) -> Result<Duration, ConfigError> {
     }
 }
 
+/// The batch window in effect: (quiet, cap) in milliseconds, defaults
+/// filled in (0.5 and 2).
+pub fn batch_window(w: &file::WatchConfig) -> (f64, f64) {
+    (
+        w.batch_quiet_ms.unwrap_or(0.5),
+        w.batch_max_ms.unwrap_or(2.0),
+    )
+}
+
 /// Resolves the merged file and command line into a `Config`: defaults
 /// filled in, every value checked, errors naming the option.
 pub fn resolve(
@@ -247,9 +256,22 @@ pub fn resolve(
     }
 
     let w = fc.watch.clone().unwrap_or_default();
+    let (quiet_ms, max_ms) = batch_window(&w);
+    if max_ms <= 0.0 {
+        return Err(ConfigError(format!(
+            "watch.batch_max_ms (--batch-max-ms) must be more than 0, not {max_ms}"
+        )));
+    }
+    if quiet_ms > max_ms {
+        return Err(ConfigError(format!(
+            "watch.batch_quiet_ms (--batch-quiet-ms) {quiet_ms} is longer than \
+             watch.batch_max_ms (--batch-max-ms) {max_ms}: every batch would close at the \
+             cap; make the quiet window shorter or the cap longer"
+        )));
+    }
     let watch = WatchOptions {
-        batch_quiet: millis("batch_quiet_ms", w.batch_quiet_ms.unwrap_or(0.5))?,
-        batch_max: Duration::from_millis(w.batch_max_ms.unwrap_or(2).max(1)),
+        batch_quiet: millis("batch_quiet_ms", quiet_ms)?,
+        batch_max: millis("batch_max_ms", max_ms)?,
         rescan_interval: match w.rescan_interval.unwrap_or(3600) {
             0 => None,
             s => Some(Duration::from_secs(s)),
@@ -289,6 +311,7 @@ pub fn resolve(
         },
         uid_wait: Duration::from_millis(fc.uid_wait_ms.unwrap_or(2000)),
         emit_existing: fc.emit_existing.unwrap_or(false),
+        allow_missing: fc.allow_missing.unwrap_or(false),
         simple_flag_events: fc.simple_flag_events.unwrap_or(true),
         filter,
         content,
@@ -324,6 +347,7 @@ pub fn describe(config: &Config, merged: &FileConfig) -> String {
         .map(|s| s.to_string());
     fc.simple_flag_events = Some(config.simple_flag_events);
     fc.full = Some(config.scan.full);
+    fc.allow_missing = Some(config.allow_missing);
     fc.store = config
         .sources
         .iter()
@@ -344,7 +368,7 @@ pub fn describe(config: &Config, merged: &FileConfig) -> String {
     let w = &config.watch;
     fc.watch = Some(file::WatchConfig {
         batch_quiet_ms: Some(w.batch_quiet.as_secs_f64() * 1000.0),
-        batch_max_ms: Some(w.batch_max.as_millis() as u64),
+        batch_max_ms: Some(w.batch_max.as_secs_f64() * 1000.0),
         rescan_interval: Some(w.rescan_interval.map_or(0, |d| d.as_secs())),
         poll: w.poll.map(|d| d.as_secs_f64()),
         full_every: Some(w.full_every),
@@ -366,14 +390,44 @@ pub fn describe(config: &Config, merged: &FileConfig) -> String {
         q.hysteresis_percent.get_or_insert(1.0);
         q.full_at_percent.get_or_insert(100.0);
     }
-    let sinks: Vec<String> = if config.sinks.is_empty() {
-        vec!["stdout".into()]
+    let sinks: Vec<crate::sink::SinkConfig> = if config.sinks.is_empty() {
+        vec![crate::sink::SinkConfig::Stdout]
     } else {
-        config.sinks.iter().map(|s| s.name()).collect()
+        config.sinks.clone()
     };
+    let names: Vec<String> = sinks.iter().map(|s| s.name()).collect();
     format!(
-        "# maildir-events: resolved configuration\n# sinks: {}\n{}",
-        sinks.join(", "),
-        fc.to_toml()
+        "# maildir-events: resolved configuration\n# sinks: {}\n{}\n{}",
+        names.join(", "),
+        fc.to_toml(),
+        describe_sinks(&sinks)
     )
+}
+
+/// The sinks as `[[sink]]` tables, every default spelled out and every
+/// secret left out: URLs without userinfo and query, header values
+/// replaced (the HMAC secret stays in its file; only the path is shown).
+fn describe_sinks(sinks: &[crate::sink::SinkConfig]) -> String {
+    #[derive(serde::Serialize)]
+    struct Sinks {
+        sink: Vec<toml::Value>,
+    }
+    let sink = sinks
+        .iter()
+        .filter_map(|s| toml::Value::try_from(s).ok())
+        .map(|mut v| {
+            if let Some(t) = v.as_table_mut() {
+                if let Some(toml::Value::String(url)) = t.get_mut("url") {
+                    *url = crate::sink::redact::url(url);
+                }
+                if let Some(toml::Value::Table(headers)) = t.get_mut("headers") {
+                    for (_, value) in headers.iter_mut() {
+                        *value = toml::Value::String("[redacted]".into());
+                    }
+                }
+            }
+            v
+        })
+        .collect();
+    toml::to_string_pretty(&Sinks { sink }).unwrap_or_else(|e| format!("# cannot show: {e}\n"))
 }

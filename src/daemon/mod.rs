@@ -126,6 +126,7 @@ struct Daemon<'a> {
 
 /// Runs `watch` until SIGTERM or SIGINT.
 pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(), Error> {
+    let started = std::time::Instant::now();
     // Control files edited in place are read again when their writer
     // closes them (IN_CLOSE_WRITE), so a rescan need not wait for them.
     let config = &Config {
@@ -231,6 +232,7 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
     );
     d.say_unwatched();
     notify(&[sd_notify::NotifyState::Ready]);
+    d.summary(started.elapsed());
     d.status();
     let result = match opts.poll {
         Some(every) => d.poll_loop(&rx, every),
@@ -260,6 +262,31 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
 }
 
 impl Daemon<'_> {
+    /// The one line `watch` writes at the default log level when it is
+    /// ready: what it watches and how long the start took.
+    fn summary(&self, took: Duration) {
+        use crate::report::count;
+        let folders: usize = self.users.iter().map(|u| u.folders.len()).sum();
+        let messages: u64 = self
+            .users
+            .iter()
+            .flat_map(|u| u.folders.values())
+            .map(|f| u64::from(f.count))
+            .sum();
+        let watching = match (&self.watcher, self.opts.poll) {
+            (Some(w), _) => count(w.len() as u64, "inotify watch"),
+            (None, Some(p)) => format!("polling every {} s", p.as_secs_f64()),
+            (None, None) => "no watches".into(),
+        };
+        crate::report::summary(&format!(
+            "watch: {}, {}, {}, {watching}; ready in {}",
+            count(self.users.len() as u64, "user"),
+            count(folders as u64, "folder"),
+            count(messages, "message"),
+            crate::report::elapsed(took)
+        ));
+    }
+
     fn live_loop(&mut self, rx: &Receiver<Signal>) -> Result<(), Error> {
         let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
         let mut last_watchdog = Instant::now();

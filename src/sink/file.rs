@@ -21,12 +21,37 @@ use crate::store::OutboxRow;
 const CREATE_MODE: u32 = 0o640;
 
 /// Configuration of the file sink.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// The file to append to. Its directory must exist; the file is
     /// created (mode 0640) when missing.
     pub path: PathBuf,
+}
+
+impl FileConfig {
+    /// What `check-config` can tell without creating the file: the path
+    /// is set and its directory exists, so a wrong path is caught before
+    /// the first `scan` or `watch` (which would exit 78 on it).
+    pub fn check(&self) -> Result<(), String> {
+        if self.path.as_os_str().is_empty() {
+            return Err("`path` is empty; give the file to append events to".into());
+        }
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(format!("{} is not a directory", dir.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(format!(
+                "the directory {} does not exist; create it (owned by the service's user), \
+                 or use the unit's LogsDirectory=, /var/log/maildir-events",
+                dir.display()
+            )),
+            Err(e) => Err(format!("{}: {e}", dir.display())),
+        }
+    }
 }
 
 /// Appends one line per event to a file and syncs it per batch.

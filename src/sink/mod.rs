@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::store::OutboxRow;
 
 /// One configured destination (`[[sink]]` in the configuration file).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum SinkConfig {
     /// JSON Lines on standard output (the default when no sink is set).

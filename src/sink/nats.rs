@@ -71,7 +71,7 @@ const WORKER_GRACE: Duration = Duration::from_secs(5);
 const MAX_DUPLICATE_WINDOW_SECS: u64 = 7 * 24 * 3600;
 
 /// Configuration of the NATS JetStream sink.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
     /// Server URL(s), comma-separated (`nats://host:4222`, `tls://…`).

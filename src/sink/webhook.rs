@@ -83,7 +83,7 @@ const OWN_HEADERS: [&str; 4] = [
 ];
 
 /// Configuration of the webhook sink.
-#[derive(Clone, serde::Deserialize)]
+#[derive(Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// The endpoint, `http://…` or `https://…`.

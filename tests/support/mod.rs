@@ -46,8 +46,10 @@ pub use lmtp::deliver_lmtp;
 pub const SERVER_NAME: &str = "mx.example.test";
 
 /// Runs `maildir-events scan --state STATE --user USER --server-name
-/// mx.example.test [EXTRA…] MAILDIR`, asserts it exits 0 (showing its stderr
-/// otherwise) and parses every stdout line as a JSON value.
+/// mx.example.test --allow-missing [EXTRA…] MAILDIR`, asserts it exits 0
+/// (showing its stderr otherwise) and parses every stdout line as a JSON
+/// value. `--allow-missing`: Dovecot creates a user's Maildir at the first
+/// delivery, and the tests' baselines run before it.
 pub fn run_scan(
     state_dir: &Path,
     maildir: &Path,
@@ -58,7 +60,13 @@ pub fn run_scan(
         .arg("scan")
         .arg("--state")
         .arg(state_dir)
-        .args(["--user", user, "--server-name", SERVER_NAME])
+        .args([
+            "--user",
+            user,
+            "--server-name",
+            SERVER_NAME,
+            "--allow-missing",
+        ])
         .args(extra_args)
         .arg(maildir)
         .output()
