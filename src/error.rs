@@ -10,7 +10,7 @@ use std::fmt;
 
 use crate::config::ConfigError;
 use crate::sink::SinkError;
-use crate::store::{StoreError, StoreErrorKind};
+use crate::state::store::{StoreError, StoreErrorKind};
 
 /// A run's failure; its message says which path and what to do.
 #[derive(Debug)]

@@ -15,10 +15,11 @@ use maildir_events::config::SourceKind;
 use maildir_events::config::file::{DEFAULT_PATH, FileConfig, WatchConfig};
 use maildir_events::config::{self, Config, ConfigError};
 use maildir_events::error::{EX_OK, Error};
-use maildir_events::outbox::Outbox;
+use maildir_events::service::{daemon, delivery, pipeline, report};
 use maildir_events::sink::{SinkConfig, SinkError, redact};
-use maildir_events::store::{self, Store};
-use maildir_events::{daemon, delivery, host, manual, pipeline, report, root};
+use maildir_events::state::outbox::Outbox;
+use maildir_events::state::store::{self, Store};
+use maildir_events::{host, manual, root};
 
 /// Whether fd 1 was closed when the process started (`>&-`).
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);

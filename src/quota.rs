@@ -98,7 +98,7 @@ impl QuotaRules {
         !self
             .ignore
             .iter()
-            .any(|p| crate::event::filter::glob(p, folder))
+            .any(|p| crate::maildir::glob::glob(p, folder))
     }
 }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use maildir_events::sink::Sink;
 use maildir_events::sink::file::{FileConfig, FileSink};
-use maildir_events::store::OutboxRow;
+use maildir_events::state::store::OutboxRow;
 use sinkutil::rows;
 
 fn sink(path: &Path) -> FileSink {

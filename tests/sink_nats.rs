@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use maildir_events::sink::Sink;
 use maildir_events::sink::nats::{NatsConfig, NatsSink};
-use maildir_events::store::OutboxRow;
+use maildir_events::state::store::OutboxRow;
 use natsserver::{NatsServer, have_nats_server};
 use sinkutil::{free_port, id, row};
 

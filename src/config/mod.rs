@@ -91,7 +91,7 @@ pub fn expires(rules: &[ExpireRule], now: u64, folder: &str, base: &[u8]) -> boo
         return false;
     };
     rules.iter().any(|r| {
-        crate::event::filter::glob(&r.folder, folder) && now.saturating_sub(received) >= r.min_age
+        crate::maildir::glob::glob(&r.folder, folder) && now.saturating_sub(received) >= r.min_age
     })
 }
 

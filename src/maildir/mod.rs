@@ -6,6 +6,7 @@
 
 pub mod courier_keywords;
 pub mod folders;
+pub mod glob;
 pub mod keywords;
 pub mod mutf7;
 pub mod name;

@@ -13,7 +13,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{Rejected, Sink, SinkError};
-use crate::store::OutboxRow;
+use crate::state::store::OutboxRow;
 
 /// The mode of a file the sink creates: readable by the group, so a log
 /// shipper in the file's group can read it, and by no one else, since

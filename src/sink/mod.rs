@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::store::OutboxRow;
+use crate::state::store::OutboxRow;
 
 /// One configured destination (`[[sink]]` in the configuration file).
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
@@ -101,7 +101,7 @@ impl std::error::Error for SinkError {}
 
 /// An event the destination refused for good; defined with the outbox,
 /// which keeps it as a dead letter.
-pub use crate::outbox::Rejected;
+pub use crate::state::outbox::Rejected;
 
 /// A destination for events. `send` returns `Ok` only when every row of the
 /// batch was delivered (written and flushed, or acknowledged by the

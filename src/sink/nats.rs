@@ -61,7 +61,7 @@ use tracing::{debug, info, warn};
 use super::redact::{self, Secrets};
 use super::retry::{Backoff, RetryPolicy, check_timeout};
 use super::{Rejected, Sink, SinkError};
-use crate::store::OutboxRow;
+use crate::state::store::OutboxRow;
 
 /// Extra time `send` waits for the worker beyond the batch deadline before
 /// it stops waiting; the worker itself keeps to the deadline.

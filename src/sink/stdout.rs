@@ -8,7 +8,7 @@
 use std::io::{self, Write};
 
 use super::{Rejected, Sink, SinkError};
-use crate::store::OutboxRow;
+use crate::state::store::OutboxRow;
 
 /// Writes each event as one line to stdout (or any writer, for tests).
 pub struct StdoutSink<W: Write = io::Stdout> {

@@ -60,7 +60,7 @@ use ureq::{Agent, Body};
 use super::redact::{self, Secrets};
 use super::retry::{Backoff, RetryPolicy, check_timeout};
 use super::{Rejected, Sink, SinkError};
-use crate::store::OutboxRow;
+use crate::state::store::OutboxRow;
 
 /// The header carrying the body's HMAC signature.
 pub const SIGNATURE_HEADER: &str = "X-Maildir-Events-Signature";

@@ -4,7 +4,7 @@
 
 use std::net::TcpListener;
 
-use maildir_events::store::OutboxRow;
+use maildir_events::state::store::OutboxRow;
 use serde_json::json;
 
 /// The event id the store would give `seq` (instance `t`).

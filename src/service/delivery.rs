@@ -17,11 +17,11 @@ use tracing::{debug, error, warn};
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::metrics::Metrics;
-use crate::outbox::Outbox;
+use crate::service::metrics::Metrics;
 use crate::sink::{Rejected, Sink, SinkConfig, SinkError};
-use crate::store::OutboxRow;
-use crate::store::StoreError;
+use crate::state::outbox::Outbox;
+use crate::state::store::OutboxRow;
+use crate::state::store::StoreError;
 
 /// How many events a sink gets at once.
 const BATCH: usize = 1000;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::*;
-use crate::delivery::Report;
+use crate::service::delivery::Report;
 use crate::sink::{Rejected, SinkError};
 
 /// Rows a sink may have been handed and not yet taken.

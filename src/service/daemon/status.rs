@@ -8,7 +8,7 @@
 //! second; while events wait, their age changes every second), and at
 //! least every [`STATUS_HEARTBEAT`] when idle, so that its `updated` stamp
 //! tells a live watcher from a hung one: a file older than
-//! [`crate::store::STATUS_STALE_AFTER`]
+//! [`crate::state::store::STATUS_STALE_AFTER`]
 //! is stale. An idle watcher does not touch the disk every second.
 
 use std::io::Write as _;
@@ -97,7 +97,7 @@ impl Daemon<'_> {
 /// Writes the status file beside the database, by rename.
 fn write_status(dir: &Path, doc: &serde_json::Value) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = dir.join(format!("{}.tmp", crate::store::STATUS_FILE));
+    let tmp = dir.join(format!("{}.tmp", crate::state::store::STATUS_FILE));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -106,5 +106,5 @@ fn write_status(dir: &Path, doc: &serde_json::Value) -> std::io::Result<()> {
         .open(&tmp)?;
     writeln!(f, "{doc}")?;
     drop(f);
-    std::fs::rename(&tmp, dir.join(crate::store::STATUS_FILE))
+    std::fs::rename(&tmp, dir.join(crate::state::store::STATUS_FILE))
 }

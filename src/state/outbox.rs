@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::store::{OutboxRow, StoreError, sql_err};
+use crate::state::store::{OutboxRow, StoreError, sql_err};
 
 /// An event a sink refused for good (e.g. HTTP 400): it goes to the
 /// dead-letter table, not back to the queue.
@@ -49,7 +49,7 @@ impl Outbox {
     /// Opens another connection to the state database at `path`.
     pub fn open(path: &Path) -> Result<Outbox, StoreError> {
         let mut conn = Connection::open(path).map_err(|e| sql_err(path, e))?;
-        crate::store::tune(&mut conn).map_err(|e| sql_err(path, e))?;
+        crate::state::store::tune(&mut conn).map_err(|e| sql_err(path, e))?;
         Ok(Outbox {
             conn,
             path: path.to_path_buf(),

@@ -19,7 +19,6 @@ use inotify::EventMask;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, SourceKind, WatchOptions};
-use crate::delivery::{Dispatcher, Outlet};
 use crate::diff::UserDiff;
 use crate::enrich;
 use crate::error::Error;
@@ -27,20 +26,22 @@ use crate::event::{self, EventContext};
 use crate::live::{self, LiveFolder, Op};
 use crate::maildir::keywords::Keywords;
 use crate::maildir::{folders, name};
-use crate::metrics::{self, Metrics};
-use crate::pipeline::{self, Summary};
 use crate::scan::{self, folder_path};
+use crate::service::delivery::{Dispatcher, Outlet};
+use crate::service::metrics::{self, Metrics};
+use crate::service::pipeline::{self, Summary};
 use crate::snapshot::{FolderSnapshot, UidSource};
-use crate::store::{OutboxRow, Store};
+use crate::state::store::{OutboxRow, Store};
 use crate::storefs::{self, EntryKind, Refused, StoreDir};
 use crate::uidtail::UidTail;
 use crate::warnlimit::warn_path;
-use crate::watch::{Kind, Signal, Target, Watcher};
+use watcher::{Kind, Signal, Target, Watcher};
 
 mod apply;
 mod batch;
 mod feed;
 mod status;
+pub mod watcher;
 mod watches;
 
 /// Signals the channel holds before the reader must report an overflow.
@@ -51,7 +52,7 @@ const BATCH_LIMIT: usize = 5_000;
 /// while something is on its way to a sink; the loop also takes what the
 /// sinks took and writes it down at this pace.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
-use crate::store::STATUS_HEARTBEAT;
+use crate::state::store::STATUS_HEARTBEAT;
 /// Full rescans (after an overflow) at most this often.
 const RESCAN_ALL_GAP: Duration = Duration::from_secs(1);
 
@@ -142,7 +143,7 @@ pub fn run(config: &Config, store: &mut Store, outlets: Vec<Outlet>) -> Result<(
     let access_tx = tx.clone();
     // What an earlier run left undelivered goes out first.
     let metrics = Arc::new(Metrics::default());
-    let names = crate::delivery::names(&outlets);
+    let names = crate::service::delivery::names(&outlets);
     if let Some(listen) = &config.metrics_listen {
         metrics::serve(listen, metrics.clone(), names.clone())
             .map_err(|e| Error::Config(crate::config::ConfigError(e)))?;
@@ -265,7 +266,7 @@ impl Daemon<'_> {
     /// The one line `watch` writes at the default log level when it is
     /// ready: what it watches and how long the start took.
     fn summary(&self, took: Duration) {
-        use crate::report::count;
+        use crate::service::report::count;
         let folders: usize = self.users.iter().map(|u| u.folders.len()).sum();
         let messages: u64 = self
             .users
@@ -278,12 +279,12 @@ impl Daemon<'_> {
             (None, Some(p)) => format!("polling every {} s", p.as_secs_f64()),
             (None, None) => "no watches".into(),
         };
-        crate::report::summary(&format!(
+        crate::service::report::summary(&format!(
             "watch: {}, {}, {}, {watching}; ready in {}",
             count(self.users.len() as u64, "user"),
             count(folders as u64, "folder"),
             count(messages, "message"),
-            crate::report::elapsed(took)
+            crate::service::report::elapsed(took)
         ));
     }
 

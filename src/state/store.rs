@@ -630,9 +630,9 @@ impl Store {
         let err = |e| sql_err(&self.path, e);
         let mut pos = Vec::with_capacity(sinks.len());
         for s in sinks {
-            pos.push(crate::outbox::position(&self.conn, s).map_err(err)?);
+            pos.push(crate::state::outbox::position(&self.conn, s).map_err(err)?);
         }
-        let high = crate::outbox::high(&self.conn).map_err(err)?;
+        let high = crate::state::outbox::high(&self.conn).map_err(err)?;
         let dead: i64 = self
             .conn
             .query_row("SELECT count(*) FROM dead_letters", [], |r| r.get(0))
@@ -642,7 +642,7 @@ impl Store {
 
     /// Up to `limit` outbox rows after `seq`, for a sink being fed.
     pub fn rows_after(&self, seq: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
-        crate::outbox::rows_after(&self.conn, seq, limit).map_err(|e| sql_err(&self.path, e))
+        crate::state::outbox::rows_after(&self.conn, seq, limit).map_err(|e| sql_err(&self.path, e))
     }
 
     /// Records what the sinks took, in one transaction: each sink's new
@@ -650,7 +650,7 @@ impl Store {
     /// table), then deletes every row all sinks are past (`low`).
     pub fn record_taken(
         &mut self,
-        taken: &[(String, i64, Vec<crate::outbox::Rejected>)],
+        taken: &[(String, i64, Vec<crate::state::outbox::Rejected>)],
         low: i64,
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
@@ -659,9 +659,10 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| sql_err(&path, e))?;
         for (sink, seq, rejected) in taken {
-            crate::outbox::record(&tx, sink, *seq, rejected).map_err(|e| sql_err(&path, e))?;
+            crate::state::outbox::record(&tx, sink, *seq, rejected)
+                .map_err(|e| sql_err(&path, e))?;
         }
-        crate::outbox::trim_to(&tx, low).map_err(|e| sql_err(&path, e))?;
+        crate::state::outbox::trim_to(&tx, low).map_err(|e| sql_err(&path, e))?;
         tx.commit().map_err(|e| sql_err(&path, e))
     }
 }

@@ -7,18 +7,18 @@ use std::time::{Instant, SystemTime};
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, SourceKind};
-use crate::delivery::{self, Outlet};
+use crate::service::delivery::{self, Outlet};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::diff::{self, Change, DiffInput, UserDiff};
 use crate::enrich;
 use crate::error::Error;
 use crate::event::{self, Event, EventContext};
-use crate::outbox::Outbox;
 use crate::quota::{self, QuotaState, Usage};
 use crate::scan::{self, Contents};
 use crate::snapshot::UserSnapshot;
-use crate::store::{SnapshotReader, SnapshotSource, Store, UserCommit};
+use crate::state::outbox::Outbox;
+use crate::state::store::{SnapshotReader, SnapshotSource, Store, UserCommit};
 
 /// What a scan did, for the log and the caller.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

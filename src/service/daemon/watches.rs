@@ -225,7 +225,7 @@ impl Daemon<'_> {
             return;
         }
         let watches = self.watcher.as_ref().map_or(0, Watcher::len);
-        let limit = crate::watch::watch_limit();
+        let limit = watcher::watch_limit();
         let wanted = suggested_watch_limit(limit, watches, folders, self.unwatched.len());
         warn!(
             "{folders} folders of {} users have no inotify watch: the kernel's limit \

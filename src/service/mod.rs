@@ -1,0 +1,9 @@
+//! The orchestration above the engine, the state and the sinks: a `scan`
+//! run (`pipeline`), the `watch` daemon, delivery to the sinks, metrics and
+//! the summary line. Nothing below imports from here.
+
+pub mod daemon;
+pub mod delivery;
+pub mod metrics;
+pub mod pipeline;
+pub mod report;

@@ -1,0 +1,8 @@
+//! The state database and its one owner: users' snapshots, the outbox of
+//! numbered events, each sink's position and the dead letters.
+//!
+//! Below the sinks and the service: sinks see the rows and rejections
+//! defined here, never the other way round.
+
+pub mod outbox;
+pub mod store;
