@@ -357,7 +357,7 @@ fn diff_folder(
     // (Only our own numbering and reported arrivals need the order.)
     let mut bases: Vec<&Vec<u8>> = listed.keys().collect();
     if server.is_none() || !input.silent {
-        bases.sort_by(|a, b| name::dovecot_order(a, b));
+        name::sort_dovecot(&mut bases);
     }
     let mut states: Vec<(&Vec<u8>, MessageState)> = Vec::with_capacity(bases.len());
     for base in bases {

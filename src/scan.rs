@@ -6,7 +6,7 @@
 //! Courier keep beside them, and nothing else. It never writes, never
 //! renames, never takes a Dovecot lock: we are a guest in the store.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -537,7 +537,7 @@ fn scan_folder(
     for (i, sub) in subs.iter().enumerate() {
         let Some(sub) = sub else { continue };
         let in_new = i == 0;
-        if let Err(e) = list_messages(sub, &path, in_new, opts, &mut messages) {
+        if let Err(e) = list_messages(sub, &path, in_new, opts, &|_| true, &mut messages) {
             warn!(path = %storefs::show(&path, if in_new { b"new" } else { b"cur" }),
                 "cannot list messages: {e}; keeping what was known (run as the mail user or root)");
             listing.contents = Contents::Unreadable;
@@ -593,6 +593,7 @@ fn list_messages(
     folder: &Path,
     in_new: bool,
     opts: &ScanOptions,
+    keep: &dyn Fn(&[u8]) -> bool,
     messages: &mut NameMap<Entry>,
 ) -> io::Result<()> {
     let mut odd: Option<(Vec<u8>, &'static str)> = None;
@@ -619,6 +620,9 @@ fn list_messages(
         let Some(parsed) = name::parse(&file, opts.info_sep) else {
             continue;
         };
+        if !keep(parsed.base) {
+            continue;
+        }
         let base = parsed.base.to_vec();
         let entry = Entry {
             in_new,
@@ -671,7 +675,7 @@ fn courier_keyword_bits(
         .keys()
         .filter(|b| by_base.contains_key(*b))
         .collect();
-    bases.sort_by(|a, b| name::dovecot_order(a, b));
+    name::sort_dovecot(&mut bases);
     let mut bits: Vec<(Vec<u8>, Flags)> = Vec::with_capacity(bases.len());
     for base in bases {
         let mut flags = Flags::default();
@@ -927,10 +931,15 @@ pub fn confirm_gone(listing: &mut UserListing, old: &UserSnapshot, opts: &ScanOp
                 break;
             };
             let path = folder_path(&root, dir);
+            // Only the missing names are kept: in a folder of a million
+            // messages with a few expunged, another full listing in memory
+            // doubled the scan's peak.
+            let wanted: HashSet<&[u8]> = missing.iter().map(|b| b.as_slice()).collect();
+            let keep = |b: &[u8]| wanted.contains(b);
             let mut again = NameMap::default();
             for (sub, in_new) in [(b"new".as_slice(), true), (b"cur", false)] {
                 if let Ok(d) = folder.dir(sub) {
-                    let _ = list_messages(&d, &path, in_new, opts, &mut again);
+                    let _ = list_messages(&d, &path, in_new, opts, &keep, &mut again);
                 }
             }
             missing.retain(|base| match again.remove(*base) {

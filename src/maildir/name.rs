@@ -272,15 +272,58 @@ fn leading_digits(bytes: &[u8]) -> usize {
 /// when the seconds differ in leading zeros) are finally ordered by the whole
 /// name so that the order is total.
 pub fn dovecot_order(a: &[u8], b: &[u8]) -> Ordering {
-    let (secs_a, rest_a) = a.split_at(leading_digits(a));
-    let (secs_b, rest_b) = b.split_at(leading_digits(b));
-    cmp_decimal(secs_a, secs_b)
-        .then_with(|| match (usecs(rest_a), usecs(rest_b)) {
-            (Some(x), Some(y)) => cmp_decimal(x, y),
-            _ => Ordering::Equal,
-        })
-        .then_with(|| rest_a.cmp(rest_b))
-        .then_with(|| a.cmp(b))
+    OrderKey::of(a).cmp_dovecot(&OrderKey::of(b))
+}
+
+/// A name cut into what [`dovecot_order`] compares, so sorting a folder of
+/// a million names parses each name once instead of at every comparison
+/// (that parsing was a third of a large folder's scan).
+#[derive(Clone, Copy, Debug)]
+pub struct OrderKey<'a> {
+    /// The leading seconds, without leading zeros.
+    secs: &'a [u8],
+    /// The microseconds after `M`, without leading zeros, if any.
+    usecs: Option<&'a [u8]>,
+    /// What follows the seconds.
+    rest: &'a [u8],
+    whole: &'a [u8],
+}
+
+impl<'a> OrderKey<'a> {
+    pub fn of(name: &'a [u8]) -> OrderKey<'a> {
+        let (secs, rest) = name.split_at(leading_digits(name));
+        OrderKey {
+            secs: strip_zeros(secs),
+            usecs: usecs(rest).map(strip_zeros),
+            rest,
+            whole: name,
+        }
+    }
+
+    /// [`dovecot_order`] of the two names.
+    pub fn cmp_dovecot(&self, other: &OrderKey) -> Ordering {
+        let decimal = |x: &[u8], y: &[u8]| x.len().cmp(&y.len()).then_with(|| x.cmp(y));
+        decimal(self.secs, other.secs)
+            .then_with(|| match (self.usecs, other.usecs) {
+                (Some(x), Some(y)) => decimal(x, y),
+                _ => Ordering::Equal,
+            })
+            .then_with(|| self.rest.cmp(other.rest))
+            .then_with(|| self.whole.cmp(other.whole))
+    }
+}
+
+/// Sorts base names in [`dovecot_order`], parsing each once.
+pub fn sort_dovecot<T: AsRef<[u8]>>(names: &mut Vec<T>) {
+    let mut keyed: Vec<(OrderKey, usize)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (OrderKey::of(n.as_ref()), i))
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp_dovecot(&b.0));
+    let order: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
+    let mut slots: Vec<Option<T>> = names.drain(..).map(Some).collect();
+    names.extend(order.into_iter().filter_map(|i| slots[i].take()));
 }
 
 /// Finds the microseconds in what follows the seconds of a name, as
@@ -297,13 +340,6 @@ fn usecs(rest: &[u8]) -> Option<&[u8]> {
     let m = unique.iter().position(|&b| b == b'M')?;
     let after = unique.get(m + 1..).unwrap_or_default();
     Some(after.split_at(leading_digits(after)).0)
-}
-
-/// Compares two strings of ASCII digits as numbers of any length.
-fn cmp_decimal(x: &[u8], y: &[u8]) -> Ordering {
-    let x = strip_zeros(x);
-    let y = strip_zeros(y);
-    x.len().cmp(&y.len()).then_with(|| x.cmp(y))
 }
 
 /// Drops leading `0` digits, so that the length of the rest is the magnitude.
@@ -584,6 +620,44 @@ mod tests {
                 show(a)
             );
         }
+    }
+
+    #[test]
+    fn sort_dovecot_is_sort_by_dovecot_order() {
+        let mut names: Vec<Vec<u8>> = [
+            "1600000000.M5P1.h",
+            "1600000000.M10P1.h",
+            "999.M1P1.h",
+            "1600000000.P2.h",
+            "01600000000.M5P1.h",
+            "1600000000.M5P1.h:2,S",
+            "x",
+            "",
+            "1600000001.M0P1.h",
+            "1600000000.M.h",
+            "1600000000.M05P1.h",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        let mut want = names.clone();
+        want.sort_by(|a, b| {
+            let (sa, ra) = a.split_at(leading_digits(a));
+            let (sb, rb) = b.split_at(leading_digits(b));
+            let dec = |x: &[u8], y: &[u8]| {
+                let (x, y) = (strip_zeros(x), strip_zeros(y));
+                x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+            };
+            dec(sa, sb)
+                .then_with(|| match (usecs(ra), usecs(rb)) {
+                    (Some(x), Some(y)) => dec(x, y),
+                    _ => Ordering::Equal,
+                })
+                .then_with(|| ra.cmp(rb))
+                .then_with(|| a.cmp(b))
+        });
+        sort_dovecot(&mut names);
+        assert_eq!(names, want);
     }
 
     #[test]
