@@ -15,8 +15,27 @@ pub fn page() -> Vec<u8> {
     // synopses.
     cmd.build();
     let mut out: Vec<u8> = Vec::new();
-    // Rendering into a Vec cannot fail.
-    let _ = clap_mangen::Man::new(cmd.clone()).render(&mut out);
+    // Rendering into a Vec cannot fail. Not `render`: its SUBCOMMANDS
+    // section points to a page per command (maildir-events-scan(1)), and
+    // this one page holds them all.
+    let top = clap_mangen::Man::new(cmd.clone());
+    let _ = top.render_title(&mut out);
+    let _ = top.render_name_section(&mut out);
+    let _ = top.render_synopsis_section(&mut out);
+    let _ = top.render_description_section(&mut out);
+    let _ = top.render_options_section(&mut out);
+    out.extend_from_slice(b".SH COMMANDS\n");
+    for sub in cmd.get_subcommands() {
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        out.extend_from_slice(
+            format!(
+                ".TP\n.B {}\n{}\n",
+                sub.get_name().replace('-', "\\-"),
+                about.replace('\\', "\\\\").replace('-', "\\-")
+            )
+            .as_bytes(),
+        );
+    }
     for sub in cmd.get_subcommands() {
         let name = sub.get_name();
         let man = clap_mangen::Man::new(sub.clone());

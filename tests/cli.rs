@@ -565,6 +565,12 @@ fn the_manual_page_has_every_command_and_option() {
         page.contains("EXIT STATUS") && page.contains("66"),
         "exit codes"
     );
+    // One page holds every command: no pointers to pages that do not exist.
+    assert!(
+        !page.contains("maildir\\-events\\-scan(1)") && !page.contains("maildir-events-scan(1)"),
+        "points to a page per command"
+    );
+    assert!(page.contains(".SH COMMANDS"), "a list of the commands");
     // man(1) reads it without complaint, where man is installed.
     if Path::new("/usr/bin/man").exists() {
         let file = tempfile::NamedTempFile::new().unwrap();
