@@ -379,7 +379,27 @@ retries = 400
     );
     let stopped = watch.terminate();
 
-    let stored = read_stream(&urls, STREAM).expect("read the stream");
+    // The node that came back may still be catching up, and a read can
+    // reach it: read until the stream (through any node) holds the truth,
+    // then check it is exactly that.
+    let truth = store.truth();
+    let stored = poll(
+        "the whole stream, through any node",
+        WAIT,
+        || {
+            let s = read_stream(&urls, STREAM)?;
+            let evs: Vec<Value> = s.iter().map(|m| m.event.clone()).collect();
+            e2e::covers(&evs, &truth).then_some(s)
+        },
+        || {
+            let evs: Vec<Value> = read_stream(&urls, STREAM)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|m| m.event)
+                .collect();
+            format!("{}stream:\n{}", diff(&evs, &truth), show(&evs, 40))
+        },
+    );
     // Subjects carry the server name, so a fleet shares one stream.
     check_stream(&stored, &store, |ev| {
         format!(
