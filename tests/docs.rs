@@ -1,7 +1,7 @@
 //! The project stands on its own files: every relative link in README.md
 //! and contrib/README.md names a file or directory of the repository (and
-//! every `#anchor` a heading), and no document points to a design note
-//! that is not in the repository.
+//! every `#anchor` a heading), and no file names a path outside the
+//! repository.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -94,10 +94,12 @@ fn check(doc: &str) {
             problems.push(format!("{link}: outside the repository"));
         }
     }
-    let design = concat!("DESIGN", ".md");
-    if text.contains(design) || text.contains("../shared") {
+    // Not only links: a path written in the text that climbs out of the
+    // repository names something a clone does not have.
+    if let Some(line) = text.lines().find(|l| l.contains("../")) {
         problems.push(format!(
-            "points to {design} or ../shared, which are not in the repository"
+            "names a path outside the repository: {}",
+            line.trim()
         ));
     }
     assert!(problems.is_empty(), "{doc}:\n{}", problems.join("\n"));
@@ -113,11 +115,29 @@ fn contrib_readme_links_name_files_of_the_repository() {
     check("contrib/README.md");
 }
 
+/// Where a relative path written in a file of `dir` leads, lexically (the
+/// target need not exist): `None` once it climbs above the filesystem root.
+fn resolve(dir: &Path, rel: &str) -> Option<std::path::PathBuf> {
+    let mut out = dir.to_path_buf();
+    for part in rel.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            p => out.push(p),
+        }
+    }
+    Some(out)
+}
+
 #[test]
-fn no_file_points_to_a_design_note_outside_the_repository() {
-    let design = concat!("DESIGN", ".md");
+fn no_file_names_a_path_outside_the_repository() {
+    let root = Path::new(ROOT);
     let mut found = Vec::new();
-    let mut stack = vec![Path::new(ROOT).to_path_buf()];
+    let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for e in fs::read_dir(&dir).unwrap().flatten() {
             let p = e.path();
@@ -127,16 +147,29 @@ fn no_file_points_to_a_design_note_outside_the_repository() {
             }
             if p.is_dir() {
                 stack.push(p);
-            } else if let Ok(text) = fs::read_to_string(&p)
-                && (text.contains(design) || text.contains(concat!("shared", "/docs")))
-            {
-                found.push(p.display().to_string());
+                continue;
+            }
+            let Ok(text) = fs::read_to_string(&p) else {
+                continue;
+            };
+            // Every `../…` written in the file, read from its directory.
+            for (at, _) in text.match_indices("../") {
+                let start = text[..at]
+                    .rfind(|c: char| c.is_whitespace() || "\"'`(<[=".contains(c))
+                    .map_or(0, |i| i + 1);
+                let end = text[at..]
+                    .find(|c: char| c.is_whitespace() || "\"'`)>],".contains(c))
+                    .map_or(text.len(), |i| at + i);
+                let rel = &text[start..end];
+                if rel.starts_with("..") && !resolve(&dir, rel).is_some_and(|t| t.starts_with(root))
+                {
+                    found.push(format!("{}: {rel}", p.display()));
+                }
             }
         }
     }
-    // This file names neither (it builds the name).
     assert!(
         found.is_empty(),
-        "files that point outside the repository: {found:?}"
+        "files that name a path outside the repository (a clone has only its own files): {found:?}"
     );
 }
