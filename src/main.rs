@@ -273,16 +273,13 @@ fn status(file: Option<&Path>, args: &StateArgs) -> Result<(), Error> {
         // The database is busy: a running `watch` publishes its status in a
         // file (only read while a watcher holds the state directory: a file
         // left by an earlier run says nothing).
-        Err(e) if store::held(&dir) => {
-            match std::fs::read_to_string(dir.join(store::STATUS_FILE)) {
-                Ok(text) => {
-                    println!("{}", redact::scrub(&mark_stale(&text)));
-                    return Ok(());
-                }
-                Err(_) => return Err(e),
+        Err(e) => match watcher_status(&dir) {
+            Some(text) => {
+                println!("{}", redact::scrub(&text));
+                return Ok(());
             }
-        }
-        Err(e) => return Err(e),
+            None => return Err(e),
+        },
     };
     let (users, folders, messages) = outbox.totals()?;
     let mut per_sink = serde_json::Map::new();
@@ -303,16 +300,25 @@ fn status(file: Option<&Path>, args: &StateArgs) -> Result<(), Error> {
         "deadLetters": outbox.dead_letters()?.len(),
     });
     // A running `watch` adds what only it knows (watches, polled folders).
-    if store::held(&dir)
-        && let Some(watch) = std::fs::read_to_string(dir.join(store::STATUS_FILE))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&mark_stale(&t)).ok())
-            .and_then(|mut v| v.get_mut("watch").map(serde_json::Value::take))
+    if let Some(watch) = watcher_status(&dir)
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|mut v| v.get_mut("watch").map(serde_json::Value::take))
     {
         out["watch"] = watch;
     }
     println!("{}", redact::scrub(&out.to_string()));
     Ok(())
+}
+
+/// The status file of the `watch` holding the state directory, stale-marked
+/// (see [`mark_stale`]); `None` when no watcher holds it (a file left by an
+/// earlier run says nothing) or there is no file.
+fn watcher_status(dir: &Path) -> Option<String> {
+    if !store::held(dir) {
+        return None;
+    }
+    let text = std::fs::read_to_string(dir.join(store::STATUS_FILE)).ok()?;
+    Some(mark_stale(&text))
 }
 
 /// The status file with `watch.stale` set: true when its stamp is older

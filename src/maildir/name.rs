@@ -336,16 +336,14 @@ impl<'a> OrderKey<'a> {
 }
 
 /// Sorts base names in [`dovecot_order`], parsing each once.
-pub fn sort_dovecot<T: AsRef<[u8]>>(names: &mut Vec<T>) {
-    let mut keyed: Vec<(OrderKey, usize)> = names
+pub fn sort_dovecot<'a, T: AsRef<[u8]> + ?Sized>(names: &mut Vec<&'a T>) {
+    let mut keyed: Vec<(OrderKey<'a>, &'a T)> = names
         .iter()
-        .enumerate()
-        .map(|(i, n)| (OrderKey::of(n.as_ref()), i))
+        .map(|&n| (OrderKey::of(n.as_ref()), n))
         .collect();
     keyed.sort_by(|a, b| a.0.cmp_dovecot(&b.0));
-    let order: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
-    let mut slots: Vec<Option<T>> = names.drain(..).map(Some).collect();
-    names.extend(order.into_iter().filter_map(|i| slots[i].take()));
+    names.clear();
+    names.extend(keyed.into_iter().map(|(_, n)| n));
 }
 
 /// Finds the microseconds in what follows the seconds of a name, as
@@ -646,7 +644,7 @@ mod tests {
 
     #[test]
     fn sort_dovecot_is_sort_by_dovecot_order() {
-        let mut names: Vec<Vec<u8>> = [
+        let names: Vec<Vec<u8>> = [
             "1600000000.M5P1.h",
             "1600000000.M10P1.h",
             "999.M1P1.h",
@@ -678,8 +676,9 @@ mod tests {
                 .then_with(|| ra.cmp(rb))
                 .then_with(|| a.cmp(b))
         });
-        sort_dovecot(&mut names);
-        assert_eq!(names, want);
+        let mut sorted: Vec<&Vec<u8>> = names.iter().collect();
+        sort_dovecot(&mut sorted);
+        assert_eq!(sorted, want.iter().collect::<Vec<_>>());
     }
 
     #[test]

@@ -220,10 +220,10 @@ fn list_all<'a>(
             SourceKind::Maildir { path, user } => vec![(user.clone(), path.clone())],
             SourceKind::Template(t) => scan::discover(t),
         };
-        users.retain(|(u, _)| source.owns(u));
-        if users.is_empty() && source.shard.is_none() {
+        if users.is_empty() {
             warn!(source = %spec, "no Maildir found");
         }
+        users.retain(|(u, _)| source.owns(u));
         // A set: with 10,000 users a scan of the list per user was a
         // hundred million string compares on every run.
         let found: std::collections::HashSet<&str> =

@@ -738,46 +738,31 @@ pub fn short(e: &Value) -> String {
 /// when user namespaces are not available; under CI that is a failure.
 pub fn with_watch_limit(test: &str, limit: u32) -> Option<Vec<String>> {
     let script = format!("echo {limit} > /proc/sys/user/max_inotify_watches && exec \"$@\"");
-    let probe = Command::new("unshare")
-        .args([
-            "--user",
-            "--map-root-user",
-            "sh",
-            "-c",
-            &script,
-            "sh",
-            "true",
-        ])
-        .output();
-    match probe {
-        Ok(o) if o.status.success() => Some(
-            [
-                "unshare",
-                "--user",
-                "--map-root-user",
-                "sh",
-                "-c",
-                &script,
-                "sh",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        ),
-        other => {
-            let why = match other {
-                Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
-                Err(e) => e.to_string(),
-            };
-            assert!(
-                !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
-                "{test}: cannot set an inotify limit in a user namespace (unshare --user): {why}"
-            );
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP {test}: no user namespaces here (unshare --user: {why}); under CI=true this fails"
-            );
-            None
-        }
-    }
+    let wrap: Vec<String> = [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let probe = Command::new(&wrap[0]).args(&wrap[1..]).arg("true").output();
+    let why = match probe {
+        Ok(o) if o.status.success() => return Some(wrap),
+        Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        !super::natsserver::in_ci(),
+        "{test}: cannot set an inotify limit in a user namespace (unshare --user): {why}"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIP {test}: no user namespaces here (unshare --user: {why}); under CI=true this fails"
+    );
+    None
 }
