@@ -103,6 +103,25 @@ impl Env {
         self.state.to_str().unwrap()
     }
 
+    /// The configuration file [`Env::check_config`] writes.
+    fn config_file(&self) -> String {
+        self.path("c.toml")
+    }
+
+    /// `check-config` of this Maildir with `text` as the configuration file.
+    fn check_config(&self, text: &str) -> Run {
+        let conf = self.config_file();
+        std::fs::write(&conf, text).unwrap();
+        run(&[
+            "--config",
+            &conf,
+            "check-config",
+            "--state",
+            self.s(),
+            self.p(),
+        ])
+    }
+
     fn path(&self, rel: &str) -> String {
         self.tmp.path().join(rel).to_str().unwrap().to_string()
     }
@@ -259,20 +278,7 @@ fn fractions_of_milliseconds_are_taken_by_both_batch_options() {
     r.ok();
     // check-config takes the scan options only; the watch window is
     // checked through the file.
-    let conf = env.path("w.toml");
-    std::fs::write(
-        &conf,
-        "[watch]\nbatch_quiet_ms = 0.25\nbatch_max_ms = 2.5\n",
-    )
-    .unwrap();
-    let r = run(&[
-        "--config",
-        &conf,
-        "check-config",
-        "--state",
-        env.s(),
-        env.p(),
-    ]);
+    let r = env.check_config("[watch]\nbatch_quiet_ms = 0.25\nbatch_max_ms = 2.5\n");
     r.ok();
     assert!(r.stdout.contains("batch_max_ms = 2.5"), "{}", r.stdout);
     assert!(r.stdout.contains("batch_quiet_ms = 0.25"), "{}", r.stdout);
@@ -289,17 +295,7 @@ fn a_bad_batch_window_in_the_file_is_exit_78_with_its_line() {
             "longer than",
         ),
     ] {
-        let conf = env.path("w.toml");
-        std::fs::write(&conf, text).unwrap();
-        run(&[
-            "--config",
-            &conf,
-            "check-config",
-            "--state",
-            env.s(),
-            env.p(),
-        ])
-        .fails(78, what);
+        env.check_config(text).fails(78, what);
     }
 }
 
@@ -308,27 +304,14 @@ fn a_bad_batch_window_in_the_file_is_exit_78_with_its_line() {
 #[test]
 fn check_config_prints_the_sinks_without_their_secrets() {
     let env = Env::new();
-    let conf = env.path("c.toml");
     let log = env.path("log");
     std::fs::create_dir(&log).unwrap();
-    std::fs::write(
-        &conf,
-        format!(
-            "[[sink]]\ntype = \"webhook\"\nurl = \"https://hookuser:s3cretpw@hooks.example.org/mail?token=t0ken123\"\n\
-             headers = {{ Authorization = \"Bearer abcdef123456\" }}\n\n\
-             [[sink]]\ntype = \"nats\"\nurl = \"nats://natsuser:natspw99@127.0.0.1:4222\"\n\n\
-             [[sink]]\ntype = \"file\"\npath = \"{log}/events.jsonl\"\n"
-        ),
-    )
-    .unwrap();
-    let r = run(&[
-        "--config",
-        &conf,
-        "check-config",
-        "--state",
-        env.s(),
-        env.p(),
-    ]);
+    let r = env.check_config(&format!(
+        "[[sink]]\ntype = \"webhook\"\nurl = \"https://hookuser:s3cretpw@hooks.example.org/mail?token=t0ken123\"\n\
+         headers = {{ Authorization = \"Bearer abcdef123456\" }}\n\n\
+         [[sink]]\ntype = \"nats\"\nurl = \"nats://natsuser:natspw99@127.0.0.1:4222\"\n\n\
+         [[sink]]\ntype = \"file\"\npath = \"{log}/events.jsonl\"\n"
+    ));
     r.ok();
     let out = &r.stdout;
     for secret in [
@@ -367,45 +350,23 @@ fn check_config_prints_the_sinks_without_their_secrets() {
 #[test]
 fn check_config_refuses_a_file_sink_in_a_missing_directory() {
     let env = Env::new();
-    let conf = env.path("c.toml");
     let missing = env.path("no-such-dir/events.jsonl");
-    std::fs::write(
-        &conf,
-        format!("[[sink]]\ntype = \"file\"\npath = \"{missing}\"\n"),
-    )
-    .unwrap();
-    let r = run(&[
-        "--config",
-        &conf,
-        "check-config",
-        "--state",
-        env.s(),
-        env.p(),
-    ]);
+    let r = env.check_config(&format!(
+        "[[sink]]\ntype = \"file\"\npath = \"{missing}\"\n"
+    ));
     r.fails(78, "does not exist");
     assert!(r.stderr.contains("no-such-dir"), "{}", r.stderr);
     // What scan says about it too.
-    env.scan(&["--config", &conf, env.p()], None)
+    env.scan(&["--config", &env.config_file(), env.p()], None)
         .fails(78, "no-such-dir");
 }
 
 #[test]
 fn a_typo_inside_a_sink_is_reported_at_its_line() {
     let env = Env::new();
-    let conf = env.path("c.toml");
-    std::fs::write(
-        &conf,
+    let r = env.check_config(
         "server_name = \"mx\"\n\n[[sink]]\ntype = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nsubjct = \"x\"\n",
-    )
-    .unwrap();
-    let r = run(&[
-        "--config",
-        &conf,
-        "check-config",
-        "--state",
-        env.s(),
-        env.p(),
-    ]);
+    );
     r.fails(78, "subjct");
     assert!(r.stderr.contains("line 6"), "{}", r.stderr);
 }
