@@ -1625,6 +1625,37 @@ fn other_info_separators() {
 // =========================================================== multi-user
 
 #[test]
+fn a_user_reached_through_two_sources_is_reported_once() {
+    // Two templates that both find alice: the second listing of her
+    // Maildir must read the snapshot the first one committed, not the
+    // one from before the run, or her delivery is reported twice.
+    let tmp = TempDir::new().unwrap();
+    let base = tmp.path().join("vmail");
+    let first = format!("{}/{{domain}}/{{local}}/Maildir", base.display());
+    let second = format!("{}/{{domain}}/{{local}}/./Maildir", base.display());
+    let state = tmp.path().join("state");
+    let scan = || -> Vec<Value> {
+        Run::from_output(
+            scan_command(&state, &["--store", &first, "--store", &second])
+                .output()
+                .unwrap(),
+        )
+        .events()
+    };
+    // One user only: both of her reads fall in one read transaction of
+    // the lister, which must end when the second source begins.
+    let alice = Maildir::create(base.join("example.org/alice/Maildir"));
+    alice.deliver("", "1700000001.M1P1.host");
+    assert!(scan().is_empty(), "first run is a baseline");
+    alice.deliver("", "1700000002.M1P1.host");
+    let evs = scan();
+    assert_eq!(kinds(&evs), ["MessageNew"], "{evs:#?}");
+    assert_eq!(s(&evs[0], "user"), "alice@example.org");
+    assert_eq!(uid(&evs[0]), 2);
+    assert!(scan().is_empty(), "nothing left to report");
+}
+
+#[test]
 fn a_store_template_reports_every_user_and_users_who_appear_later() {
     let tmp = TempDir::new().unwrap();
     let base = tmp.path().join("vmail");

@@ -162,8 +162,14 @@ pub fn access_settings(config: &Config) -> crate::access::source::Settings {
     }
 }
 
-/// Users the lister may be ahead of the writer.
+/// Hand-overs the lister may be ahead of the writer.
 const QUEUE: usize = 4;
+/// The lister hands users over when it holds this many, or when what they
+/// hold weighs this much (listed messages, at least 1 per user): the
+/// writer gets a busy user at once and idle ones by the dozen, and the
+/// queue holds at most a few thousand listed messages besides a huge user.
+const HANDOVER_USERS: usize = 64;
+const HANDOVER_WEIGHT: usize = 4096;
 /// A writer's transaction takes more users while it holds fewer than
 /// these users and message rows (which bounds its memory too).
 const BATCH_USERS: usize = 1024;
@@ -171,8 +177,10 @@ const BATCH_ROWS: usize = 100_000;
 
 /// What the lister hands the writer.
 enum Job<'a> {
-    /// A user to diff and commit (boxed: the queue holds jobs by value).
-    User(Box<ListedUser<'a>>),
+    /// Users to diff and commit, in order. Users are handed over several
+    /// at a time: an unchanged user is listed in about 10 µs, and waking
+    /// the writer for each one cost more than the user itself.
+    Users(Vec<ListedUser<'a>>),
     /// A source's first run is over.
     MarkSource(String),
     /// Everything before is committed: answer what the store knows of a
@@ -209,12 +217,20 @@ fn list_all<'a>(
         jobs.send(Job::Source(spec.to_string(), tx)).ok()?;
         rx.recv().ok()
     };
+    // Hands the users listed so far to the writer; false when it is gone.
+    let hand_over = |pending: &mut Vec<ListedUser<'a>>, weight: &mut usize| -> bool {
+        *weight = 0;
+        pending.is_empty() || jobs.send(Job::Users(std::mem::take(pending))).is_ok()
+    };
     for source in &config.sources {
         let spec = source.spec();
         let Some(state) = ask(&spec) else {
             return Ok(());
         };
         let (known_source, known_users) = state?;
+        // Users committed so far may be read again below (a user of
+        // several sources): the reader's next read must see them.
+        reader.refresh()?;
         let first_run = !known_source;
         let mut users = match &source.kind {
             SourceKind::Maildir { path, user } => vec![(user.clone(), path.clone())],
@@ -234,14 +250,20 @@ fn list_all<'a>(
             }
         }
         let mut seen = std::collections::HashSet::new();
+        let mut pending: Vec<ListedUser> = Vec::new();
+        let mut pending_weight = 0;
         for (user, root) in users {
             if !seen.insert(user.clone()) {
                 // The same user twice: its first part must be committed
                 // before its snapshot is read again.
+                if !hand_over(&mut pending, &mut pending_weight) {
+                    return Ok(());
+                }
                 let Some(state) = ask(&spec) else {
                     return Ok(());
                 };
                 state?;
+                reader.refresh()?;
             }
             let old = reader.load_user(&user)?;
             // A user's first sight is a silent baseline only on the first run
@@ -255,17 +277,23 @@ fn list_all<'a>(
             let listed = list_user(config, reader, who, old, summary)?;
             summary.users += 1;
             progress(summary);
-            let job = Job::User(Box::new(ListedUser {
+            pending_weight += listed.as_ref().map_or(1, Listed::weight);
+            pending.push(ListedUser {
                 user,
                 root,
                 tags: &source.tags,
                 listed,
                 silent,
                 source: spec.clone(),
-            }));
-            if jobs.send(job).is_err() {
+            });
+            if (pending.len() >= HANDOVER_USERS || pending_weight >= HANDOVER_WEIGHT)
+                && !hand_over(&mut pending, &mut pending_weight)
+            {
                 return Ok(());
             }
+        }
+        if !hand_over(&mut pending, &mut pending_weight) {
+            return Ok(());
         }
         if jobs.send(Job::MarkSource(spec)).is_err() {
             return Ok(());
@@ -291,16 +319,22 @@ impl<'a> Writer<'a> {
         let mut next = queue.recv().ok();
         while let Some(job) = next.take() {
             match job {
-                Job::User(first) => {
-                    let first = self.diff(first)?;
-                    let mut rows = rows_of(&first);
-                    let mut batch = vec![first];
+                Job::Users(first) => {
+                    let mut rows = 0;
+                    let mut batch = Vec::with_capacity(first.len());
+                    for u in first {
+                        let c = self.diff(u)?;
+                        rows += rows_of(&c);
+                        batch.push(c);
+                    }
                     while batch.len() < BATCH_USERS && rows < BATCH_ROWS {
                         match queue.try_recv() {
-                            Ok(Job::User(u)) => {
-                                let c = self.diff(u)?;
-                                rows += rows_of(&c);
-                                batch.push(c);
+                            Ok(Job::Users(users)) => {
+                                for u in users {
+                                    let c = self.diff(u)?;
+                                    rows += rows_of(&c);
+                                    batch.push(c);
+                                }
                             }
                             Ok(other) => {
                                 next = Some(other);
@@ -338,8 +372,7 @@ impl<'a> Writer<'a> {
 
     /// Diffs a listed user (the copy lookups read this thread's own
     /// connection, which has every earlier user committed).
-    fn diff(&self, u: Box<ListedUser>) -> Result<UserCommit, Error> {
-        let u = *u;
+    fn diff(&self, u: ListedUser) -> Result<UserCommit, Error> {
         let change = match u.listed {
             Some(listed) => {
                 let who = UserRef {
@@ -413,6 +446,21 @@ pub fn scan_user(
 pub struct Listed {
     old: UserSnapshot,
     listing: scan::UserListing,
+}
+
+impl Listed {
+    /// The messages listed (at least 1), for sizing hand-overs.
+    fn weight(&self) -> usize {
+        1 + self
+            .listing
+            .folders
+            .values()
+            .map(|f| match &f.contents {
+                scan::Contents::Listed(m) => m.len(),
+                _ => 0,
+            })
+            .sum::<usize>()
+    }
 }
 
 /// The first half of a user's scan: lists the store and loads the parts of
