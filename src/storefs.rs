@@ -328,11 +328,39 @@ impl StoreFile {
         if size > cap {
             return Err(Refused::TooBig { size, cap });
         }
-        let mut bytes = Vec::with_capacity(size as usize);
-        (&mut self.file)
-            .take(cap.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(Refused::Io)?;
+        // One byte more than the file holds: a read that comes back short
+        // is the end of a regular file, so the usual case is one `read`
+        // (`read_to_end` into an exact buffer asks a second time for the
+        // end, a tenth of the system calls of a cold scan's control files).
+        let limit = cap.saturating_add(1);
+        let mut want = size.saturating_add(1).min(limit) as usize;
+        let mut bytes = Vec::with_capacity(want);
+        loop {
+            let start = bytes.len();
+            let asked = want - start;
+            bytes.resize(want, 0);
+            let n = loop {
+                match self.file.read(&mut bytes[start..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        bytes.truncate(start);
+                        return Err(Refused::Io(e));
+                    }
+                }
+            };
+            bytes.truncate(start + n);
+            // Short of the size the handle showed, a short read is no end
+            // (some filesystems answer in pieces); past it, it is.
+            let at_end = n == 0 || (n < asked && bytes.len() as u64 >= size);
+            if at_end || bytes.len() as u64 >= limit {
+                break;
+            }
+            if bytes.len() == want {
+                // It grew while we read: on, up to one byte past the cap.
+                want = (want as u64).saturating_mul(2).min(limit) as usize;
+            }
+        }
         if bytes.len() as u64 > cap {
             return Err(Refused::TooBig {
                 size: bytes.len() as u64,
@@ -370,6 +398,7 @@ pub fn show(parent: &Path, name: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::os::unix::fs::symlink;
 
     #[test]
@@ -415,6 +444,47 @@ mod tests {
                 (b"ok".to_vec(), EntryKind::File),
             ]
         );
+    }
+
+    #[test]
+    fn read_all_takes_what_the_file_holds_when_read() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = StoreDir::open(t.path()).unwrap();
+        let path = t.path().join("f");
+        let cases: &[(usize, usize, u64, Option<usize>)] = &[
+            // (bytes at open, bytes appended after open, cap, Some(len) read or None: too big)
+            (0, 0, 10, Some(0)),
+            (5, 0, 5, Some(5)),
+            (5, 0, 100, Some(5)),
+            (5, 3, 100, Some(8)),
+            (5, 5000, 10_000, Some(5005)),
+            (5, 6, 10, None),
+            (0, 11, 10, None),
+            (4096, 1, 8192, Some(4097)),
+        ];
+        for &(at_open, appended, cap, expected) in cases {
+            std::fs::write(&path, vec![b'a'; at_open]).unwrap();
+            let mut f = dir.file(b"f").unwrap();
+            let mut more = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            more.write_all(&vec![b'b'; appended]).unwrap();
+            let got = f.read_all(cap);
+            match expected {
+                Some(len) => {
+                    let bytes =
+                        got.unwrap_or_else(|e| panic!("{at_open}+{appended}, cap {cap}: {e}"));
+                    assert_eq!(bytes.len(), len, "{at_open}+{appended}, cap {cap}");
+                    assert!(bytes[..at_open].iter().all(|&b| b == b'a'));
+                    assert!(bytes[at_open..].iter().all(|&b| b == b'b'));
+                }
+                None => assert!(
+                    matches!(got, Err(Refused::TooBig { .. })),
+                    "{at_open}+{appended}, cap {cap}: {got:?}"
+                ),
+            }
+        }
     }
 
     #[test]
