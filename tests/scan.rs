@@ -1625,6 +1625,54 @@ fn other_info_separators() {
 // =========================================================== multi-user
 
 #[test]
+fn many_users_are_reported_in_the_order_they_were_found() {
+    // Users are listed on two threads, chunk by chunk; their events must
+    // still come in the order the users were found (sorted), each user's
+    // exactly once, with sequence numbers rising.
+    let tmp = TempDir::new().unwrap();
+    let base = tmp.path().join("vmail");
+    let template = format!("{}/{{domain}}/{{local}}/Maildir", base.display());
+    let state = tmp.path().join("state");
+    let scan = || -> Vec<Value> {
+        Run::from_output(
+            scan_command(&state, &["--store", &template])
+                .output()
+                .unwrap(),
+        )
+        .events()
+    };
+    let users: Vec<String> = (0..150).map(|i| format!("u{i:03}")).collect();
+    let stores: Vec<Maildir> = users
+        .iter()
+        .map(|u| Maildir::create(base.join(format!("example.org/{u}/Maildir"))))
+        .collect();
+    assert!(scan().is_empty(), "first run is a baseline");
+    for (i, md) in stores.iter().enumerate() {
+        // Every third user gets nothing: unchanged users between changed ones.
+        if i % 3 != 1 {
+            md.deliver("", format!("17000000{i:02}.M1P1.host"));
+            md.deliver("", format!("17000001{i:02}.M1P1.host"));
+        }
+    }
+    let evs = scan();
+    let got: Vec<&str> = evs.iter().map(|e| s(e, "user")).collect();
+    let want: Vec<String> = users
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 1)
+        .flat_map(|(_, u)| [format!("{u}@example.org"), format!("{u}@example.org")])
+        .collect();
+    assert_eq!(got, want);
+    assert!(evs.iter().all(|e| s(e, "event") == "MessageNew"));
+    let seqs: Vec<u64> = evs
+        .iter()
+        .map(|e| e["vnd.maildir.seq"].as_u64().expect("a sequence number"))
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(scan().is_empty(), "nothing left to report");
+}
+
+#[test]
 fn a_user_reached_through_two_sources_is_reported_once() {
     // Two templates that both find alice: the second listing of her
     // Maildir must read the snapshot the first one committed, not the

@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod delivery;
+mod lister;
 pub mod metrics;
 pub mod pipeline;
 pub mod report;

@@ -6,9 +6,9 @@ use std::time::{Instant, SystemTime};
 
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, SourceKind};
+use crate::config::Config;
 use crate::service::delivery::{self, Outlet};
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 
 use crate::diff::{self, Change, DiffInput, UserDiff};
 use crate::enrich;
@@ -18,7 +18,9 @@ use crate::quota::{self, QuotaState, Usage};
 use crate::scan::{self, Contents};
 use crate::snapshot::UserSnapshot;
 use crate::state::outbox::Outbox;
-use crate::state::store::{SnapshotReader, SnapshotSource, Store, UserCommit};
+use crate::state::store::{SnapshotSource, Store, UserCommit};
+
+use super::lister::{self, Job, ListedUser, QUEUE};
 
 /// What a scan did, for the log and the caller.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -27,6 +29,16 @@ pub struct Summary {
     pub folders: u64,
     pub folders_listed: u64,
     pub events: u64,
+}
+
+impl Summary {
+    /// Adds what another lister counted.
+    pub fn add(&mut self, other: &Summary) {
+        self.users += other.users;
+        self.folders += other.folders;
+        self.folders_listed += other.folders_listed;
+        self.events += other.events;
+    }
 }
 
 /// One user of a source, as a scan needs it.
@@ -75,6 +87,7 @@ pub fn run_scan_with(
     summary.events += scan_access(config, store, &mut outbox, outlets, &mut failed)?;
     let access_events = summary.events;
     let reader = store.reader()?;
+    let second = Some(store.reader()?);
     let (jobs, queue) = crossbeam_channel::bounded::<Job>(QUEUE);
     let (listed, (written, outbox, failed, events)) = std::thread::scope(|s| {
         // Owned here, so that a panic of the lister also closes the queue
@@ -95,7 +108,7 @@ pub fn run_scan_with(
                 (r, w.outbox, w.failed, w.events)
             })
             .expect("cannot start a thread");
-        let listed = list_all(config, &reader, &jobs, &mut summary, progress);
+        let listed = lister::list_all(config, &reader, second, &jobs, &mut summary, progress);
         drop(jobs);
         match writer.join() {
             Ok(w) => (listed, w),
@@ -162,145 +175,10 @@ pub fn access_settings(config: &Config) -> crate::access::source::Settings {
     }
 }
 
-/// Hand-overs the lister may be ahead of the writer.
-const QUEUE: usize = 4;
-/// The lister hands users over when it holds this many, or when what they
-/// hold weighs this much (listed messages, at least 1 per user): the
-/// writer gets a busy user at once and idle ones by the dozen, and the
-/// queue holds at most a few thousand listed messages besides a huge user.
-const HANDOVER_USERS: usize = 64;
-const HANDOVER_WEIGHT: usize = 4096;
 /// A writer's transaction takes more users while it holds fewer than
 /// these users and message rows (which bounds its memory too).
 const BATCH_USERS: usize = 1024;
 const BATCH_ROWS: usize = 100_000;
-
-/// What the lister hands the writer.
-enum Job<'a> {
-    /// Users to diff and commit, in order. Users are handed over several
-    /// at a time: an unchanged user is listed in about 10 µs, and waking
-    /// the writer for each one cost more than the user itself.
-    Users(Vec<ListedUser<'a>>),
-    /// A source's first run is over.
-    MarkSource(String),
-    /// Everything before is committed: answer what the store knows of a
-    /// source (whether it had its first run, and its users).
-    Source(String, Sender<Result<SourceState, Error>>),
-}
-
-type SourceState = (bool, Vec<(String, std::path::PathBuf)>);
-
-/// A listed user on its way to the writer.
-struct ListedUser<'a> {
-    user: String,
-    root: std::path::PathBuf,
-    tags: &'a [String],
-    /// `None`: its Maildir is missing; nothing is written.
-    listed: Option<Listed>,
-    silent: bool,
-    source: String,
-}
-
-/// Lists every user of every source, handing each to the writer.
-/// Stops early (with `Ok`) when the writer is gone: its error tells why.
-fn list_all<'a>(
-    config: &'a Config,
-    reader: &SnapshotReader,
-    jobs: &Sender<Job<'a>>,
-    summary: &mut Summary,
-    progress: &dyn Fn(&Summary),
-) -> Result<(), Error> {
-    // The store's answer about a source, once all before it is committed
-    // (a user may belong to several sources).
-    let ask = |spec: &str| -> Option<Result<SourceState, Error>> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        jobs.send(Job::Source(spec.to_string(), tx)).ok()?;
-        rx.recv().ok()
-    };
-    // Hands the users listed so far to the writer; false when it is gone.
-    let hand_over = |pending: &mut Vec<ListedUser<'a>>, weight: &mut usize| -> bool {
-        *weight = 0;
-        pending.is_empty() || jobs.send(Job::Users(std::mem::take(pending))).is_ok()
-    };
-    for source in &config.sources {
-        let spec = source.spec();
-        let Some(state) = ask(&spec) else {
-            return Ok(());
-        };
-        let (known_source, known_users) = state?;
-        // Users committed so far may be read again below (a user of
-        // several sources): the reader's next read must see them.
-        reader.refresh()?;
-        let first_run = !known_source;
-        let mut users = match &source.kind {
-            SourceKind::Maildir { path, user } => vec![(user.clone(), path.clone())],
-            SourceKind::Template(t) => scan::discover(t),
-        };
-        if users.is_empty() {
-            warn!(source = %spec, "no Maildir found");
-        }
-        users.retain(|(u, _)| source.owns(u));
-        // A set: with 10,000 users a scan of the list per user was a
-        // hundred million string compares on every run.
-        let found: std::collections::HashSet<&str> =
-            users.iter().map(|(u, _)| u.as_str()).collect();
-        for (user, root) in known_users {
-            if !found.contains(user.as_str()) {
-                warn!(user, path = %root.display(), "Maildir of a known user is missing; keeping what was known");
-            }
-        }
-        let mut seen = std::collections::HashSet::new();
-        let mut pending: Vec<ListedUser> = Vec::new();
-        let mut pending_weight = 0;
-        for (user, root) in users {
-            if !seen.insert(user.clone()) {
-                // The same user twice: its first part must be committed
-                // before its snapshot is read again.
-                if !hand_over(&mut pending, &mut pending_weight) {
-                    return Ok(());
-                }
-                let Some(state) = ask(&spec) else {
-                    return Ok(());
-                };
-                state?;
-                reader.refresh()?;
-            }
-            let old = reader.load_user(&user)?;
-            // A user's first sight is a silent baseline only on the first run
-            // over its source; users who appear later are new and reported.
-            let silent = old.is_none() && first_run && !config.emit_existing;
-            let who = UserRef {
-                name: &user,
-                root: &root,
-                tags: &source.tags,
-            };
-            let listed = list_user(config, reader, who, old, summary)?;
-            summary.users += 1;
-            progress(summary);
-            pending_weight += listed.as_ref().map_or(1, Listed::weight);
-            pending.push(ListedUser {
-                user,
-                root,
-                tags: &source.tags,
-                listed,
-                silent,
-                source: spec.clone(),
-            });
-            if (pending.len() >= HANDOVER_USERS || pending_weight >= HANDOVER_WEIGHT)
-                && !hand_over(&mut pending, &mut pending_weight)
-            {
-                return Ok(());
-            }
-        }
-        if !hand_over(&mut pending, &mut pending_weight) {
-            return Ok(());
-        }
-        if jobs.send(Job::MarkSource(spec)).is_err() {
-            return Ok(());
-        }
-    }
-    Ok(())
-}
 
 /// The writer thread: diffs and commits users in order, several per
 /// transaction when they queue up, and delivers after each commit that
@@ -450,7 +328,7 @@ pub struct Listed {
 
 impl Listed {
     /// The messages listed (at least 1), for sizing hand-overs.
-    fn weight(&self) -> usize {
+    pub(super) fn weight(&self) -> usize {
         1 + self
             .listing
             .folders
