@@ -249,7 +249,8 @@ fn list_segment<'a>(
     let mut emit = |users: Vec<ListedUser<'a>>| jobs.send(Job::Users(users)).is_ok();
     let size = (users.len() / 16).clamp(1, CHUNK_MAX);
     let chunks = chunked(users, size);
-    let Some(other) = second.take().filter(|_| chunks.len() > 1) else {
+    // (Taken only when used: a source of one user keeps it for the next.)
+    let Some(other) = second.take_if(|_| chunks.len() > 1) else {
         for chunk in chunks {
             if !lister.list_chunk(reader, chunk, summary, progress, &mut emit)? {
                 return Ok(false);
