@@ -46,6 +46,11 @@ impl Md {
         md
     }
 
+    /// A Maildir someone else (Dovecot) writes: nothing is created.
+    pub fn open(root: impl Into<PathBuf>) -> Md {
+        Md { root: root.into() }
+    }
+
     pub fn dir(&self, folder: &str) -> PathBuf {
         if folder.is_empty() {
             self.root.clone()
@@ -152,6 +157,22 @@ impl Md {
     }
 }
 
+impl Md {
+    /// The base names (the file names up to `:`) in `sub/` of a folder,
+    /// sorted; none when it does not exist (yet).
+    pub fn bases(&self, folder: &str, sub: &str) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(self.dir(folder).join(sub)) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .map(|n| n.split(':').next().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
 /// A message body of a few lines.
 pub fn body(tag: &str) -> Vec<u8> {
     format!("From: a@example.org\nSubject: {tag}\n\nhello {tag}\n").into_bytes()
@@ -224,8 +245,15 @@ impl Spawn {
             SERVER.into(),
         ];
         v.extend(args.iter().map(OsString::from));
+        Spawn::command(v)
+    }
+
+    /// `ARGS…` as they are (the first is the subcommand, or a global
+    /// option such as `--config` before it): for tests that name their
+    /// own server or pass a configuration file.
+    pub fn command(args: Vec<OsString>) -> Spawn {
         Spawn {
-            args: v,
+            args,
             paused: false,
             pipe_size: None,
             log: "info",
@@ -293,6 +321,7 @@ impl Spawn {
             .env("MAILDIR_EVENTS_LOG", self.log)
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID")
+            .env_remove("STATE_DIRECTORY")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -393,6 +422,16 @@ impl Watch {
 
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// The stdout lines so far that were no JSON object.
+    pub fn bad_lines(&self) -> Vec<String> {
+        self.out.lock().unwrap().bad.clone()
+    }
+
+    /// Whether stdout has ended (the watcher exited or closed it).
+    pub fn closed(&self) -> bool {
+        self.out.lock().unwrap().eof
     }
 
     /// The sd_notify datagrams received so far.
@@ -522,7 +561,7 @@ impl Watch {
         }
     }
 
-    fn signal(&self, sig: i32) {
+    pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on the pid of our own child, not yet reaped.
         let r = unsafe { libc::kill(self.pid, sig) };
         assert_eq!(r, 0, "kill({}, {sig}) failed", self.pid);
@@ -592,6 +631,35 @@ impl Watch {
             o.partial
         );
         o.events.clone()
+    }
+
+    /// SIGTERM; `Err` says how the watcher did not exit 0 with only
+    /// well-formed lines, for tests that check more before failing. `Ok`
+    /// holds its stderr; [`Watch::events`] still holds all it printed.
+    pub fn terminate(&mut self) -> Result<String, String> {
+        let status = self.end(libc::SIGTERM);
+        let o = self.out.lock().unwrap();
+        let mut wrong = Vec::new();
+        if status.code() != Some(0) {
+            wrong.push(format!(
+                "the watcher should exit 0 on SIGTERM, got {status}"
+            ));
+        }
+        if !o.bad.is_empty() {
+            wrong.push(format!("lines that are no JSON object: {:?}", o.bad));
+        }
+        if let Some(p) = &o.partial {
+            wrong.push(format!("unterminated last line: {p:?}"));
+        }
+        if wrong.is_empty() {
+            return Ok(self.stderr());
+        }
+        Err(format!(
+            "{} (args {:?})\nstderr (tail):\n{}",
+            wrong.join("; "),
+            self.args,
+            tail(&self.stderr(), 6000)
+        ))
     }
 
     /// kill -9: returns the complete lines printed (a partial last line is

@@ -5,6 +5,11 @@
 //! - [`imap`]: a minimal IMAP client to change the store and to ask the
 //!   server for the truth (UIDVALIDITY, UIDs, sizes) events must match.
 //! - [`events`]: parse and summarise the binary's JSON Lines.
+//! - [`steps`]: the [`steps::Observer`] a real-Dovecot scenario drives,
+//!   and how each step's events are compared.
+//! - [`scenario`]: the main real-Dovecot scenario, observed by
+//!   [`scansteps`] (a `scan` after each step) and [`livesteps`] (one
+//!   `watch` running the whole time).
 //! - [`fixture`]: Maildir stores built in temporary directories.
 //! - [`evq`]: reading the events the binary printed.
 //! - [`live`]: a running `watch` and stores changed the way Postfix,
@@ -27,10 +32,14 @@ pub mod evq;
 pub mod fixture;
 pub mod imap;
 pub mod live;
+pub mod livesteps;
 pub mod lmtp;
 pub mod natsserver;
 pub mod qfix;
+pub mod scansteps;
+pub mod scenario;
 pub mod sinkutil;
+pub mod steps;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt as _;
