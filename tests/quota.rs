@@ -20,6 +20,7 @@ use qfix::{
     Env, INBOX_URL, base, base_at, body_of, check_quota_event, keys, kinds, mbox, n, now_secs, one,
     quota_events, quota_kinds, quota_numbers, s, show, sized,
 };
+use support::live::WAIT;
 
 // ---------------------------------------------------------------- setup
 
@@ -557,12 +558,12 @@ fn watch_reports_the_crossing_live() {
 
     // Just under: MessageNew only.
     env.deliver("", &base(5), 1239);
-    let evs = w.wait_count(1);
+    let evs = w.wait_exactly(1);
     assert_eq!(kinds(&evs), ["MessageNew"], "{}", show(&evs));
 
     // Over, from stat: QuotaExceed.
     env.deliver(".Archive", &base(6), 1240);
-    let evs = w.wait_for("QuotaExceed", |e| {
+    let evs = w.wait_for("QuotaExceed", WAIT, |e| {
         e.iter().any(|e| e["event"] == "QuotaExceed")
     });
     let ev = one(&evs, "QuotaExceed");
@@ -571,7 +572,7 @@ fn watch_reports_the_crossing_live() {
 
     // Staying over: nothing more.
     env.put("", "new", &sized(7, 100), &body_of(100));
-    let evs = w.wait_count(4);
+    let evs = w.wait_exactly(4);
     assert_eq!(
         kinds(&evs),
         ["MessageNew", "MessageNew", "QuotaExceed", "MessageNew"],
@@ -596,7 +597,7 @@ fn watch_reports_the_crossing_live() {
 
     // Clearly under: QuotaWithin.
     env.rm("", "new", &sized(1, 3000));
-    let evs = w.wait_for("QuotaWithin", |e| {
+    let evs = w.wait_for("QuotaWithin", WAIT, |e| {
         e.iter().any(|e| e["event"] == "QuotaWithin")
     });
     let ev = one(&evs, "QuotaWithin");
@@ -629,6 +630,7 @@ fn watch_reports_a_maildirsize_limit_change_live() {
     fs::rename(&tmp, env.root.join("maildirsize")).unwrap();
     let evs = w.wait_for(
         "QuotaChange and QuotaExceed after maildirsize was replaced",
+        WAIT,
         |e| quota_kinds(e).len() >= 2,
     );
     assert_eq!(
@@ -803,25 +805,25 @@ fn watch_reports_expire_live() {
     let env = &a.env;
     let w = env.watch(&[]);
     env.rm(".Trash", "cur", &format!("{}:2,ST", a.trash[0]));
-    let evs = w.wait_count(1);
+    let evs = w.wait_exactly(1);
     assert_eq!(kinds(&evs), ["MessageExpire"], "{}", show(&evs));
     assert_eq!(mbox(&evs[0]), "Trash");
     assert_eq!(s(&evs[0], "uidset"), "1");
 
     env.rm(".Trash", "cur", &format!("{}:2,ST", a.trash[3]));
-    let evs = w.wait_count(2);
+    let evs = w.wait_exactly(2);
     assert_eq!(kinds(&evs[1..]), ["MessageExpunge"], "{}", show(&evs));
     assert_eq!(s(&evs[1], "uidset"), "4");
 
     env.rm("", "cur", &format!("{}:2,S", a.inbox_old));
-    let evs = w.wait_count(3);
+    let evs = w.wait_exactly(3);
     assert_eq!(kinds(&evs[2..]), ["MessageExpunge"], "{}", show(&evs));
     assert_eq!(mbox(&evs[2]), "INBOX");
 
     // Together: 31 days old expires, 29 days old does not.
     env.rm(".Trash", "cur", &format!("{}:2,ST", a.trash[1]));
     env.rm(".Trash", "cur", &format!("{}:2,ST", a.trash[2]));
-    let evs = w.wait_count(5);
+    let evs = w.wait_exactly(5);
     let rest = &evs[3..];
     let expire = one(rest, "MessageExpire");
     let expunge = one(rest, "MessageExpunge");

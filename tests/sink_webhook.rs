@@ -856,7 +856,7 @@ fn watch_logs_a_refused_certificate_with_its_remedy_and_keeps_going() {
         &other.pem,
     );
     let d = env.dir.path();
-    let w = support::e2e::Watch::start(vec![
+    let w = support::live::Spawn::command(vec![
         "--config".into(),
         d.join("config.toml").into(),
         "watch".into(),
@@ -866,7 +866,8 @@ fn watch_logs_a_refused_certificate_with_its_remedy_and_keeps_going() {
         "--user".into(),
         "alice".into(),
         d.join("Maildir").into(),
-    ]);
+    ])
+    .start();
     let said = support::e2e::poll_opt(support::e2e::WAIT, || {
         let e = w.stderr();
         e.contains("cannot deliver").then_some(e)

@@ -542,6 +542,14 @@ impl Watch {
         self.wait_for(&format!("{n} events"), WAIT, |e| e.len() >= n)
     }
 
+    /// Waits until `n` events were printed, then until nothing new came
+    /// for 300 ms, so that an unwanted extra event shows too; returns them
+    /// all.
+    pub fn wait_exactly(&self, n: usize) -> Vec<Value> {
+        self.wait_count(n);
+        self.settle(Duration::from_millis(300))
+    }
+
     /// Waits until nothing new was printed for `quiet` (for tests that
     /// then check nothing *else* came; the final check is at `stop`).
     pub fn settle(&self, quiet: Duration) -> Vec<Value> {

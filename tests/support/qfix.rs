@@ -1,7 +1,7 @@
 //! Helpers of the configuration and quota binary tests (`tests/config.rs`,
 //! `tests/quota.rs`): a one-user Maildir in a temporary directory with its
 //! own state directory and config file, runs of `scan` and
-//! `check-config`, and a `watch` started with an sd_notify socket.
+//! `check-config`, and a [`super::live::Watch`] over it.
 //!
 //! Folder arguments are on-disk directory names: `""` is INBOX (the Maildir
 //! root), `".Trash"` a Maildir++ folder. Messages are delivered the Maildir
@@ -11,16 +11,13 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use serde_json::Value;
 use tempfile::TempDir;
+
+use super::live::{Spawn, Watch};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_maildir-events");
 pub const USER: &str = "alice@example.org";
@@ -412,203 +409,18 @@ impl Env {
     }
 
     /// Starts `watch` over this store (with `--config` when set) and waits
-    /// for `READY=1`.
+    /// for `READY=1`; it logs at its default level, as the runs do.
     pub fn watch(&self, args: &[&str]) -> Watch {
-        let mut c = self.command("watch", args);
-        Watch::start(&mut c)
+        let c = self.command("watch", args);
+        let mut spawn = Spawn::command(c.get_args().map(OsString::from).collect());
+        spawn.log = "warn";
+        spawn.start()
     }
 }
 
 impl Default for Env {
     fn default() -> Self {
         Env::new()
-    }
-}
-
-// ----------------------------------------------------------- the watcher
-
-/// How long a live change may take to show (generous: debug builds, busy CI).
-pub const WAIT: Duration = Duration::from_secs(15);
-
-/// A running `maildir-events watch`, its stdout read by a thread.
-pub struct Watch {
-    child: Option<Child>,
-    events: Arc<Mutex<Vec<Value>>>,
-    stderr: Arc<Mutex<String>>,
-    readers: Vec<JoinHandle<()>>,
-    _sock_dir: TempDir,
-}
-
-impl Watch {
-    /// Spawns `cmd` with `NOTIFY_SOCKET` and waits for `READY=1`.
-    pub fn start(cmd: &mut Command) -> Watch {
-        let sock_dir = tempfile::Builder::new()
-            .prefix("qfix-notify")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let sock = sock_dir.path().join("n");
-        let notify = UnixDatagram::bind(&sock).unwrap();
-        notify
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let mut child = cmd
-            .env("NOTIFY_SOCKET", &sock)
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let out = child.stdout.take().unwrap();
-        let r1 = {
-            let events = events.clone();
-            thread::spawn(move || {
-                for line in BufReader::new(out).lines() {
-                    let Ok(line) = line else { return };
-                    let v: Value = serde_json::from_str(&line)
-                        .unwrap_or_else(|e| panic!("watch printed no JSON ({e}): {line}"));
-                    events.lock().unwrap().push(v);
-                }
-            })
-        };
-        let mut err = child.stderr.take().unwrap();
-        let r2 = {
-            let stderr = stderr.clone();
-            thread::spawn(move || {
-                let mut buf = [0u8; 8192];
-                loop {
-                    match err.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => stderr
-                            .lock()
-                            .unwrap()
-                            .push_str(&String::from_utf8_lossy(&buf[..n])),
-                    }
-                }
-            })
-        };
-        let mut w = Watch {
-            child: Some(child),
-            events,
-            stderr,
-            readers: vec![r1, r2],
-            _sock_dir: sock_dir,
-        };
-        let start = Instant::now();
-        let mut buf = [0u8; 4096];
-        loop {
-            if let Ok(n) = notify.recv(&mut buf)
-                && String::from_utf8_lossy(&buf[..n])
-                    .lines()
-                    .any(|l| l == "READY=1")
-            {
-                return w;
-            }
-            if let Some(status) = w.child.as_mut().unwrap().try_wait().unwrap() {
-                thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "the watcher exited ({status}) before READY=1\nstderr:\n{}",
-                    w.stderr()
-                );
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "no READY=1 within 30 s\nstderr:\n{}",
-                w.stderr()
-            );
-        }
-    }
-
-    pub fn events(&self) -> Vec<Value> {
-        self.events.lock().unwrap().clone()
-    }
-
-    pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Waits (bounded by [`WAIT`]) until `cond` holds for everything
-    /// printed so far; returns it.
-    pub fn wait_for(&self, what: &str, cond: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let start = Instant::now();
-        loop {
-            let evs = self.events();
-            if cond(&evs) {
-                return evs;
-            }
-            assert!(
-                start.elapsed() < WAIT,
-                "timed out waiting for {what}; printed:{}stderr:\n{}",
-                show(&evs),
-                self.stderr()
-            );
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Waits until `n` events in all were printed, then a little more, so
-    /// that an unwanted extra event would show too; returns them all.
-    pub fn wait_count(&self, n: usize) -> Vec<Value> {
-        self.wait_for(&format!("{n} events"), |e| e.len() >= n);
-        self.settle(Duration::from_millis(300))
-    }
-
-    /// Waits until nothing new was printed for `quiet`.
-    pub fn settle(&self, quiet: Duration) -> Vec<Value> {
-        let mut last = self.events().len();
-        let mut since = Instant::now();
-        loop {
-            thread::sleep(Duration::from_millis(10));
-            let now = self.events().len();
-            if now != last {
-                last = now;
-                since = Instant::now();
-            } else if since.elapsed() >= quiet {
-                return self.events();
-            }
-        }
-    }
-
-    /// SIGTERM; the watcher must exit 0. Returns everything it printed.
-    pub fn stop(mut self) -> Vec<Value> {
-        let mut child = self.child.take().unwrap();
-        // SAFETY: kill(2) on our own child's pid, not yet reaped.
-        let r = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        assert_eq!(r, 0);
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the watcher did not exit on SIGTERM\n{}", self.stderr());
-            }
-            thread::sleep(Duration::from_millis(5));
-        };
-        for r in self.readers.drain(..) {
-            r.join().unwrap();
-        }
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "the watcher's exit on SIGTERM\nstderr:\n{}",
-            self.stderr()
-        );
-        self.events()
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
