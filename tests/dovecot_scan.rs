@@ -15,7 +15,7 @@ mod support;
 
 use support::dovecot::uidlist;
 use support::events::{expect_mailbox, expect_message, expect_rename, expect_subscription};
-use support::live::Md;
+use support::fixture::Maildir;
 use support::scansteps::ScanSteps;
 use support::scenario::{ALICE, main_scenario};
 use support::steps::Observer;
@@ -36,7 +36,7 @@ fn harness_talks_to_dovecot() {
         ALICE,
         &message("harness lmtp", "Hello.\n.dot line"),
     );
-    let new = Md::open(&maildir).bases("", "new");
+    let new = Maildir::open(&maildir).bases("", "new");
     assert_eq!(new.len(), 1, "LMTP delivery lands in new/: {new:?}");
     let list = uidlist(&maildir);
     eprintln!("after LMTP: new/ = {new:?}, dovecot-uidlist = {list:?}");
@@ -48,7 +48,7 @@ fn harness_talks_to_dovecot() {
     let mut imap = Imap::login(dovecot.imap_port(), ALICE, PASSWORD);
     let status = imap.status("INBOX");
     assert_eq!(
-        Md::open(&maildir).bases("", "new").len(),
+        Maildir::open(&maildir).bases("", "new").len(),
         1,
         "STATUS leaves new/ alone"
     );
@@ -57,7 +57,7 @@ fn harness_talks_to_dovecot() {
     assert_eq!(imap.uid_search_all(), vec![1]);
     let size = imap.uid_fetch_size(1);
     assert_eq!(
-        Md::open(&maildir).bases("", "new").len(),
+        Maildir::open(&maildir).bases("", "new").len(),
         1,
         "EXAMINE leaves new/ alone"
     );
@@ -72,14 +72,16 @@ fn harness_talks_to_dovecot() {
         .find(|(u, _)| *u == uid)
         .unwrap_or_else(|| panic!("APPENDUID {uid} not in dovecot-uidlist {list:?}"));
     assert!(
-        Md::open(&maildir).bases("", "cur").contains(&appended.1),
+        Maildir::open(&maildir)
+            .bases("", "cur")
+            .contains(&appended.1),
         "APPEND with flags lands in cur/"
     );
     assert_eq!(imap.uid_fetch_size(2), body.len() as u64);
 
     imap.select("INBOX");
     assert!(
-        Md::open(&maildir).bases("", "new").is_empty(),
+        Maildir::open(&maildir).bases("", "new").is_empty(),
         "SELECT moves new/ to cur/"
     );
     imap.create("Foo");
@@ -118,7 +120,7 @@ fn scan_names_deliveries_an_idling_client_moved() {
         deliver_lmtp(lmtp, ALICE, &message(&format!("idle {round}"), "Hi."));
         client.idle_wait_exists(1 + round);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !Md::open(&sc.maildir).bases("", "new").is_empty() {
+        while !Maildir::open(&sc.maildir).bases("", "new").is_empty() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "{step}: Dovecot never moved the delivery out of new/ \

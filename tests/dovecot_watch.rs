@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::events::{expect_flags, expect_message, expect_uidset, parse_imap_url, summary};
-use support::live::Md;
+use support::fixture::Maildir;
 use support::livesteps::{LiveSteps, SETTLE};
 use support::scenario::{ALICE, main_scenario};
 use support::steps::{Observer, show};
@@ -77,15 +77,15 @@ fn watch_lmtp_while_idle() {
         let step = format!("{i} LMTP delivery while IDLE");
         let events = sc.collect(&step, |actual| !actual.is_empty(), SETTLE);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !Md::open(&sc.maildir).bases("", "new").is_empty() && Instant::now() < deadline {
+        while !Maildir::open(&sc.maildir).bases("", "new").is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let moved = Md::open(&sc.maildir).bases("", "new").is_empty();
+        let moved = Maildir::open(&sc.maildir).bases("", "new").is_empty();
         eprintln!(
             "step {step}: Dovecot's IDLE moved new/ to cur/: {moved} (seen {:?} after the \
              delivery); cur/ = {:?}",
             delivered.elapsed(),
-            Md::open(&sc.maildir).list("", "cur")
+            Maildir::open(&sc.maildir).list("", "cur")
         );
         let late = sc.collect(&format!("{step} / after the IDLE move"), |_| true, SETTLE);
         per_delivery.push((events, late, moved));
@@ -278,7 +278,7 @@ fn watch_postfix_style_delivery() {
     let selected = imap.select("INBOX");
     assert_eq!(selected.uidvalidity, uv);
     assert!(
-        Md::open(&sc.maildir).bases("", "new").is_empty(),
+        Maildir::open(&sc.maildir).bases("", "new").is_empty(),
         "SELECT moved new/ to cur/"
     );
     let uids = imap.uid_search_all();

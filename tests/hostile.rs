@@ -28,7 +28,8 @@ use evq::{kinds, n, of, s, uid};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use live::{BIN, Md, SERVER, Spawn, WAIT};
+use live::{BIN, SERVER, Spawn, WAIT};
+use support::fixture::Maildir;
 
 const USER: &str = "alice@example.org";
 /// What a hostile link points at; must never show in any output.
@@ -50,14 +51,14 @@ fn is_root() -> bool {
 /// temporary directory.
 struct Env {
     tmp: TempDir,
-    md: Md,
+    md: Maildir,
     state: PathBuf,
 }
 
 impl Env {
     fn new() -> Env {
         let tmp = TempDir::new().unwrap();
-        let md = Md::create(tmp.path().join("alice/Maildir"));
+        let md = Maildir::create(tmp.path().join("alice/Maildir"));
         let state = tmp.path().join("state");
         Env { tmp, md, state }
     }
@@ -478,7 +479,7 @@ fn an_overflow_never_turns_renames_into_expunge_and_append() {
     for i in 1..=N {
         let base = format!("1700000000.M{i}P1.host");
         env.md
-            .put("", "cur", &format!("{base},S=100:2,"), b"Subject: x\n\nx\n");
+            .put("", "cur", format!("{base},S=100:2,"), b"Subject: x\n\nx\n");
         uidlist.push_str(&format!("{i} :{base},S=100\n"));
     }
     env.md.write("", "dovecot-uidlist", &uidlist);
@@ -576,7 +577,7 @@ fn damaged(damage: impl FnOnce(&Path), says: &[&str]) {
         env.md.put(
             ".Lists",
             "cur",
-            &format!("1700000000.M{i}P1.host:2,S"),
+            format!("1700000000.M{i}P1.host:2,S"),
             b"x\n",
         );
     }
@@ -787,7 +788,7 @@ fn no_event_names_a_link_or_fifo_in_any_folder() {
         std::mem::forget(sock);
         env.md.deliver(
             folder,
-            &format!("170000000{i}.M9P9.host"),
+            format!("170000000{i}.M9P9.host"),
             b"Subject: ok\n\nx\n",
         );
     }
@@ -818,7 +819,7 @@ fn duplicate_and_out_of_range_uids_never_give_two_messages_one_uid() {
     let env = Env::new();
     for b in ["a", "b", "c", "d"] {
         env.md
-            .put("", "cur", &format!("1700000000.M{b}P1.host:2,S"), b"x\n");
+            .put("", "cur", format!("1700000000.M{b}P1.host:2,S"), b"x\n");
     }
     env.md.write(
         "",

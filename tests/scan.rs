@@ -23,7 +23,7 @@ use evq::{flags, kinds, n, of, s, set, uid, uidvalidity};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use fixture::{Maildir, copy_store, fingerprint};
+use fixture::{HELLO, Maildir, copy_store, fingerprint};
 
 const BIN: &str = env!("CARGO_BIN_EXE_maildir-events");
 const USER: &str = "alice@example.org";
@@ -341,8 +341,8 @@ fn a_new_file_in_new_is_message_new() {
     assert_eq!(n(ev, "vnd.maildir.seq"), 1);
 
     // One event per message, in UID order, under the same UIDVALIDITY.
-    env.md.deliver("", "1700000002.M1P1.host");
-    env.md.deliver("", "1700000003.M1P1.host");
+    env.md.deliver("", "1700000002.M1P1.host", HELLO);
+    env.md.deliver("", "1700000003.M1P1.host", HELLO);
     let evs = env.scan();
     assert_eq!(kinds(&evs), ["MessageNew", "MessageNew"]);
     assert_eq!(s(&evs[0], "uri"), message("INBOX", v, 2));
@@ -386,7 +386,7 @@ fn a_copy_into_another_folder_is_message_append() {
     env.md.folder(".Trash");
     env.md
         .put("", "cur", "1700000001.M1P1.host,S=2,W=3:2,S", "x\n");
-    env.md.deliver("", "1700000002.M1P1.host");
+    env.md.deliver("", "1700000002.M1P1.host", HELLO);
     env.baseline();
 
     // Dovecot's COPY hard-links and keeps the base name, into cur/ when the
@@ -496,7 +496,8 @@ fn expunges_are_one_event_per_folder_with_a_compressed_uidset() {
             .put("", "cur", format!("17000000{i:02}.M1P1.host:2,S"), "x\n");
     }
     for i in 1..=3 {
-        env.md.deliver(".Spam", format!("17000001{i:02}.M1P1.host"));
+        env.md
+            .deliver(".Spam", format!("17000001{i:02}.M1P1.host"), HELLO);
     }
     env.baseline();
 
@@ -533,7 +534,7 @@ fn expunges_are_one_event_per_folder_with_a_compressed_uidset() {
 #[test]
 fn moving_new_to_cur_without_flags_is_no_event() {
     let env = Env::new();
-    env.md.deliver("", "1700000001.M1P1.host");
+    env.md.deliver("", "1700000001.M1P1.host", HELLO);
     env.md.put(
         "",
         "new",
@@ -561,7 +562,7 @@ fn gaining_seen_is_one_message_read() {
         env.md
             .put("", "cur", format!("170000000{i}.M1P1.host:2,"), "x\n");
     }
-    env.md.deliver("", "1700000005.M1P1.host");
+    env.md.deliver("", "1700000005.M1P1.host", HELLO);
     env.baseline();
 
     for i in 1..=3 {
@@ -748,7 +749,8 @@ fn a_new_folder_is_mailbox_create() {
     env.md.folder(".Archive");
     env.md.folder(".Archive.2024");
     env.md.folder("..DOVECOT-TRASHED");
-    env.md.deliver(".Archive.2024", "1700000001.M1P1.host");
+    env.md
+        .deliver(".Archive.2024", "1700000001.M1P1.host", HELLO);
 
     let evs = env.scan();
     assert_eq!(
@@ -790,7 +792,8 @@ fn folder_names_use_the_configured_hierarchy_separator() {
     let opt = ["--separator", "/"];
     env.baseline_with(&opt);
     env.md.folder(".Archive.2024");
-    env.md.deliver(".Archive.2024", "1700000001.M1P1.host");
+    env.md
+        .deliver(".Archive.2024", "1700000001.M1P1.host", HELLO);
 
     let evs = env.scan_with(&opt);
     assert_eq!(kinds(&evs), ["MailboxCreate", "MessageNew"], "{evs:#?}");
@@ -806,8 +809,8 @@ fn a_removed_folder_is_mailbox_delete_without_expunges() {
     env.md.folder(".Old.Child");
     env.md.folder(".Gone");
     env.md.put(".Old", "cur", "1700000001.M1P1.host:2,S", "x\n");
-    env.md.deliver(".Old", "1700000002.M1P1.host");
-    env.md.deliver(".Gone", "1700000003.M1P1.host");
+    env.md.deliver(".Old", "1700000002.M1P1.host", HELLO);
+    env.md.deliver(".Gone", "1700000003.M1P1.host", HELLO);
     env.baseline();
 
     // rm -r, and Dovecot's DELETE: rename to ..DOVECOT-TRASHED, then remove.
@@ -886,7 +889,7 @@ fn a_renamed_folder_with_new_mail_in_the_same_scan() {
     env.baseline();
 
     fs::rename(env.md.dir(".Work"), env.md.dir(".Job")).unwrap();
-    env.md.deliver(".Job", "1700000002.M1P1.host");
+    env.md.deliver(".Job", "1700000002.M1P1.host", HELLO);
     let evs = env.scan();
     assert_eq!(kinds(&evs), ["MailboxRename", "MessageNew"], "{evs:#?}");
     let v = uidvalidity(&evs[0]);
@@ -902,7 +905,8 @@ fn modified_utf7_folder_names_are_percent_encoded_utf8_in_urls() {
     env.md.folder(".Entw&APw-rfe");
     env.md.folder(".&ZeVnLIqe-");
     env.md.folder(".Archive.2024 Q1");
-    env.md.deliver(".Entw&APw-rfe", "1700000001.M1P1.host");
+    env.md
+        .deliver(".Entw&APw-rfe", "1700000001.M1P1.host", HELLO);
 
     let evs = env.scan();
     let creates: BTreeSet<String> = of(&evs, "MailboxCreate")
@@ -1178,7 +1182,7 @@ fn a_new_file_without_its_uid_is_reported_pending_and_later_events_use_the_uid()
     env.baseline_with(&wait);
 
     // Postfix delivers; no Dovecot process has synced the mailbox yet.
-    env.md.deliver("", "1700000001.M2P2.host");
+    env.md.deliver("", "1700000001.M2P2.host", HELLO);
     let started = Instant::now();
     let evs = env.scan_with(&wait);
     let ev = only(&evs, "MessageNew");
@@ -1220,7 +1224,7 @@ fn a_message_expunged_before_dovecot_named_it() {
         "3 V1600000000 N5 G0123456789abcdef0123456789abcdef\n",
     );
     env.baseline_with(&wait);
-    env.md.deliver("", "1700000001.M2P2.host");
+    env.md.deliver("", "1700000001.M2P2.host", HELLO);
     let evs = env.scan_with(&wait);
     assert_eq!(
         only(&evs, "MessageNew")["vnd.maildir.uidPending"],
@@ -1253,7 +1257,7 @@ fn a_uid_written_while_the_scan_waits_is_used() {
     );
     env.baseline_with(&["--uid-wait-ms", "50"]);
 
-    env.md.deliver("", "1700000001.M2P2.host");
+    env.md.deliver("", "1700000001.M2P2.host", HELLO);
     let md = env.md.clone();
     let writer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(150));
@@ -1650,8 +1654,8 @@ fn many_users_are_reported_in_the_order_they_were_found() {
     for (i, md) in stores.iter().enumerate() {
         // Every third user gets nothing: unchanged users between changed ones.
         if i % 3 != 1 {
-            md.deliver("", format!("17000000{i:02}.M1P1.host"));
-            md.deliver("", format!("17000001{i:02}.M1P1.host"));
+            md.deliver("", format!("17000000{i:02}.M1P1.host"), HELLO);
+            md.deliver("", format!("17000001{i:02}.M1P1.host"), HELLO);
         }
     }
     let evs = scan();
@@ -1693,9 +1697,9 @@ fn a_user_reached_through_two_sources_is_reported_once() {
     // One user only: both of her reads fall in one read transaction of
     // the lister, which must end when the second source begins.
     let alice = Maildir::create(base.join("example.org/alice/Maildir"));
-    alice.deliver("", "1700000001.M1P1.host");
+    alice.deliver("", "1700000001.M1P1.host", HELLO);
     assert!(scan().is_empty(), "first run is a baseline");
-    alice.deliver("", "1700000002.M1P1.host");
+    alice.deliver("", "1700000002.M1P1.host", HELLO);
     let evs = scan();
     assert_eq!(kinds(&evs), ["MessageNew"], "{evs:#?}");
     assert_eq!(s(&evs[0], "user"), "alice@example.org");
@@ -1730,14 +1734,14 @@ fn a_store_template_reports_every_user_and_users_who_appear_later() {
     };
     let alice = Maildir::create(base.join("example.org/alice/Maildir"));
     let bob = Maildir::create(base.join("example.net/bob/Maildir"));
-    alice.deliver("", "1700000001.M1P1.host");
+    alice.deliver("", "1700000001.M1P1.host", HELLO);
     assert!(
         scan().is_empty(),
         "first run over the template is a baseline"
     );
 
-    alice.deliver("", "1700000002.M1P1.host");
-    bob.deliver("", "1700000003.M1P1.host");
+    alice.deliver("", "1700000002.M1P1.host", HELLO);
+    bob.deliver("", "1700000003.M1P1.host", HELLO);
     let evs = scan();
     assert_eq!(kinds(&evs), ["MessageNew", "MessageNew"], "{evs:#?}");
     let by_user: BTreeMap<&str, u32> = evs.iter().map(|e| (s(e, "user"), uid(e))).collect();
@@ -1749,7 +1753,7 @@ fn a_store_template_reports_every_user_and_users_who_appear_later() {
     // A user created later is reported in full.
     let carol = Maildir::create(base.join("example.org/carol/Maildir"));
     carol.folder(".Sent");
-    carol.deliver("", "1700000004.M1P1.host");
+    carol.deliver("", "1700000004.M1P1.host", HELLO);
     carol.put(".Sent", "cur", "1700000005.M1P1.host:2,S", "x\n");
     carol.write("", "subscriptions", "V\t2\n\nSent\n");
     let evs = scan();
@@ -1796,7 +1800,7 @@ fn a_known_user_missing_under_a_template_warns_and_returns_quietly() {
 
     let away = tmp.path().join("bob-unmounted");
     fs::rename(&bob.root, &away).unwrap();
-    alice.deliver("", "1700000002.M1P1.host");
+    alice.deliver("", "1700000002.M1P1.host", HELLO);
     let out = run();
     let evs = out.events();
     assert_eq!(s(only(&evs, "MessageNew"), "user"), "alice@example.org");
@@ -1820,7 +1824,7 @@ fn a_source_added_later_starts_with_a_baseline() {
     let state = tmp.path().join("state");
     let alice = Maildir::create(tmp.path().join("alice/Maildir"));
     let bob = Maildir::create(tmp.path().join("bob/Maildir"));
-    bob.deliver("", "1700000001.M1P1.host");
+    bob.deliver("", "1700000001.M1P1.host", HELLO);
     let run = |mds: &[&Maildir]| {
         let mut c = scan_command(&state, &[]);
         for md in mds {
@@ -1829,8 +1833,8 @@ fn a_source_added_later_starts_with_a_baseline() {
         Run::from_output(c.output().unwrap()).events()
     };
     assert!(run(&[&alice]).is_empty());
-    alice.deliver("", "1700000002.M1P1.host");
-    bob.deliver("", "1700000003.M1P1.host");
+    alice.deliver("", "1700000002.M1P1.host", HELLO);
+    bob.deliver("", "1700000003.M1P1.host", HELLO);
     // bob's Maildir is a new source: its first run is a baseline.
     let evs = run(&[&alice, &bob]);
     let ev = only(&evs, "MessageNew");
@@ -1844,7 +1848,7 @@ fn a_source_added_later_starts_with_a_baseline() {
         "{ev}"
     );
 
-    bob.deliver("", "1700000004.M1P1.host");
+    bob.deliver("", "1700000004.M1P1.host", HELLO);
     let evs = run(&[&alice, &bob]);
     let ev = only(&evs, "MessageNew");
     assert_eq!(s(ev, "user"), "bob");
@@ -1855,7 +1859,7 @@ fn a_source_added_later_starts_with_a_baseline() {
 fn timestamps_carry_the_local_offset() {
     let env = Env::new();
     env.baseline();
-    env.md.deliver("", "1700000001.M1P1.host");
+    env.md.deliver("", "1700000001.M1P1.host", HELLO);
     let out = Run::from_output(env.command(&[]).env("TZ", "XYZ-5:30").output().unwrap());
     let evs = out.events();
     let ts = s(only(&evs, "MessageNew"), "timestamp");
@@ -1870,7 +1874,7 @@ fn non_utf8_file_and_folder_names() {
     env.baseline();
     let file = OsStr::from_bytes(b"1700000001.M1P1.h\xe9st");
     let folder = OsStr::from_bytes(b".Caf\xe9");
-    env.md.deliver("", file);
+    env.md.deliver("", file, HELLO);
     env.md.folder(folder);
     env.md.put(
         folder,
@@ -1908,12 +1912,12 @@ fn non_utf8_file_and_folder_names() {
 #[test]
 fn files_removed_between_scans() {
     let env = Env::new();
-    env.md.deliver("", "1700000001.M1P1.host");
-    env.md.deliver("", "1700000002.M1P1.host");
+    env.md.deliver("", "1700000001.M1P1.host", HELLO);
+    env.md.deliver("", "1700000002.M1P1.host", HELLO);
     env.baseline();
 
     // Gone before it was ever seen: no message at all.
-    env.md.deliver("", "1700000003.M1P1.host");
+    env.md.deliver("", "1700000003.M1P1.host", HELLO);
     env.md.rm("", "new", "1700000003.M1P1.host");
     // Read and removed between two scans: only the expunge is news.
     env.md.mv(
@@ -1936,7 +1940,7 @@ fn files_that_come_and_go_during_scans_are_reported_consistently() {
         let mut i = 0u32;
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
             let name = format!("1700{i:06}.M{i}P1.host");
-            md.deliver("", &name);
+            md.deliver("", &name, HELLO);
             if i.is_multiple_of(3) {
                 md.mv(("", "new", &name), ("", "cur", &format!("{name}:2,S")));
                 md.rm("", "cur", format!("{name}:2,S"));
@@ -2033,7 +2037,7 @@ fn an_unreadable_folder_keeps_its_snapshot_and_the_rest_is_reported() {
     )
     .unwrap();
     env.md.rm(".Private", "cur", "1700000001.M1P1.host:2,S");
-    env.md.deliver("", "1700000003.M1P1.host");
+    env.md.deliver("", "1700000003.M1P1.host", HELLO);
     let out = run(&[]);
     let evs = out.events();
     fs::set_permissions(&private, fs::Permissions::from_mode(0o755)).unwrap();
@@ -2079,7 +2083,7 @@ fn an_unreadable_folder_keeps_its_snapshot_and_the_rest_is_reported() {
 fn a_symlinked_folder_is_not_followed() {
     let env = Env::new();
     let outside = Maildir::create(env.tmp.path().join("elsewhere"));
-    outside.deliver("", "1700000001.M1P1.host");
+    outside.deliver("", "1700000001.M1P1.host", HELLO);
     outside.put("", "cur", "1700000002.M1P1.host:2,S", "x\n");
     env.baseline();
 
@@ -2109,7 +2113,7 @@ fn a_garbage_dovecot_uidlist_warns_and_events_still_come() {
     );
     env.baseline();
 
-    env.md.deliver("", "1700000001.M1P1.host");
+    env.md.deliver("", "1700000001.M1P1.host", HELLO);
     let out = env.run(&[]);
     let evs = out.events();
     let ev = only(&evs, "MessageNew");
@@ -2190,7 +2194,7 @@ fn a_locked_state_exits_75() {
         unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
         0
     );
-    env.md.deliver("", "1700000001.M1P1.host");
+    env.md.deliver("", "1700000001.M1P1.host", HELLO);
     env.run(&[]).fails(75, &env.state.to_string_lossy());
     drop(lock);
     only(&env.scan(), "MessageNew");
@@ -2260,7 +2264,7 @@ fn scans_never_write_into_the_store() {
         ),
     );
     md.rm("", "cur", "1699990100.4242_1.laptop:2,RS");
-    md.deliver("", "1700000500.M1P1.host");
+    md.deliver("", "1700000500.M1P1.host", HELLO);
     md.folder(".New");
     md.put(".New", "cur", "1700000501.M1P1.host:2,S", "x\n");
     fs::rename(md.dir(".Archive.2024"), md.dir(".Archive.2023")).unwrap();
@@ -2429,7 +2433,7 @@ fn a_closed_output_exits_74_and_the_next_run_prints_the_rest() {
     );
 
     // The next run prints what was kept first, then what is new.
-    env.md.deliver("", "1800000000.M1P1.host");
+    env.md.deliver("", "1800000000.M1P1.host", HELLO);
     let second = env.run(&[]);
     assert_eq!(second.code, Some(0), "{}", second.stderr);
     let second_run: Vec<String> = second.stdout.lines().map(str::to_owned).collect();
@@ -2449,8 +2453,8 @@ fn a_closed_output_exits_74_and_the_next_run_prints_the_rest() {
 fn a_full_output_device_exits_74_and_the_next_run_prints_everything() {
     let env = Env::new();
     env.baseline();
-    env.md.deliver("", "1700000001.M1P1.host");
-    env.md.deliver("", "1700000002.M1P1.host");
+    env.md.deliver("", "1700000001.M1P1.host", HELLO);
+    env.md.deliver("", "1700000002.M1P1.host", HELLO);
     let full = fs::OpenOptions::new()
         .write(true)
         .open("/dev/full")
@@ -2534,7 +2538,7 @@ fn three_shards_report_together_what_one_instance_reports() {
 
     // Changes spread over every user: deliveries, flags, expunges, folders.
     for (i, md) in users.iter().enumerate() {
-        md.deliver("", format!("1700000000.M{i}P2.host"));
+        md.deliver("", format!("1700000000.M{i}P2.host"), HELLO);
         if i % 2 == 0 {
             md.mv(
                 ("", "cur", &format!("1600000000.M{i}P1.host:2,")),
@@ -2546,7 +2550,7 @@ fn three_shards_report_together_what_one_instance_reports() {
         }
         if i % 5 == 0 {
             md.folder(".New");
-            md.deliver(".New", format!("1700000001.M{i}P3.host"));
+            md.deliver(".New", format!("1700000001.M{i}P3.host"), HELLO);
         }
     }
     let single = run("single", None);

@@ -17,6 +17,7 @@ use std::process::Command;
 use serde_json::Value;
 use tempfile::TempDir;
 
+use super::fixture::Maildir;
 use super::live::{Spawn, Watch};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_maildir-events");
@@ -242,9 +243,11 @@ pub fn body_of(len: usize) -> Vec<u8> {
 }
 
 /// One user's Maildir, a state directory and an optional config file.
+/// The store methods are [`Maildir`]'s, for brevity in the tests.
 pub struct Env {
     pub tmp: TempDir,
     pub root: PathBuf,
+    pub md: Maildir,
     pub state: PathBuf,
     pub config: Option<PathBuf>,
 }
@@ -252,73 +255,52 @@ pub struct Env {
 impl Env {
     pub fn new() -> Env {
         let tmp = TempDir::new().unwrap();
-        let root = tmp.path().join("alice/Maildir");
+        let md = Maildir::create(tmp.path().join("alice/Maildir"));
         let state = tmp.path().join("state");
-        let env = Env {
+        Env {
             tmp,
-            root,
+            root: md.root.clone(),
+            md,
             state,
             config: None,
-        };
-        env.folder("");
-        env
+        }
     }
 
     /// The directory of a folder (`""` is the root).
     pub fn dir(&self, folder: &str) -> PathBuf {
-        if folder.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(folder)
-        }
+        self.md.dir(folder)
     }
 
     /// Creates a folder with `cur/ new/ tmp/` (and `maildirfolder`).
     pub fn folder(&self, folder: &str) -> PathBuf {
-        let dir = self.dir(folder);
-        for sub in ["cur", "new", "tmp"] {
-            fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        if !folder.is_empty() {
-            fs::write(dir.join("maildirfolder"), b"").unwrap();
-        }
-        dir
+        self.md.folder(folder)
     }
 
     pub fn path(&self, folder: &str, sub: &str, file: &str) -> PathBuf {
-        self.dir(folder).join(sub).join(file)
+        self.md.path(folder, sub, file)
     }
 
     /// Writes `content` in `tmp/`, then renames it to `sub/file`.
     pub fn put(&self, folder: &str, sub: &str, file: &str, content: &[u8]) -> PathBuf {
-        let tmp = self.dir(folder).join("tmp").join(file);
-        fs::write(&tmp, content).unwrap();
-        let to = self.path(folder, sub, file);
-        fs::rename(&tmp, &to).unwrap();
-        to
+        self.md.put(folder, sub, file, content)
     }
 
-    /// Delivers a message of `len` bytes into `new/`.
+    /// Puts a message of `len` bytes into `new/`.
     pub fn deliver(&self, folder: &str, file: &str, len: usize) -> PathBuf {
         self.put(folder, "new", file, &body_of(len))
     }
 
     pub fn rm(&self, folder: &str, sub: &str, file: &str) {
-        fs::remove_file(self.path(folder, sub, file))
-            .unwrap_or_else(|e| panic!("rm {folder}/{sub}/{file}: {e}"));
+        self.md.rm(folder, sub, file)
     }
 
     pub fn mv(&self, from: (&str, &str, &str), to: (&str, &str, &str)) {
-        fs::rename(
-            self.path(from.0, from.1, from.2),
-            self.path(to.0, to.1, to.2),
-        )
-        .unwrap();
+        self.md.mv(from, to)
     }
 
     /// Writes a control file of a folder or of the root.
     pub fn write(&self, folder: &str, name: &str, contents: &[u8]) {
-        fs::write(self.dir(folder).join(name), contents).unwrap();
+        self.md.write(folder, name, contents)
     }
 
     /// Writes `maildirsize` at the root.

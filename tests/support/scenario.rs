@@ -10,8 +10,8 @@
 use super::events::{
     expect_flags, expect_mailbox, expect_message, expect_rename, expect_subscription, expect_uidset,
 };
+use super::fixture::Maildir;
 use super::imap::format_sequence_set;
-use super::live::Md;
 use super::steps::Observer;
 use super::{deliver_lmtp, message};
 
@@ -21,7 +21,7 @@ pub const BOB: &str = "bob@example.test";
 /// The messages of `alice`'s INBOX in `new/` (none when the Maildir does
 /// not exist).
 fn in_new(obs: &impl Observer) -> usize {
-    Md::open(obs.maildir()).bases("", "new").len()
+    Maildir::open(obs.maildir()).bases("", "new").len()
 }
 
 /// Runs the main scenario on [`ALICE`]'s store, which must not exist yet.
