@@ -551,7 +551,7 @@ fn quota_events_follow_the_group_filter() {
 #[test]
 fn watch_reports_the_crossing_live() {
     let env = store_9000("[quota]\nstorage = \"10K\"\nmessages = 50\n");
-    let w = env.watch(&[]);
+    let w = env.watch_as_run(&[]);
     // The catch-up of a new store is a silent baseline.
     let evs = w.settle(std::time::Duration::from_millis(300));
     assert!(evs.is_empty(), "{}", show(&evs));
@@ -621,7 +621,7 @@ fn watch_reports_the_crossing_live() {
 fn watch_reports_a_maildirsize_limit_change_live() {
     let env = store_9000("[quota]\nstorage = \"1G\"\n");
     env.maildirsize("20480S\n9000 4\n");
-    let w = env.watch(&[]);
+    let w = env.watch_as_run(&[]);
     let evs = w.settle(std::time::Duration::from_millis(300));
     assert!(evs.is_empty(), "{}", show(&evs));
 
@@ -803,7 +803,7 @@ fn without_expire_rules_expunges_stay_expunges() {
 fn watch_reports_expire_live() {
     let a = aged(TRASH_30D);
     let env = &a.env;
-    let w = env.watch(&[]);
+    let w = env.watch_as_run(&[]);
     env.rm(".Trash", "cur", &format!("{}:2,ST", a.trash[0]));
     let evs = w.wait_exactly(1);
     assert_eq!(kinds(&evs), ["MessageExpire"], "{}", show(&evs));

@@ -14,82 +14,23 @@ use support::live;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::fs;
-use std::path::PathBuf;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use evq::{flags, kinds, n, of, s, set, uid, uidvalidity};
+use evq::{
+    ALICE, USER, flags, kinds, mailbox, mailbox_of, mbox, message, n, of, s, set, uid, uidset,
+    uidvalidity,
+};
 use serde_json::Value;
+use support::run::check_envelope;
 use tempfile::TempDir;
 
-use live::{SERVER, Spawn, WAIT, Watch, body, imap_size, scan, short, show_tail};
+use live::{Spawn, WAIT, Watch, body, imap_size, scan, short, show_tail};
 use support::fixture::Maildir;
-
-const USER: &str = "alice@example.org";
-const ALICE: &str = "imap://alice%40example.org@mx.example.org";
-
-// ---------------------------------------------------------------- setup
-
-/// One user's Maildir with its own state directory.
-struct Env {
-    _tmp: TempDir,
-    md: Maildir,
-    state: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let tmp = TempDir::new().unwrap();
-        let md = Maildir::create(tmp.path().join("alice/Maildir"));
-        let state = tmp.path().join("state");
-        Env {
-            _tmp: tmp,
-            md,
-            state,
-        }
-    }
-
-    /// `watch --state … --server-name … ARGS… --user alice@… ROOT`
-    fn spawn(&self, args: &[&str]) -> Spawn {
-        Spawn::new(&self.state, args)
-            .arg("--user")
-            .arg(USER)
-            .arg(&self.md.root)
-    }
-
-    /// Starts a watcher with default options and waits for `READY=1`.
-    fn watch(&self) -> Watch {
-        self.spawn(&[]).start()
-    }
-
-    /// What a `scan` over the same state prints.
-    fn scan_lines(&self) -> Vec<String> {
-        let root = self.md.root.as_os_str();
-        let (code, lines, stderr) =
-            scan(&self.state, &[OsStr::new("--user"), OsStr::new(USER), root]);
-        assert_eq!(code, Some(0), "scan failed: {stderr}");
-        lines
-    }
-
-    /// A `scan` over the same state must print nothing: the watcher's
-    /// committed snapshot is the disk.
-    fn quiet_scan(&self) {
-        let lines = self.scan_lines();
-        assert!(
-            lines.is_empty(),
-            "a scan after the watcher should print nothing; it printed {} lines:\n{}",
-            lines.len(),
-            lines
-                .iter()
-                .take(30)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
-}
+use support::qfix::Env;
 
 /// A Maildir++ message file base name; `i` orders it (Dovecot's order is
 /// seconds, then microseconds).
@@ -111,82 +52,11 @@ fn event_id(ev: &Value) -> &str {
     s(ev, "vnd.maildir.eventId")
 }
 
-/// The mailbox name in a URL (`imap://…/NAME;UIDVALIDITY=…`), as printed.
-fn mailbox_of(url: &str) -> &str {
-    let rest = url
-        .strip_prefix(&format!("{ALICE}/"))
-        .unwrap_or_else(|| panic!("not a URL of {USER}: {url}"));
-    rest.split(";UIDVALIDITY=").next().unwrap()
-}
-
-/// The mailbox an event is about.
-fn mbox(ev: &Value) -> &str {
-    mailbox_of(s(ev, "mailboxID"))
-}
-
-fn mailbox(name: &str, uidvalidity: u32) -> String {
-    format!("{ALICE}/{name};UIDVALIDITY={uidvalidity}")
-}
-
-fn message(name: &str, uidvalidity: u32, uid: u32) -> String {
-    format!("{ALICE}/{name};UIDVALIDITY={uidvalidity}/;UID={uid}")
-}
-
-/// Expands an IMAP sequence set (`1:3,7`), checking it is compressed.
-fn uids(set: &str) -> Vec<u32> {
-    let mut out: Vec<u32> = Vec::new();
-    for part in set.split(',') {
-        let (a, b) = match part.split_once(':') {
-            Some((a, b)) => (a.parse::<u32>().unwrap(), b.parse::<u32>().unwrap()),
-            None => {
-                let a = part
-                    .parse()
-                    .unwrap_or_else(|_| panic!("bad uidset {set:?}"));
-                (a, a)
-            }
-        };
-        assert!(a <= b, "range {part} is not ascending in {set}");
-        if let Some(&last) = out.last() {
-            assert!(a > last + 1, "uidset {set} is not compressed");
-        }
-        out.extend(a..=b);
-    }
-    out
-}
-
-fn uidset(ev: &Value) -> Vec<u32> {
-    uids(s(ev, "uidset"))
-}
-
 /// Checks every event's envelope (as in the contract) and that the
 /// sequence numbers of one process's output strictly increase.
 fn check_all(evs: &[Value]) {
     for ev in evs {
-        let obj = ev
-            .as_object()
-            .unwrap_or_else(|| panic!("not an object: {ev}"));
-        let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
-        assert_eq!(keys.first(), Some(&"event"), "{ev}");
-        assert_eq!(
-            keys[keys.len().saturating_sub(4)..],
-            ["pid", "process", "vnd.maildir.seq", "vnd.maildir.eventId"],
-            "{ev}"
-        );
-        for k in ["timestamp", "user", "serverFQDN", "uri", "mailboxID"] {
-            assert!(ev.get(k).is_some(), "no {k}: {ev}");
-        }
-        let ts = s(ev, "timestamp");
-        assert!(
-            ts.len() > 23 && ts.as_bytes()[19] == b'.',
-            "timestamp {ts:?} is not RFC 3339 with milliseconds"
-        );
-        assert_eq!(s(ev, "serverFQDN"), SERVER, "{ev}");
-        assert!(s(ev, "uri").starts_with("imap://"), "{ev}");
-        assert_eq!(s(ev, "process"), "maildir-events", "{ev}");
-        assert!(!event_id(ev).is_empty(), "{ev}");
-        if ev.get("uidset").is_some() {
-            assert!(!uidset(ev).is_empty(), "{ev}");
-        }
+        check_envelope(ev);
     }
     for w in evs.windows(2) {
         assert!(

@@ -25,8 +25,7 @@ use serde_json::Value;
 use sha2::Sha256;
 use tempfile::TempDir;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_maildir-events");
-pub const SERVER: &str = "mx.example.org";
+pub use super::run::{BIN, SERVER};
 /// How long expected events may take to arrive at a sink.
 pub const WAIT: Duration = Duration::from_secs(30);
 

@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_maildir-events");
-pub const SERVER: &str = "mx.example.org";
+pub use super::run::{BIN, SERVER};
 
 /// How long an expected line may take to appear.
 pub const WAIT: Duration = Duration::from_secs(20);

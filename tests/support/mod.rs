@@ -1,4 +1,5 @@
-//! Test harness for the real-Dovecot integration tests.
+//! The one support module of the integration tests: every suite runs the
+//! built binary on temporary stores (or against real servers) with these.
 //!
 //! - [`dovecot`]: a throwaway Dovecot per test (own config, ports, dirs).
 //! - [`lmtp`]: deliver like an MTA, so Dovecot writes the message itself.
@@ -10,12 +11,17 @@
 //! - [`scenario`]: the main real-Dovecot scenario, observed by
 //!   [`scansteps`] (a `scan` after each step) and [`livesteps`] (one
 //!   `watch` running the whole time).
-//! - [`fixture`]: Maildir stores built in temporary directories.
-//! - [`evq`]: reading the events the binary printed.
-//! - [`live`]: a running `watch` and stores changed the way Postfix,
-//!   Dovecot and mail clients change them.
-//! - [`qfix`]: one-user stores with their own state and config files.
-//! - [`e2e`]: multi-user stores with a ground truth, for delivery tests.
+//! - [`fixture`]: the Maildir builder, changing stores the way Postfix,
+//!   Dovecot and mail clients do.
+//! - [`evq`]: reading the events the binary printed, and the URLs of the
+//!   single-store tests' user.
+//! - [`run`]: one run of the binary to its end, and the envelope every
+//!   event it prints must have.
+//! - [`live`]: a running `watch` and bounded polls for what it prints.
+//! - [`qfix`]: one user's store with its own state and config files, and
+//!   the runs and watchers over it.
+//! - [`e2e`]: multi-user stores with a ground truth, a webhook receiver and
+//!   stream reads, for delivery tests.
 //! - [`natsserver`]: a `nats-server -js` child on loopback.
 //! - [`sinkutil`]: outbox rows shaped like the store's, for sink tests.
 //! - here: run the binary, and fingerprint the store to prove the scan
@@ -36,6 +42,7 @@ pub mod livesteps;
 pub mod lmtp;
 pub mod natsserver;
 pub mod qfix;
+pub mod run;
 pub mod scansteps;
 pub mod scenario;
 pub mod sinkutil;

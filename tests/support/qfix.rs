@@ -1,7 +1,8 @@
-//! Helpers of the configuration and quota binary tests (`tests/config.rs`,
-//! `tests/quota.rs`): a one-user Maildir in a temporary directory with its
-//! own state directory and config file, runs of `scan` and
-//! `check-config`, and a [`super::live::Watch`] over it.
+//! The single-store tests' environment (`tests/scan.rs`, `tests/watch.rs`,
+//! `tests/config.rs`, `tests/quota.rs`, `tests/hostile.rs`): one user's
+//! Maildir in a temporary directory with its own state directory and
+//! config file, runs of `scan` and `check-config` over it, and a
+//! [`super::live::Watch`] of it.
 //!
 //! Folder arguments are on-disk directory names: `""` is INBOX (the Maildir
 //! root), `".Trash"` a Maildir++ folder. Messages are delivered the Maildir
@@ -9,7 +10,7 @@
 //! never sees a half-written file.
 #![allow(dead_code)]
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,128 +18,19 @@ use std::process::Command;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use super::fixture::Maildir;
+use super::fixture::{Maildir, copy_store};
 use super::live::{Spawn, Watch};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_maildir-events");
-pub const USER: &str = "alice@example.org";
-pub const SERVER: &str = "mx.example.org";
-/// `imap://` + user + server, as every URL of [`USER`] starts.
-pub const ALICE: &str = "imap://alice%40example.org@mx.example.org";
+pub use super::evq::{ALICE, USER, kinds, mbox, n, of, one, s, uid};
+pub use super::run::{BIN, Run, SERVER, parse_lines};
+
 /// The quota events' `uri`: the user's INBOX, without UIDVALIDITY.
 pub const INBOX_URL: &str = "imap://alice%40example.org@mx.example.org/INBOX";
 
 /// EX_CONFIG.
 pub const EX_CONFIG: i32 = 78;
 
-// ---------------------------------------------------------------- runs
-
-/// The outcome of one run of the binary.
-#[derive(Debug)]
-pub struct Run {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-    pub args: Vec<OsString>,
-}
-
-impl Run {
-    pub fn of(mut cmd: Command) -> Run {
-        let args = cmd.get_args().map(OsString::from).collect();
-        let out = cmd.output().expect("run maildir-events");
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            args,
-        }
-    }
-
-    /// Asserts exit 0 and returns stdout.
-    pub fn ok(&self) -> &str {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "expected exit 0\nargs: {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.args,
-            self.stdout,
-            self.stderr
-        );
-        &self.stdout
-    }
-
-    /// The events, after checking the run succeeded.
-    pub fn events(&self) -> Vec<Value> {
-        parse_lines(self.ok())
-    }
-
-    /// Asserts exit `code`, nothing on stdout, and returns the
-    /// `maildir-events:` error text on stderr (with its continuation lines).
-    pub fn fails(&self, code: i32) -> &str {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "expected exit {code}\nargs: {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.args,
-            self.stdout,
-            self.stderr
-        );
-        assert!(
-            self.stdout.is_empty(),
-            "a failed run printed on stdout:\n{}",
-            self.stdout
-        );
-        let at = self.stderr.find("maildir-events:").unwrap_or_else(|| {
-            panic!(
-                "stderr has no `maildir-events:` error line:\n{}",
-                self.stderr
-            )
-        });
-        &self.stderr[at..]
-    }
-}
-
-/// Parses JSON Lines; every line must be a JSON object with an `event`.
-pub fn parse_lines(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|l| {
-            let v: Value =
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
-            assert!(v["event"].is_string(), "no event type: {l}");
-            v
-        })
-        .collect()
-}
-
 // ------------------------------------------------------ event accessors
-
-pub fn s<'a>(ev: &'a Value, key: &str) -> &'a str {
-    ev[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("no string {key:?} in {ev}"))
-}
-
-pub fn n(ev: &Value, key: &str) -> u64 {
-    ev[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no number {key:?} in {ev}"))
-}
-
-pub fn kinds(evs: &[Value]) -> Vec<&str> {
-    evs.iter().map(|e| s(e, "event")).collect()
-}
-
-pub fn of<'a>(evs: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    evs.iter().filter(|e| s(e, "event") == kind).collect()
-}
-
-/// The one event of `kind` among others.
-pub fn one<'a>(evs: &'a [Value], kind: &str) -> &'a Value {
-    let found = of(evs, kind);
-    assert_eq!(found.len(), 1, "expected one {kind}: {}", show(evs));
-    found[0]
-}
 
 /// The events whose type starts with `Quota`.
 pub fn quota_events(evs: &[Value]) -> Vec<&Value> {
@@ -153,24 +45,6 @@ pub fn quota_kinds(evs: &[Value]) -> Vec<&str> {
         .into_iter()
         .map(|e| s(e, "event"))
         .collect()
-}
-
-/// The mailbox name in an event's `mailboxID` (`…/NAME;UIDVALIDITY=…`).
-pub fn mbox(ev: &Value) -> &str {
-    let id = s(ev, "mailboxID");
-    let rest = id
-        .strip_prefix(&format!("{ALICE}/"))
-        .unwrap_or_else(|| panic!("not a mailbox of {USER}: {id}"));
-    rest.split(";UIDVALIDITY=").next().unwrap()
-}
-
-/// The UID in an event's message `uri` (`…/;UID=n`).
-pub fn uid(ev: &Value) -> u32 {
-    let uri = s(ev, "uri");
-    let (_, u) = uri
-        .rsplit_once("/;UID=")
-        .unwrap_or_else(|| panic!("no UID in {uri}"));
-    u.parse().unwrap()
 }
 
 /// The event keys, in order.
@@ -256,6 +130,21 @@ impl Env {
     pub fn new() -> Env {
         let tmp = TempDir::new().unwrap();
         let md = Maildir::create(tmp.path().join("alice/Maildir"));
+        Env::with(tmp, md)
+    }
+
+    /// An environment holding a copy of `testdata/sample/Maildir`.
+    pub fn sample() -> Env {
+        let tmp = TempDir::new().unwrap();
+        let root = tmp.path().join("alice/Maildir");
+        copy_store(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/sample/Maildir"),
+            &root,
+        );
+        Env::with(tmp, Maildir::open(root))
+    }
+
+    fn with(tmp: TempDir, md: Maildir) -> Env {
         let state = tmp.path().join("state");
         Env {
             tmp,
@@ -367,7 +256,12 @@ impl Env {
 
     /// The first scan: a silent baseline.
     pub fn baseline(&self) {
-        let evs = self.scan();
+        self.baseline_with(&[]);
+    }
+
+    /// [`Env::baseline`] with `scan` options.
+    pub fn baseline_with(&self, args: &[&str]) {
+        let evs = self.scan_with(args);
         assert!(evs.is_empty(), "the baseline printed:{}", show(&evs));
     }
 
@@ -390,9 +284,51 @@ impl Env {
         Run::of(c)
     }
 
-    /// Starts `watch` over this store (with `--config` when set) and waits
-    /// for `READY=1`; it logs at its default level, as the runs do.
-    pub fn watch(&self, args: &[&str]) -> Watch {
+    /// `watch --state … --server-name … ARGS… --user alice@… ROOT`, to
+    /// start with other options than [`Env::watch`]'s.
+    pub fn spawn(&self, args: &[&str]) -> Spawn {
+        Spawn::new(&self.state, args)
+            .arg("--user")
+            .arg(USER)
+            .arg(&self.md.root)
+    }
+
+    /// Starts a watcher with default options ([`Env::spawn`]) and waits
+    /// for `READY=1`.
+    pub fn watch(&self) -> Watch {
+        self.spawn(&[]).start()
+    }
+
+    /// What a `scan` with default options over the same state prints.
+    pub fn scan_lines(&self) -> Vec<String> {
+        let root = self.md.root.as_os_str();
+        let (code, lines, stderr) =
+            super::live::scan(&self.state, &[OsStr::new("--user"), OsStr::new(USER), root]);
+        assert_eq!(code, Some(0), "scan failed: {stderr}");
+        lines
+    }
+
+    /// A `scan` with default options over the same state must print
+    /// nothing: a watcher's committed snapshot is the disk.
+    pub fn quiet_scan(&self) {
+        let lines = self.scan_lines();
+        assert!(
+            lines.is_empty(),
+            "a scan after the watcher should print nothing; it printed {} lines:\n{}",
+            lines.len(),
+            lines
+                .iter()
+                .take(30)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+
+    /// Starts `watch` with the command line of the runs ([`Env::command`]:
+    /// `--config` when set, `--uid-wait-ms 0` unless `args` set it) and
+    /// waits for `READY=1`; it logs at its default level, as the runs do.
+    pub fn watch_as_run(&self, args: &[&str]) -> Watch {
         let c = self.command("watch", args);
         let mut spawn = Spawn::command(c.get_args().map(OsString::from).collect());
         spawn.log = "warn";
