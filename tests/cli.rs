@@ -128,7 +128,8 @@ fn a_file_or_a_directory_that_is_no_maildir_is_exit_66() {
     let env = Env::new();
     let file = env.path("notes.txt");
     std::fs::write(&file, "x").unwrap();
-    env.scan(&[&file], None).fails_saying(66, "is not a directory");
+    env.scan(&[&file], None)
+        .fails_saying(66, "is not a directory");
     // alice/ holds the Maildir but is none: the message names the rule.
     let home = env.path("alice");
     let r = env.scan(&[&home], None);
@@ -407,7 +408,8 @@ fn quiet_and_verbose_and_the_environment() {
     let r = env.scan(&[env.p()], Some("error"));
     assert_eq!(r.stderr, "", "MAILDIR_EVENTS_LOG=error");
     // -q and -v together make no sense.
-    env.scan(&["-q", "-v", env.p()], None).fails_saying(2, "--quiet");
+    env.scan(&["-q", "-v", env.p()], None)
+        .fails_saying(2, "--quiet");
 }
 
 #[test]

@@ -78,26 +78,14 @@ impl Env {
 
     /// `--config FILE COMMAND --state DIR --server-name … --store TEMPLATE EXTRA…`
     fn args(&self, command: &str, extra: &[&str]) -> Vec<OsString> {
-        let mut v: Vec<OsString> = args![
-            "--config",
-            &self.config,
-            command,
-            "--state",
-            &self.state,
-            "--server-name",
-            SERVER,
-            "--store",
-            &self.template,
-        ];
-        v.extend(extra.iter().map(OsString::from));
-        v
+        e2e::store_args(&self.config, command, &self.state, &self.template, extra)
     }
 
     fn watch(&self, extra: &[&str]) -> Watch {
         Spawn::command(self.args("watch", extra)).start()
     }
 
-    fn scan(&self) -> e2e::Output {
+    fn scan(&self) -> e2e::Run {
         run(self.args("scan", &[]), "info")
     }
 

@@ -120,7 +120,7 @@ fn scan_names_deliveries_an_idling_client_moved() {
         deliver_lmtp(lmtp, ALICE, &message(&format!("idle {round}"), "Hi."));
         client.idle_wait_exists(1 + round);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !Maildir::open(&sc.maildir).bases("", "new").is_empty() {
+        while !Maildir::open(sc.maildir()).bases("", "new").is_empty() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "{step}: Dovecot never moved the delivery out of new/ \
@@ -189,7 +189,7 @@ fn scan_with_slash_separator() {
     imap.create("Foo");
     imap.create("Foo/Sub");
     assert!(
-        sc.maildir.join(".Foo.Sub").is_dir(),
+        sc.maildir().join(".Foo.Sub").is_dir(),
         "Foo/Sub is .Foo.Sub on disk"
     );
     let foo = imap.status("Foo");
@@ -226,7 +226,7 @@ fn scan_with_slash_separator() {
     imap.command("UNSELECT");
     imap.rename("Foo", "Bar");
     assert!(
-        sc.maildir.join(".Bar.Sub").is_dir(),
+        sc.maildir().join(".Bar.Sub").is_dir(),
         "Bar/Sub is .Bar.Sub on disk"
     );
     let bar = imap.status("Bar");

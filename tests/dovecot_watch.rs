@@ -58,7 +58,7 @@ fn watch_lmtp_while_idle() {
     let mut client = sc.imap();
     let uv = client.select("INBOX").uidvalidity;
     let idle = client.idle();
-    assert!(sc.maildir.is_dir(), "SELECT INBOX created the Maildir");
+    assert!(sc.maildir().is_dir(), "SELECT INBOX created the Maildir");
     sc.expect(
         "0 login + SELECT INBOX (creates the Maildir) + IDLE",
         vec![],
@@ -77,15 +77,16 @@ fn watch_lmtp_while_idle() {
         let step = format!("{i} LMTP delivery while IDLE");
         let events = sc.collect(&step, |actual| !actual.is_empty(), SETTLE);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !Maildir::open(&sc.maildir).bases("", "new").is_empty() && Instant::now() < deadline {
+        while !Maildir::open(sc.maildir()).bases("", "new").is_empty() && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let moved = Maildir::open(&sc.maildir).bases("", "new").is_empty();
+        let moved = Maildir::open(sc.maildir()).bases("", "new").is_empty();
         eprintln!(
             "step {step}: Dovecot's IDLE moved new/ to cur/: {moved} (seen {:?} after the \
              delivery); cur/ = {:?}",
             delivered.elapsed(),
-            Maildir::open(&sc.maildir).list("", "cur")
+            Maildir::open(sc.maildir()).list("", "cur")
         );
         let late = sc.collect(&format!("{step} / after the IDLE move"), |_| true, SETTLE);
         per_delivery.push((events, late, moved));
@@ -174,11 +175,11 @@ fn watch_postfix_style_delivery() {
             inbox.messages,
         )],
     );
-    assert!(sc.maildir.join("dovecot-uidlist").is_file());
+    assert!(sc.maildir().join("dovecot-uidlist").is_file());
 
     // 2. Postfix local(8): tmp/ → link into new/ → unlink tmp/, owned like
     //    Dovecot's own files so Dovecot can read it later.
-    let owner = fs::metadata(&sc.maildir).unwrap();
+    let owner = fs::metadata(sc.maildir()).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
@@ -196,15 +197,15 @@ fn watch_postfix_style_delivery() {
                 \n\
                 Delivered by a Postfix-style local(8), LF line ends.\n";
     let crlf_size = (text.len() + text.matches('\n').count()) as u64;
-    let tmp = sc.maildir.join("tmp").join(&name);
-    let new = sc.maildir.join("new").join(&name);
+    let tmp = sc.maildir().join("tmp").join(&name);
+    let new = sc.maildir().join("new").join(&name);
     fs::write(&tmp, text).unwrap();
     std::os::unix::fs::chown(&tmp, Some(owner.uid()), Some(owner.gid())).unwrap();
     fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let linked = Instant::now();
     fs::hard_link(&tmp, &new).unwrap();
     fs::remove_file(&tmp).unwrap();
-    let before = store_fingerprint(&sc.maildir);
+    let before = store_fingerprint(sc.maildir());
 
     let step = "2 Postfix-style delivery (Dovecot not involved)";
     let events = sc.collect(step, |actual| !actual.is_empty(), SETTLE);
@@ -212,7 +213,7 @@ fn watch_postfix_style_delivery() {
         "step {step}: first event after {:?} from link()",
         linked.elapsed()
     );
-    let after = store_fingerprint(&sc.maildir);
+    let after = store_fingerprint(sc.maildir());
     let diff = fingerprint_diff(&before, &after);
     if !diff.is_empty() {
         sc.fail(
@@ -278,7 +279,7 @@ fn watch_postfix_style_delivery() {
     let selected = imap.select("INBOX");
     assert_eq!(selected.uidvalidity, uv);
     assert!(
-        Maildir::open(&sc.maildir).bases("", "new").is_empty(),
+        Maildir::open(sc.maildir()).bases("", "new").is_empty(),
         "SELECT moved new/ to cur/"
     );
     let uids = imap.uid_search_all();

@@ -699,7 +699,7 @@ impl TlsEnv {
         .unwrap();
     }
 
-    fn run(&self, command: &str) -> support::e2e::Output {
+    fn run(&self, command: &str) -> support::run::Run {
         let d = self.dir.path();
         let mut a = vec![
             std::ffi::OsString::from("--config"),

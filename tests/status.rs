@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use e2e::{SERVER, Store, WAIT, covers, diff, poll, run, tail};
+use e2e::{Store, WAIT, covers, diff, poll, run, tail};
 
 /// Two users' Maildirs, a state directory, and a configuration file with
 /// two sinks: a file and stdout.
@@ -69,19 +69,7 @@ impl Env {
     }
 
     fn args(&self, command: &str, extra: &[&str]) -> Vec<OsString> {
-        let mut v: Vec<OsString> = args![
-            "--config",
-            &self.config,
-            command,
-            "--state",
-            &self.state,
-            "--server-name",
-            SERVER,
-            "--store",
-            &self.template,
-        ];
-        v.extend(extra.iter().map(OsString::from));
-        v
+        e2e::store_args(&self.config, command, &self.state, &self.template, extra)
     }
 
     /// `status`, with the configuration file or without (then the sinks

@@ -25,7 +25,7 @@ use serde_json::Value;
 use sha2::Sha256;
 use tempfile::TempDir;
 
-pub use super::run::{BIN, SERVER};
+pub use super::run::{BIN, Run, SERVER};
 /// How long expected events may take to arrive at a sink.
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -500,29 +500,39 @@ impl Store {
 
 // ------------------------------------------------------------ the binary
 
-/// The output of a one-shot command.
-#[derive(Debug)]
-pub struct Output {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
 /// Runs `maildir-events ARGS…` to its end.
-pub fn run(args: Vec<OsString>, log: &str) -> Output {
-    let out = Command::new(BIN)
-        .args(&args)
+pub fn run(args: Vec<OsString>, log: &str) -> Run {
+    let mut c = Command::new(BIN);
+    c.args(&args)
         .env("MAILDIR_EVENTS_LOG", log)
         .env_remove("NOTIFY_SOCKET")
         .env_remove("STATE_DIRECTORY")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run maildir-events");
-    Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+        .stdin(Stdio::null());
+    Run::of(c)
+}
+
+/// `--config CONFIG COMMAND --state STATE --server-name … --store TEMPLATE
+/// EXTRA…`: a command over a multi-user store and its configuration file.
+pub fn store_args(
+    config: &Path,
+    command: &str,
+    state: &Path,
+    template: &str,
+    extra: &[&str],
+) -> Vec<OsString> {
+    let mut v: Vec<OsString> = vec![
+        "--config".into(),
+        config.into(),
+        command.into(),
+        "--state".into(),
+        state.into(),
+        "--server-name".into(),
+        SERVER.into(),
+        "--store".into(),
+        template.into(),
+    ];
+    v.extend(extra.iter().map(OsString::from));
+    v
 }
 
 /// `OsString`s from anything path- or string-like.

@@ -5,17 +5,16 @@
 //! (or their order, where order is the point).
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::SERVER_NAME;
 use super::dovecot::Dovecot;
-use super::events::{EnvelopeChecker, summary};
+use super::events::summary;
 use super::live::{Spawn, Watch};
 use super::run_scan;
-use super::steps::{Failures, Observer, compare, show};
+use super::steps::{Observer, Subject, compare, show};
 
 /// How long a step waits for its expected events.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,18 +27,13 @@ pub const QUIET: Duration = Duration::from_millis(600);
 /// One user's store watched by one watcher, and the checks collected so
 /// far.
 pub struct LiveSteps {
-    pub dovecot: Dovecot,
+    subject: Subject,
     pub watch: Watch,
     /// The watcher's state database; kept for inspection when a test fails.
     state: Option<tempfile::TempDir>,
-    user: &'static str,
-    pub maildir: PathBuf,
-    extra_args: Vec<&'static str>,
-    envelope: EnvelopeChecker,
     /// Events and bad lines already taken by earlier steps.
     seen: usize,
     bad_seen: usize,
-    failures: Failures,
 }
 
 impl LiveSteps {
@@ -48,7 +42,7 @@ impl LiveSteps {
     /// exist yet) and waits for `READY=1`. `MAILDIR_EVENTS_LOG` passes on
     /// to the watcher (default `info`).
     pub fn new(dovecot: Dovecot, user: &'static str, extra_args: Vec<&'static str>) -> LiveSteps {
-        let maildir = dovecot.maildir(user);
+        let subject = Subject::new(dovecot, user, extra_args);
         let state = tempfile::Builder::new()
             .prefix("maildir-events-watch-")
             .tempdir()
@@ -63,27 +57,22 @@ impl LiveSteps {
             SERVER_NAME.into(),
             "--allow-missing".into(),
         ];
-        args.extend(extra_args.iter().map(OsString::from));
-        args.push(maildir.clone().into());
+        args.extend(subject.extra_args.iter().map(OsString::from));
+        args.push(subject.maildir.clone().into());
         let log = std::env::var("MAILDIR_EVENTS_LOG").unwrap_or_else(|_| "info".to_string());
         let spawned = Instant::now();
         let watch = Spawn::command(args).env("MAILDIR_EVENTS_LOG", log).start();
         eprintln!(
             "watcher ready after {:?} (Maildir exists: {})",
             spawned.elapsed(),
-            maildir.exists()
+            subject.maildir.exists()
         );
         LiveSteps {
-            dovecot,
+            subject,
             watch,
             state: Some(state),
-            user,
-            maildir,
-            extra_args,
-            envelope: EnvelopeChecker::default(),
             seen: 0,
             bad_seen: 0,
-            failures: Failures::default(),
         }
     }
 
@@ -136,10 +125,7 @@ impl LiveSteps {
         for p in problems {
             self.fail(step, p);
         }
-        let wrong = self.envelope.check(&events, self.user);
-        if !wrong.is_empty() {
-            self.fail(step, format!("bad event fields:\n  {}", wrong.join("\n  ")));
-        }
+        self.subject.check_envelope(step, &events);
         events
     }
 
@@ -181,8 +167,9 @@ impl LiveSteps {
     /// After [`LiveSteps::stop`]: a scan over the watcher's state must find
     /// nothing new, as the live mode committed exactly what is on disk.
     pub fn scan_finds_nothing(&mut self, step: &str) {
-        let state = self.state.as_ref().expect("state dir").path().to_path_buf();
-        let events = run_scan(&state, &self.maildir, self.user, &self.extra_args);
+        let state = self.state.as_ref().expect("state dir").path();
+        let sc = &self.subject;
+        let events = run_scan(state, &sc.maildir, sc.user, &sc.extra_args);
         let left: Vec<String> = events.iter().map(summary).collect();
         if !left.is_empty() {
             self.fail(step, format!("expected no events, got:\n{}", show(&left)));
@@ -191,7 +178,7 @@ impl LiveSteps {
 
     /// Panics with every recorded failure (and the watcher's stderr).
     pub fn finish(mut self) {
-        let failures = std::mem::take(&mut self.failures);
+        let failures = std::mem::take(&mut self.subject.failures);
         failures.finish(&format!(
             "\n\n--- watcher stderr ---\n{}",
             self.watch.stderr()
@@ -200,16 +187,12 @@ impl LiveSteps {
 }
 
 impl Observer for LiveSteps {
-    fn dovecot(&self) -> &Dovecot {
-        &self.dovecot
+    fn subject(&self) -> &Subject {
+        &self.subject
     }
 
-    fn user(&self) -> &str {
-        self.user
-    }
-
-    fn maildir(&self) -> &Path {
-        &self.maildir
+    fn subject_mut(&mut self) -> &mut Subject {
+        &mut self.subject
     }
 
     fn live(&self) -> bool {
@@ -231,10 +214,6 @@ impl Observer for LiveSteps {
         if let Some(what) = compare(&actual, &expected) {
             self.fail(step, what);
         }
-    }
-
-    fn fail(&mut self, step: &str, what: String) {
-        self.failures.fail(step, what);
     }
 }
 

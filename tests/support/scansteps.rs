@@ -3,69 +3,46 @@
 //! after every step an extra scan must print nothing (the step's changes
 //! were committed).
 
-use std::path::{Path, PathBuf};
-
 use serde_json::Value;
 
 use super::dovecot::Dovecot;
-use super::events::{EnvelopeChecker, summary};
-use super::steps::{Failures, Observer, compare};
+use super::events::summary;
+use super::steps::{Observer, Subject, compare};
 use super::{fingerprint_diff, run_scan, store_fingerprint};
 
 /// One user's store, its state database and the checks collected so far.
 pub struct ScanSteps {
-    pub dovecot: Dovecot,
+    subject: Subject,
     state: tempfile::TempDir,
-    user: &'static str,
-    pub maildir: PathBuf,
-    extra_args: Vec<&'static str>,
-    envelope: EnvelopeChecker,
     /// The events of the last [`Observer::changed`] not yet compared.
     pending: Option<Vec<Value>>,
-    failures: Failures,
 }
 
 impl ScanSteps {
     /// Scans `user`'s Maildir with `scan … [EXTRA…]` at each step.
     pub fn new(dovecot: Dovecot, user: &'static str, extra_args: Vec<&'static str>) -> ScanSteps {
-        let maildir = dovecot.maildir(user);
         ScanSteps {
-            dovecot,
+            subject: Subject::new(dovecot, user, extra_args),
             state: tempfile::tempdir().expect("state dir"),
-            user,
-            maildir,
-            extra_args,
-            envelope: EnvelopeChecker::default(),
             pending: None,
-            failures: Failures::default(),
         }
     }
 
     /// Runs one scan; records a failure if it changed anything in the store
     /// or if an event lacks the common fields.
     fn scan(&mut self, step: &str) -> Vec<Value> {
-        let before = store_fingerprint(&self.maildir);
-        let events = run_scan(
-            self.state.path(),
-            &self.maildir,
-            self.user,
-            &self.extra_args,
-        );
-        let after = store_fingerprint(&self.maildir);
+        let sc = &mut self.subject;
+        let before = store_fingerprint(&sc.maildir);
+        let events = run_scan(self.state.path(), &sc.maildir, sc.user, &sc.extra_args);
+        let after = store_fingerprint(&sc.maildir);
         let diff = fingerprint_diff(&before, &after);
         if !diff.is_empty() {
-            self.fail(
+            sc.failures.fail(
                 step,
                 format!("the scan changed the store:\n  {}", diff.join("\n  ")),
             );
         }
-        let problems = self.envelope.check(&events, self.user);
-        if !problems.is_empty() {
-            self.fail(
-                step,
-                format!("bad event fields:\n  {}", problems.join("\n  ")),
-            );
-        }
+        sc.check_envelope(step, &events);
         events
     }
 
@@ -79,21 +56,17 @@ impl ScanSteps {
 
     /// Panics with every recorded failure.
     pub fn finish(self) {
-        self.failures.finish("");
+        self.subject.failures.finish("");
     }
 }
 
 impl Observer for ScanSteps {
-    fn dovecot(&self) -> &Dovecot {
-        &self.dovecot
+    fn subject(&self) -> &Subject {
+        &self.subject
     }
 
-    fn user(&self) -> &str {
-        self.user
-    }
-
-    fn maildir(&self) -> &Path {
-        &self.maildir
+    fn subject_mut(&mut self) -> &mut Subject {
+        &mut self.subject
     }
 
     fn live(&self) -> bool {
@@ -121,9 +94,5 @@ impl Observer for ScanSteps {
         let rescan = format!("{step} / rescan without changes");
         let again = self.scan(&rescan);
         self.compare(&rescan, &again, &[]);
-    }
-
-    fn fail(&mut self, step: &str, what: String) {
-        self.failures.fail(step, what);
     }
 }

@@ -7,19 +7,57 @@
 //! fails at the end with the list of all mismatching steps, so one run
 //! shows everything the binary still gets wrong.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
 
 use super::dovecot::{Dovecot, PASSWORD};
+use super::events::EnvelopeChecker;
 use super::imap::Imap;
+
+/// What every observer holds: the Dovecot that changes the store, the
+/// user whose store is observed, the options the binary gets, and the
+/// checks collected so far.
+pub struct Subject {
+    pub dovecot: Dovecot,
+    pub user: &'static str,
+    /// The user's Maildir (it may not exist yet).
+    pub maildir: PathBuf,
+    /// Options the binary gets before the Maildir.
+    pub extra_args: Vec<&'static str>,
+    pub envelope: EnvelopeChecker,
+    pub failures: Failures,
+}
+
+impl Subject {
+    pub fn new(dovecot: Dovecot, user: &'static str, extra_args: Vec<&'static str>) -> Subject {
+        Subject {
+            maildir: dovecot.maildir(user),
+            dovecot,
+            user,
+            extra_args,
+            envelope: EnvelopeChecker::default(),
+            failures: Failures::default(),
+        }
+    }
+
+    /// The envelope problems of `events` (common fields, rising sequence
+    /// numbers across the whole run, unique ids), recorded as a mismatch.
+    pub fn check_envelope(&mut self, step: &str, events: &[Value]) {
+        let problems = self.envelope.check(events, self.user);
+        if !problems.is_empty() {
+            self.failures.fail(
+                step,
+                format!("bad event fields:\n  {}", problems.join("\n  ")),
+            );
+        }
+    }
+}
 
 /// How a scenario sees the events of each step it makes Dovecot do.
 pub trait Observer {
-    /// The Dovecot that changes the store.
-    fn dovecot(&self) -> &Dovecot;
-    /// The user whose store is observed.
-    fn user(&self) -> &str;
-    /// That user's Maildir (it may not exist yet).
-    fn maildir(&self) -> &Path;
+    fn subject(&self) -> &Subject;
+    fn subject_mut(&mut self) -> &mut Subject;
     /// Whether events are seen as they happen (`watch`) rather than as
     /// the net change since the last look (`scan`): a live observer may see
     /// one change in more than one batch, and a folder's messages expunged
@@ -33,8 +71,26 @@ pub trait Observer {
     /// Compares the step's events with `expected` as multisets, each entry
     /// being the summaries acceptable for one event.
     fn expect_any(&mut self, step: &str, expected: Vec<Vec<String>>);
+
+    /// The Dovecot that changes the store.
+    fn dovecot(&self) -> &Dovecot {
+        &self.subject().dovecot
+    }
+
+    /// The user whose store is observed.
+    fn user(&self) -> &'static str {
+        self.subject().user
+    }
+
+    /// That user's Maildir (it may not exist yet).
+    fn maildir(&self) -> &Path {
+        &self.subject().maildir
+    }
+
     /// Records a mismatch; the scenario goes on.
-    fn fail(&mut self, step: &str, what: String);
+    fn fail(&mut self, step: &str, what: String) {
+        self.subject_mut().failures.fail(step, what);
+    }
 
     /// A fresh IMAP session of [`Observer::user`].
     fn imap(&self) -> Imap {
