@@ -13,11 +13,9 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, KeyInit, Mac};
 use maildir_events::sink::Sink;
 use maildir_events::sink::webhook::{WebhookConfig, WebhookSink};
 use serde_json::Value;
-use sha2::Sha256;
 use sinkutil::{free_port, id, rows};
 
 const SECRET: &[u8] = b"s3cret shared";
@@ -175,15 +173,7 @@ fn respond(req: tiny_http::Request, answer: Answer) {
 
 /// What the server expects, computed independently of the sink.
 fn expected_signature(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET).unwrap();
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
+    support::e2e::signature(SECRET, body)
 }
 
 /// Timeouts short enough for a quick test, long enough that a loaded

@@ -198,35 +198,7 @@ pub fn diff(evs: &[Value], want: &[Key]) -> String {
     out
 }
 
-/// An event in one short line.
-pub fn short(e: &Value) -> String {
-    let g = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
-    let mut s = format!(
-        "#{} {} {} {}",
-        e.get("vnd.maildir.seq")
-            .map(Value::to_string)
-            .unwrap_or_default(),
-        g("event"),
-        g("user"),
-        g("uri")
-    );
-    if let Some(v) = e.get("uidset") {
-        s.push_str(&format!(" uidset={v}"));
-    }
-    s
-}
-
-pub fn show(evs: &[Value], n: usize) -> String {
-    let skip = evs.len().saturating_sub(n);
-    let mut out = String::new();
-    if skip > 0 {
-        out.push_str(&format!("  … {skip} earlier\n"));
-    }
-    for e in &evs[skip..] {
-        out.push_str(&format!("  {}\n", short(e)));
-    }
-    out
-}
+pub use super::live::{short, show_tail as show};
 
 /// Parses JSON Lines, panicking on a line that is no JSON object.
 pub fn parse_lines(text: &str) -> Vec<Value> {

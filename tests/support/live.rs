@@ -639,15 +639,17 @@ pub fn show_tail(evs: &[Value], n: usize) -> String {
     out
 }
 
-/// An event in one short line: type, mailbox, uid/uidset, flags.
+/// An event in one short line: sequence number, type, user, URL, and
+/// uidset, flags, old mailbox and file name where it has them.
 pub fn short(e: &Value) -> String {
     let g = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
     let mut s = format!(
-        "#{} {} {}",
+        "#{} {} {} {}",
         e.get("vnd.maildir.seq")
             .map(Value::to_string)
             .unwrap_or_default(),
         g("event"),
+        g("user"),
         g("uri")
     );
     for k in [
