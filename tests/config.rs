@@ -7,14 +7,14 @@
 //! runs the binary with its own state directory.
 
 mod support;
-use support::qfix;
+use support::user;
 
 use std::collections::BTreeSet;
 use std::fs;
 
 use serde_json::Value;
 
-use qfix::{
+use user::{
     ALICE, EX_CONFIG, Env, INBOX_URL, Run, SERVER, USER, base, body_of, kinds, mbox, n, of, one, s,
     show, toml_table,
 };
@@ -319,7 +319,7 @@ fn check_config_spells_out_the_defaults_and_its_output_reads_back() {
     let first = env.tmp.path().join("resolved.toml");
     fs::write(&first, &text).unwrap();
     let again = Run::of({
-        let mut c = std::process::Command::new(qfix::BIN);
+        let mut c = std::process::Command::new(user::BIN);
         c.arg("--config").arg(&first).arg("check-config");
         c
     });
@@ -352,7 +352,7 @@ fn check_config_spells_out_the_defaults_and_its_output_reads_back() {
     );
     let resolved = env.tmp.path().join("resolved2.toml");
     fs::write(&resolved, &text).unwrap();
-    let mut c = std::process::Command::new(qfix::BIN);
+    let mut c = std::process::Command::new(user::BIN);
     c.arg("--config").arg(&resolved).arg("check-config");
     assert_eq!(
         Run::of(c).ok(),

@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use live::{BIN, SERVER, WAIT};
 use support::evq::USER;
-use support::qfix::Env;
+use support::user::Env;
 
 /// What a hostile link points at; must never show in any output.
 const SECRET: &str = "TOPSECRET-root-only-7f3a9c";

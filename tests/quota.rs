@@ -9,18 +9,18 @@
 //! 10240 bytes; the hysteresis is 1% unless set.
 
 mod support;
-use support::qfix;
+use support::user;
 
 use std::collections::BTreeSet;
 use std::fs;
 
 use serde_json::Value;
 
-use qfix::{
+use support::live::WAIT;
+use user::{
     Env, INBOX_URL, base, base_at, body_of, check_quota_event, keys, kinds, mbox, n, now_secs, one,
     quota_events, quota_kinds, quota_numbers, s, show, sized,
 };
-use support::live::WAIT;
 
 // ---------------------------------------------------------------- setup
 

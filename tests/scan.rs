@@ -9,8 +9,8 @@ mod support;
 use support::evq;
 use support::fixture;
 use support::live::imap_size;
-use support::qfix::Env;
 use support::run::{BIN, Run, SERVER, check_envelope, parse_lines, scan_command};
+use support::user::Env;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;

@@ -30,7 +30,7 @@ use tempfile::TempDir;
 
 use live::{Spawn, WAIT, Watch, body, imap_size, scan, short, show_tail};
 use support::fixture::Maildir;
-use support::qfix::Env;
+use support::user::Env;
 
 /// A Maildir++ message file base name; `i` orders it (Dovecot's order is
 /// seconds, then microseconds).

@@ -18,8 +18,8 @@
 //! - [`run`]: one run of the binary to its end, and the envelope every
 //!   event it prints must have.
 //! - [`live`]: a running `watch` and bounded polls for what it prints.
-//! - [`qfix`]: one user's store with its own state and config files, and
-//!   the runs and watchers over it.
+//! - [`user`]: one user's store with its own state and config files, and
+//!   the runs and watchers over it (the single-store suites).
 //! - [`e2e`]: multi-user stores with a ground truth, a webhook receiver and
 //!   stream reads, for delivery tests.
 //! - [`natsserver`]: a `nats-server -js` child on loopback.
@@ -41,12 +41,12 @@ pub mod live;
 pub mod livesteps;
 pub mod lmtp;
 pub mod natsserver;
-pub mod qfix;
 pub mod run;
 pub mod scansteps;
 pub mod scenario;
 pub mod sinkutil;
 pub mod steps;
+pub mod user;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt as _;
