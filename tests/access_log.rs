@@ -17,7 +17,8 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use support::live::{self, Md, Spawn};
+use support::fixture::Maildir;
+use support::live::{self, Spawn};
 
 fn login(session: &str, user: &str) -> String {
     format!(
@@ -42,7 +43,7 @@ fn append(path: &Path, text: &str) {
 }
 
 /// Runs `scan` over an empty Maildir with the log; returns the events.
-fn scan(state: &Path, md: &Md, log: &Path, extra: &[&str]) -> Vec<Value> {
+fn scan(state: &Path, md: &Maildir, log: &Path, extra: &[&str]) -> Vec<Value> {
     let mut args: Vec<&OsStr> = vec![
         OsStr::new("--access-log"),
         log.as_os_str(),
@@ -74,7 +75,7 @@ fn sessions(evs: &[Value]) -> Vec<String> {
 #[test]
 fn scan_baseline_positions_and_rotations() {
     let d = tempfile::tempdir().unwrap();
-    let md = Md::create(d.path().join("Maildir"));
+    let md = Maildir::create(d.path().join("Maildir"));
     let state = d.path().join("state");
     let log = d.path().join("dovecot-info.log");
     append(&log, &login("OLD", "alice"));
@@ -152,7 +153,7 @@ fn scan_baseline_positions_and_rotations() {
 #[test]
 fn emit_existing_filter_and_quota_refusals() {
     let d = tempfile::tempdir().unwrap();
-    let md = Md::create(d.path().join("Maildir"));
+    let md = Maildir::create(d.path().join("Maildir"));
     let log = d.path().join("info.log");
     append(&log, &login("S1", "alice"));
     append(
@@ -202,7 +203,7 @@ fn emit_existing_filter_and_quota_refusals() {
 #[test]
 fn watch_follows_copytruncate_and_rename_live() {
     let d = tempfile::tempdir().unwrap();
-    let md = Md::create(d.path().join("Maildir"));
+    let md = Maildir::create(d.path().join("Maildir"));
     let log = d.path().join("info.log");
     append(&log, &login("OLD", "alice"));
     let state = d.path().join("state");
@@ -307,7 +308,7 @@ fn fake_journalctl(d: &Path) -> String {
 #[test]
 fn journal_through_journalctl() {
     let d = tempfile::tempdir().unwrap();
-    let md = Md::create(d.path().join("Maildir"));
+    let md = Maildir::create(d.path().join("Maildir"));
     let path = fake_journalctl(d.path());
     let journal = d.path().join("journal.json");
     let args_log = d.path().join("args");
@@ -378,7 +379,7 @@ fn journal_through_journalctl() {
 #[test]
 fn watch_follows_the_journal() {
     let d = tempfile::tempdir().unwrap();
-    let md = Md::create(d.path().join("Maildir"));
+    let md = Maildir::create(d.path().join("Maildir"));
     let path = fake_journalctl(d.path());
     let journal = d.path().join("journal.json");
     let args_log = d.path().join("args");

@@ -5,54 +5,13 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::fixture::Maildir;
 use support::live::Spawn;
+use support::run::{BIN, Run};
 use tempfile::TempDir;
-
-const BIN: &str = env!("CARGO_BIN_EXE_maildir-events");
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl From<Output> for Run {
-    fn from(o: Output) -> Run {
-        Run {
-            code: o.status.code(),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
-    }
-}
-
-impl Run {
-    /// Asserts the exit code and that stderr says `what`.
-    fn fails(&self, code: i32, what: &str) -> &Run {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "stdout:\n{}\nstderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
-        assert!(
-            self.stderr.contains(what),
-            "stderr should say {what:?}:\n{}",
-            self.stderr
-        );
-        self
-    }
-
-    fn ok(&self) -> &Run {
-        assert_eq!(self.code, Some(0), "stderr:\n{}", self.stderr);
-        self
-    }
-}
 
 /// `maildir-events ARGS…` with no `MAILDIR_EVENTS_LOG` (the default level)
 /// unless `log` is given, stdin closed.
@@ -63,7 +22,7 @@ fn run_with(args: &[&str], log: Option<&str>) -> Run {
         Some(l) => c.env("MAILDIR_EVENTS_LOG", l),
         None => c.env_remove("MAILDIR_EVENTS_LOG"),
     };
-    c.output().unwrap().into()
+    Run::of(c)
 }
 
 fn run(args: &[&str]) -> Run {
@@ -147,13 +106,13 @@ fn a_maildir_that_does_not_exist_is_exit_66_and_records_nothing() {
     let env = Env::new();
     let nope = env.path("no/such/Maildir");
     env.scan(&[&nope], None)
-        .fails(66, &format!("MAILDIR {nope} does not exist"));
+        .fails_saying(66, &format!("MAILDIR {nope} does not exist"));
     assert!(
         !env.state.join("state.sqlite3").exists(),
         "a typo must not create a state database"
     );
     // With a good one beside it, still an error: nothing half-done.
-    env.scan(&[env.p(), &nope], None).fails(66, &nope);
+    env.scan(&[env.p(), &nope], None).fails_saying(66, &nope);
     // The same for a [[store]] path in the configuration file.
     let conf = env.path("c.toml");
     std::fs::write(
@@ -161,7 +120,7 @@ fn a_maildir_that_does_not_exist_is_exit_66_and_records_nothing() {
         format!("[[store]]\npath = \"{nope}\"\nuser = \"bob\"\n"),
     )
     .unwrap();
-    env.scan(&["--config", &conf], None).fails(66, &nope);
+    env.scan(&["--config", &conf], None).fails_saying(66, &nope);
 }
 
 #[test]
@@ -169,11 +128,12 @@ fn a_file_or_a_directory_that_is_no_maildir_is_exit_66() {
     let env = Env::new();
     let file = env.path("notes.txt");
     std::fs::write(&file, "x").unwrap();
-    env.scan(&[&file], None).fails(66, "is not a directory");
+    env.scan(&[&file], None)
+        .fails_saying(66, "is not a directory");
     // alice/ holds the Maildir but is none: the message names the rule.
     let home = env.path("alice");
     let r = env.scan(&[&home], None);
-    r.fails(66, "is not a Maildir");
+    r.fails_saying(66, "is not a Maildir");
     assert!(r.stderr.contains("cur, new, tmp"), "{}", r.stderr);
     assert!(!r.stderr.contains("permission"), "{}", r.stderr);
 }
@@ -195,7 +155,7 @@ fn allow_missing_accepts_a_maildir_created_later() {
     let empty = env.path("carol/Maildir");
     std::fs::create_dir_all(&empty).unwrap();
     env.scan(&["--user", "carol", &empty], None)
-        .fails(66, "is not a Maildir");
+        .fails_saying(66, "is not a Maildir");
     env.scan(&["--allow-missing", "--user", "carol", &empty], None)
         .ok();
 }
@@ -245,7 +205,7 @@ fn bad_option_values_are_usage_errors_that_name_the_option() {
         let mut a = vec!["scan", "--state", env.s()];
         a.extend(args);
         a.push(p);
-        run(&a).fails(2, what);
+        run(&a).fails_saying(2, what);
     }
     for (args, what) in [
         (vec!["--batch-max-ms", "-1"], "--batch-max-ms"),
@@ -264,7 +224,7 @@ fn bad_option_values_are_usage_errors_that_name_the_option() {
         a.extend(args.iter().copied());
         a.push(p);
         let r = run(&a);
-        r.fails(2, what);
+        r.fails_saying(2, what);
         // clap's tip for a value that looks like an option would turn -1
         // into a MAILDIR: a clear value error instead.
         assert!(!r.stderr.contains("-- -1"), "{args:?}: {}", r.stderr);
@@ -295,7 +255,7 @@ fn a_bad_batch_window_in_the_file_is_exit_78_with_its_line() {
             "longer than",
         ),
     ] {
-        env.check_config(text).fails(78, what);
+        env.check_config(text).fails_saying(78, what);
     }
 }
 
@@ -354,11 +314,11 @@ fn check_config_refuses_a_file_sink_in_a_missing_directory() {
     let r = env.check_config(&format!(
         "[[sink]]\ntype = \"file\"\npath = \"{missing}\"\n"
     ));
-    r.fails(78, "does not exist");
+    r.fails_saying(78, "does not exist");
     assert!(r.stderr.contains("no-such-dir"), "{}", r.stderr);
     // What scan says about it too.
     env.scan(&["--config", &env.config_file(), env.p()], None)
-        .fails(78, "no-such-dir");
+        .fails_saying(78, "no-such-dir");
 }
 
 #[test]
@@ -367,7 +327,7 @@ fn a_typo_inside_a_sink_is_reported_at_its_line() {
     let r = env.check_config(
         "server_name = \"mx\"\n\n[[sink]]\ntype = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nsubjct = \"x\"\n",
     );
-    r.fails(78, "subjct");
+    r.fails_saying(78, "subjct");
     assert!(r.stderr.contains("line 6"), "{}", r.stderr);
 }
 
@@ -417,7 +377,7 @@ fn quiet_and_verbose_and_the_environment() {
     assert_eq!(r.stderr, "", "--quiet with MAILDIR_EVENTS_LOG=debug");
     // -q still shows errors.
     env.scan(&["-q", &env.path("nope")], None)
-        .fails(66, "does not exist");
+        .fails_saying(66, "does not exist");
     // -v: the info log ("scan done") besides the summary line.
     let r = env.scan(&["-v", env.p()], None);
     assert!(
@@ -448,7 +408,8 @@ fn quiet_and_verbose_and_the_environment() {
     let r = env.scan(&[env.p()], Some("error"));
     assert_eq!(r.stderr, "", "MAILDIR_EVENTS_LOG=error");
     // -q and -v together make no sense.
-    env.scan(&["-q", "-v", env.p()], None).fails(2, "--quiet");
+    env.scan(&["-q", "-v", env.p()], None)
+        .fails_saying(2, "--quiet");
 }
 
 #[test]
@@ -582,5 +543,5 @@ fn completion_scripts_for_bash_zsh_and_fish() {
         "bash -n: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    run(&["completions", "tcsh"]).fails(2, "tcsh");
+    run(&["completions", "tcsh"]).fails_saying(2, "tcsh");
 }

@@ -7,14 +7,14 @@
 //! runs the binary with its own state directory.
 
 mod support;
-use support::qfix;
+use support::user;
 
 use std::collections::BTreeSet;
 use std::fs;
 
 use serde_json::Value;
 
-use qfix::{
+use user::{
     ALICE, EX_CONFIG, Env, INBOX_URL, Run, SERVER, USER, base, body_of, kinds, mbox, n, of, one, s,
     show, toml_table,
 };
@@ -213,13 +213,13 @@ fn the_command_line_wins_over_the_file_and_its_stores_replace_the_files() {
     // The file's server name, with the command line's store.
     let mut plain = env.bare("scan", &[]);
     plain.arg("--user").arg(USER).arg(&env.root);
-    assert!(Run::of(plain).events().is_empty(), "baseline");
+    assert!(Run::of(plain).parsed().is_empty(), "baseline");
 
     env.deliver("", &base(1), 100);
     fs::write(bob.join("new").join(base(2)), body_of(100)).unwrap();
     let mut plain = env.bare("scan", &[]);
     plain.arg("--user").arg(USER).arg(&env.root);
-    let evs = Run::of(plain).events();
+    let evs = Run::of(plain).parsed();
     let ev = one(&evs, "MessageNew");
     assert_eq!(evs.len(), 1, "only Alice's store is scanned:{}", show(&evs));
     assert_eq!(s(ev, "user"), USER);
@@ -267,7 +267,7 @@ fn file_values_apply_when_the_command_line_does_not_set_them() {
     env.deliver("", &base(1), 100);
     // No store and no server name on the command line: both from the file;
     // emit_existing makes the first run report what exists.
-    let evs = Run::of(env.bare("scan", &[])).events();
+    let evs = Run::of(env.bare("scan", &[])).parsed();
     let ev = one(&evs, "MessageNew");
     assert_eq!(s(ev, "user"), USER);
     assert_eq!(s(ev, "serverFQDN"), SERVER);
@@ -319,7 +319,7 @@ fn check_config_spells_out_the_defaults_and_its_output_reads_back() {
     let first = env.tmp.path().join("resolved.toml");
     fs::write(&first, &text).unwrap();
     let again = Run::of({
-        let mut c = std::process::Command::new(qfix::BIN);
+        let mut c = std::process::Command::new(user::BIN);
         c.arg("--config").arg(&first).arg("check-config");
         c
     });
@@ -352,7 +352,7 @@ fn check_config_spells_out_the_defaults_and_its_output_reads_back() {
     );
     let resolved = env.tmp.path().join("resolved2.toml");
     fs::write(&resolved, &text).unwrap();
-    let mut c = std::process::Command::new(qfix::BIN);
+    let mut c = std::process::Command::new(user::BIN);
     c.arg("--config").arg(&resolved).arg("check-config");
     assert_eq!(
         Run::of(c).ok(),
@@ -613,7 +613,7 @@ fn store_tags_are_on_every_event_of_the_store() {
         env.root.display()
     ));
     env.put("", "cur", &format!("{}:2,", base(1)), &body_of(100));
-    let scan = || Run::of(env.bare("scan", &[])).events();
+    let scan = || Run::of(env.bare("scan", &[])).parsed();
     assert!(scan().is_empty(), "baseline");
 
     env.deliver("", &base(2), 2000); // MessageNew + QuotaExceed

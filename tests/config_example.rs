@@ -102,7 +102,7 @@ fn full_example(dir: &Path) -> String {
     text
 }
 
-fn check_config(dir: &Path, text: &str) -> support::e2e::Output {
+fn check_config(dir: &Path, text: &str) -> support::run::Run {
     let path = dir.join("config.toml");
     fs::write(&path, text).unwrap();
     run(args!["--config", &path, "check-config"], "warn")

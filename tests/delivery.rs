@@ -15,6 +15,7 @@
 
 mod support;
 use support::e2e;
+use support::live::{Spawn, Watch};
 use support::natsserver::NatsCluster;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -30,8 +31,8 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use e2e::{
-    Hook, Key, NatsServer, Reply, SERVER, Store, WAIT, Watch, diff, free_port, have_nats_server,
-    id_of, keys_of, poll, read_stream, run, seq_of, show, str_of, tail, tally,
+    Hook, Key, NatsServer, Reply, SERVER, Store, WAIT, diff, free_port, have_nats_server, id_of,
+    keys_of, poll, read_stream, run, seq_of, show, str_of, tail, tally,
 };
 
 const SECRET: &[u8] = b"e2e shared secret";
@@ -77,26 +78,14 @@ impl Env {
 
     /// `--config FILE COMMAND --state DIR --server-name … --store TEMPLATE EXTRA…`
     fn args(&self, command: &str, extra: &[&str]) -> Vec<OsString> {
-        let mut v: Vec<OsString> = args![
-            "--config",
-            &self.config,
-            command,
-            "--state",
-            &self.state,
-            "--server-name",
-            SERVER,
-            "--store",
-            &self.template,
-        ];
-        v.extend(extra.iter().map(OsString::from));
-        v
+        e2e::store_args(&self.config, command, &self.state, &self.template, extra)
     }
 
     fn watch(&self, extra: &[&str]) -> Watch {
-        Watch::start(self.args("watch", extra))
+        Spawn::command(self.args("watch", extra)).start()
     }
 
-    fn scan(&self) -> e2e::Output {
+    fn scan(&self) -> e2e::Run {
         run(self.args("scan", &[]), "info")
     }
 
@@ -201,7 +190,9 @@ retries = 200
 
     // Step 1: kill -9 of the watcher halfway; the rest of the step happens
     // while it is down; a new watcher on the same state catches up.
-    store.step(1, &mut || watch.take().unwrap().kill9());
+    store.step(1, &mut || {
+        watch.take().unwrap().kill9();
+    });
     watch = Some(env.watch(&[]));
     wait_stream(
         &url,
@@ -339,7 +330,7 @@ backoff_max_ms = 250
 retries = 400
 "#
     ));
-    let watch = env.watch(&[]);
+    let mut watch = env.watch(&[]);
     store.step(0, &mut || {});
     wait_stream(
         &urls,

@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 
 use evq::{kinds, n, of, s, uid};
 use serde_json::Value;
-use tempfile::TempDir;
 
-use live::{BIN, Md, SERVER, Spawn, WAIT};
+use live::{BIN, SERVER, WAIT};
+use support::evq::USER;
+use support::user::Env;
 
-const USER: &str = "alice@example.org";
 /// What a hostile link points at; must never show in any output.
 const SECRET: &str = "TOPSECRET-root-only-7f3a9c";
 /// How long any one run may take before the test calls it hung.
@@ -46,76 +46,56 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// A store with alice's Maildir and a state directory, in a private
-/// temporary directory.
-struct Env {
-    tmp: TempDir,
-    md: Md,
-    state: PathBuf,
+/// A file outside the store that only root may read.
+fn secret(env: &Env) -> PathBuf {
+    let p = env.tmp.path().join("shadow");
+    fs::write(&p, format!("root:{SECRET}:19000:0:99999:7:::\n")).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+    p
 }
 
-impl Env {
-    fn new() -> Env {
-        let tmp = TempDir::new().unwrap();
-        let md = Md::create(tmp.path().join("alice/Maildir"));
-        let state = tmp.path().join("state");
-        Env { tmp, md, state }
-    }
+/// A config file with message content on.
+fn content_config(env: &Env) -> PathBuf {
+    let p = env.tmp.path().join("config.toml");
+    fs::write(
+        &p,
+        "[content]\nmode = \"message\"\nmax_size = 0\ninclude = [\"messageContent\", \"bodyStructure\"]\n",
+    )
+    .unwrap();
+    p
+}
 
-    /// A file outside the store that only root may read.
-    fn secret(&self) -> PathBuf {
-        let p = self.tmp.path().join("shadow");
-        fs::write(&p, format!("root:{SECRET}:19000:0:99999:7:::\n")).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
-        p
-    }
+fn scan_args(env: &Env, extra: &[&OsStr]) -> Vec<OsString> {
+    let mut v: Vec<OsString> = vec![
+        "scan".into(),
+        "--state".into(),
+        env.state.clone().into(),
+        "--server-name".into(),
+        SERVER.into(),
+        "--user".into(),
+        USER.into(),
+    ];
+    v.extend(extra.iter().map(|a| a.to_os_string()));
+    v.push(env.md.root.clone().into());
+    v
+}
 
-    /// A config file with message content on.
-    fn content_config(&self) -> PathBuf {
-        let p = self.tmp.path().join("config.toml");
-        fs::write(
-            &p,
-            "[content]\nmode = \"message\"\nmax_size = 0\ninclude = [\"messageContent\", \"bodyStructure\"]\n",
-        )
-        .unwrap();
-        p
-    }
+/// A `scan` of the store with a time limit and its peak memory.
+fn scan(env: &Env, extra: &[&OsStr]) -> Run {
+    run(&scan_args(env, extra), LIMIT)
+}
 
-    fn scan_args(&self, extra: &[&OsStr]) -> Vec<OsString> {
-        let mut v: Vec<OsString> = vec![
-            "scan".into(),
-            "--state".into(),
-            self.state.clone().into(),
-            "--server-name".into(),
-            SERVER.into(),
-            "--user".into(),
-            USER.into(),
-        ];
-        v.extend(extra.iter().map(|a| a.to_os_string()));
-        v.push(self.md.root.clone().into());
-        v
-    }
-
-    fn scan(&self, extra: &[&OsStr]) -> Run {
-        run(&self.scan_args(extra), LIMIT)
-    }
-
-    /// A first `scan` reporting what exists, with message content on.
-    fn scan_existing_with_content(&self) -> Run {
-        let cfg = self.content_config();
-        self.scan(&[
+/// A first `scan` reporting what exists, with message content on.
+fn scan_existing_with_content(env: &Env) -> Run {
+    let cfg = content_config(env);
+    scan(
+        env,
+        &[
             OsStr::new("--emit-existing"),
             OsStr::new("--config"),
             cfg.as_os_str(),
-        ])
-    }
-
-    fn spawn(&self, extra: &[&str]) -> Spawn {
-        Spawn::new(&self.state, extra)
-            .arg("--user")
-            .arg(USER)
-            .arg(&self.md.root)
-    }
+        ],
+    )
 }
 
 /// What one run of the binary did.
@@ -215,7 +195,7 @@ fn assert_no_secret(what: &str, text: &str) {
 #[test]
 fn a_link_to_a_root_only_file_is_never_read_by_scan() {
     let env = Env::new();
-    let secret = env.secret();
+    let secret = secret(&env);
     env.md
         .deliver("", "1700000002.M2P2.host", b"Subject: ok\n\nordinary\n");
     let evil = env.md.path("", "new", "1700000001.M1P1.evil");
@@ -224,7 +204,7 @@ fn a_link_to_a_root_only_file_is_never_read_by_scan() {
         // The mailbox owner made it, not root.
         std::os::unix::fs::lchown(&evil, Some(65534), Some(65534)).unwrap();
     }
-    let r = env.scan_existing_with_content().ok();
+    let r = scan_existing_with_content(&env).ok();
     assert_no_secret("stdout", &r.stdout);
     assert_no_secret("stderr", &r.stderr);
     let evs = r.events();
@@ -241,8 +221,8 @@ fn a_link_to_a_root_only_file_is_never_read_by_scan() {
 #[test]
 fn a_link_to_a_root_only_file_is_never_read_by_watch() {
     let env = Env::new();
-    let secret = env.secret();
-    let cfg = env.content_config();
+    let secret = secret(&env);
+    let cfg = content_config(&env);
     let _q = QUEUE.read().unwrap();
     let w = env.spawn(&["--config", cfg.to_str().unwrap()]).start();
     let evil = env.md.path("", "new", "1700000001.M1P1.evil");
@@ -289,7 +269,7 @@ fn linked_new_cur_and_folders_are_never_listed() {
     symlink(&private, env.md.dir(".Linked")).unwrap();
     env.md
         .deliver("", "1700000002.M2P2.host", b"Subject: ok\n\nordinary\n");
-    let r = env.scan_existing_with_content().ok();
+    let r = scan_existing_with_content(&env).ok();
     assert_no_secret("stdout", &r.stdout);
     let evs = r.events();
     let messages: Vec<&Value> = evs
@@ -310,7 +290,7 @@ fn linked_new_cur_and_folders_are_never_listed() {
     let env2 = Env::new();
     fs::remove_dir_all(&env2.md.root).unwrap();
     symlink(&env.md.root, &env2.md.root).unwrap();
-    let r = env2.scan(&[OsStr::new("--emit-existing")]);
+    let r = scan(&env2, &[OsStr::new("--emit-existing")]);
     assert!(r.events().is_empty(), "{}", r.stdout);
     assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
 }
@@ -327,7 +307,7 @@ fn a_fifo_never_blocks_scan_or_watch() {
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: mkfifo with a valid C string.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    let r = env.scan(&[OsStr::new("--emit-existing")]).ok();
+    let r = scan(&env, &[OsStr::new("--emit-existing")]).ok();
     let evs = r.events();
     assert_eq!(kinds(&evs), ["MessageNew"], "{evs:?}");
     assert!(
@@ -362,7 +342,7 @@ fn a_sparse_gigabyte_with_content_on_costs_bounded_memory() {
     let big = env.md.root.join("tmp/1700000001.M1P1.big");
     fs::File::create(&big).unwrap().set_len(1 << 30).unwrap();
     fs::rename(&big, env.md.path("", "new", "1700000001.M1P1.big")).unwrap();
-    let r = env.scan_existing_with_content().ok();
+    let r = scan_existing_with_content(&env).ok();
     let evs = r.events();
     let news = of(&evs, "MessageNew");
     assert_eq!(news.len(), 2, "{evs:?}");
@@ -386,7 +366,7 @@ fn a_sparse_gigabyte_with_content_on_costs_bounded_memory() {
 
     // The same live: the watcher's peak stays bounded too.
     let env = Env::new();
-    let cfg = env.content_config();
+    let cfg = content_config(&env);
     let _q = QUEUE.read().unwrap();
     let w = env.spawn(&["--config", cfg.to_str().unwrap()]).start();
     let big = env.md.root.join("tmp/1700000005.M5P5.big");
@@ -436,7 +416,7 @@ fn a_message_the_watcher_may_not_read_gets_a_warning() {
     } else {
         Command::new(BIN)
     };
-    cmd.args(env.scan_args(&[OsStr::new("--emit-existing")]));
+    cmd.args(scan_args(&env, &[OsStr::new("--emit-existing")]));
     let r = run_with(&mut cmd, LIMIT).ok();
     let evs = r.events();
     assert_eq!(of(&evs, "MessageNew").len(), 2, "{evs:?}");
@@ -478,13 +458,13 @@ fn an_overflow_never_turns_renames_into_expunge_and_append() {
     for i in 1..=N {
         let base = format!("1700000000.M{i}P1.host");
         env.md
-            .put("", "cur", &format!("{base},S=100:2,"), b"Subject: x\n\nx\n");
+            .put("", "cur", format!("{base},S=100:2,"), b"Subject: x\n\nx\n");
         uidlist.push_str(&format!("{i} :{base},S=100\n"));
     }
     env.md.write("", "dovecot-uidlist", &uidlist);
     fs::create_dir_all(&env.state).unwrap();
     // Baseline.
-    env.scan(&[]).ok();
+    scan(&env, &[]).ok();
 
     // A tiny queue for this watcher only (the kernel reads the limit when
     // the instance is made); restored as soon as it is running. 255 is
@@ -576,14 +556,14 @@ fn damaged(damage: impl FnOnce(&Path), says: &[&str]) {
         env.md.put(
             ".Lists",
             "cur",
-            &format!("1700000000.M{i}P1.host:2,S"),
+            format!("1700000000.M{i}P1.host:2,S"),
             b"x\n",
         );
     }
-    env.scan(&[]).ok();
+    scan(&env, &[]).ok();
     env.md.deliver("", "1700000099.M1P1.host", b"x\n");
     damage(&state_file(&env));
-    let r = env.scan(&[]);
+    let r = scan(&env, &[]);
     assert_eq!(
         r.code,
         Some(65),
@@ -599,7 +579,7 @@ fn damaged(damage: impl FnOnce(&Path), says: &[&str]) {
     );
     assert!(r.stderr.contains("away"), "says what to do: {}", r.stderr);
     // And it stays so: nothing was replaced.
-    let again = env.scan(&[]);
+    let again = scan(&env, &[]);
     assert_eq!(again.code, Some(65));
 }
 
@@ -679,7 +659,7 @@ fn the_state_is_private_whatever_the_umask() {
     let env = Env::new();
     env.md.deliver("", "1700000001.M1P1.host", b"x\n");
     let mut cmd = Command::new(BIN);
-    cmd.args(env.scan_args(&[]));
+    cmd.args(scan_args(&env, &[]));
     // SAFETY: umask in the child before exec; async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
@@ -741,7 +721,7 @@ fn a_half_written_subscriptions_file_is_not_trusted_by_scan() {
     let env = Env::new();
     env.md.folder(".Lists");
     env.md.write("", "subscriptions", "V\t2\n\nINBOX\nLists\n");
-    env.scan(&[]).ok();
+    scan(&env, &[]).ok();
     // A writer truncates the file, and finishes writing 300 ms later,
     // while the scan runs.
     let p = env.md.root.join("subscriptions");
@@ -758,7 +738,7 @@ fn a_half_written_subscriptions_file_is_not_trusted_by_scan() {
             f.write_all(b"V\t2\n\nINBOX\nLists\n").unwrap();
         })
     };
-    let r = env.scan(&[]).ok();
+    let r = scan(&env, &[]).ok();
     writer.join().unwrap();
     let evs = r.events();
     assert!(
@@ -787,11 +767,11 @@ fn no_event_names_a_link_or_fifo_in_any_folder() {
         std::mem::forget(sock);
         env.md.deliver(
             folder,
-            &format!("170000000{i}.M9P9.host"),
+            format!("170000000{i}.M9P9.host"),
             b"Subject: ok\n\nx\n",
         );
     }
-    let r = env.scan(&[OsStr::new("--emit-existing")]).ok();
+    let r = scan(&env, &[OsStr::new("--emit-existing")]).ok();
     let evs = r.events();
     let news = of(&evs, "MessageNew");
     assert_eq!(news.len(), 2, "{}", r.stdout);
@@ -818,7 +798,7 @@ fn duplicate_and_out_of_range_uids_never_give_two_messages_one_uid() {
     let env = Env::new();
     for b in ["a", "b", "c", "d"] {
         env.md
-            .put("", "cur", &format!("1700000000.M{b}P1.host:2,S"), b"x\n");
+            .put("", "cur", format!("1700000000.M{b}P1.host:2,S"), b"x\n");
     }
     env.md.write(
         "",
@@ -826,13 +806,15 @@ fn duplicate_and_out_of_range_uids_never_give_two_messages_one_uid() {
         "3 V1700000000 N9\n1 :1700000000.MaP1.host\n1 :1700000000.MbP1.host\n\
          4294967296 :1700000000.McP1.host\n5 :1700000000.MdP1.host\n",
     );
-    let r = env
-        .scan(&[
+    let r = scan(
+        &env,
+        &[
             OsStr::new("--emit-existing"),
             OsStr::new("--uid-wait-ms"),
             OsStr::new("0"),
-        ])
-        .ok();
+        ],
+    )
+    .ok();
     let evs = r.events();
     let arrived: Vec<&Value> = evs
         .iter()
@@ -878,7 +860,7 @@ fn invalid_folder_names_are_one_warning_and_no_events() {
     env.md.folder(".Good");
     env.md
         .put(".Good", "cur", "1700000002.M1P1.host:2,S", b"x\n");
-    let r = env.scan(&[OsStr::new("--emit-existing")]).ok();
+    let r = scan(&env, &[OsStr::new("--emit-existing")]).ok();
     let evs = r.events();
     let mailboxes: Vec<&str> = evs.iter().map(|e| s(e, "mailboxID")).collect();
     assert!(
@@ -907,7 +889,7 @@ fn random_bytes_in_subscriptions_are_no_subscriptions_and_few_lines() {
     env.md.folder(".Lists");
     env.md.write("", "subscriptions", "V\t2\n\nINBOX\nLists\n");
     fs::create_dir_all(&env.state).unwrap();
-    env.scan(&[]).ok();
+    scan(&env, &[]).ok();
     let mut x: u64 = 0x2545f4914f6cdd1d;
     let mut noise = |len: usize| -> Vec<u8> {
         (0..len)
@@ -922,9 +904,7 @@ fn random_bytes_in_subscriptions_are_no_subscriptions_and_few_lines() {
     // Over the read cap, and under it.
     for len in [10 << 20, 100 << 10] {
         fs::write(env.md.root.join("subscriptions"), noise(len)).unwrap();
-        let r = env
-            .scan(&[OsStr::new("--uid-wait-ms"), OsStr::new("0")])
-            .ok();
+        let r = scan(&env, &[OsStr::new("--uid-wait-ms"), OsStr::new("0")]).ok();
         let evs = r.events();
         assert!(
             evs.iter().all(|e| !s(e, "event").contains("Subscribe")),
@@ -941,6 +921,6 @@ fn random_bytes_in_subscriptions_are_no_subscriptions_and_few_lines() {
     }
     // A good file again: nothing changed, nothing to report.
     env.md.write("", "subscriptions", "V\t2\n\nINBOX\nLists\n");
-    let r = env.scan(&[]).ok();
+    let r = scan(&env, &[]).ok();
     assert!(r.events().is_empty(), "{}", r.stdout);
 }

@@ -10,6 +10,7 @@
 
 mod support;
 use support::e2e;
+use support::live::Spawn;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -20,7 +21,7 @@ use std::process::{Command, Stdio};
 
 use tempfile::TempDir;
 
-use e2e::{SERVER, Store, WAIT, Watch, free_port, get_metrics, poll_opt, tail};
+use e2e::{SERVER, Store, WAIT, free_port, get_metrics, poll_opt, tail};
 
 const README: &str = include_str!("../README.md");
 
@@ -178,7 +179,7 @@ backoff_max_ms = 50
     };
     let out = e2e::run(args("scan", &[]), "warn");
     assert_eq!(out.code, Some(0), "baseline scan: {}", out.stderr);
-    let w = Watch::start(args("watch", &["--metrics", &addr]));
+    let w = Spawn::command(args("watch", &["--metrics", &addr])).start();
     store.step(0, &mut || {});
 
     let mut last = String::new();

@@ -9,14 +9,15 @@
 //! 10240 bytes; the hysteresis is 1% unless set.
 
 mod support;
-use support::qfix;
+use support::user;
 
 use std::collections::BTreeSet;
 use std::fs;
 
 use serde_json::Value;
 
-use qfix::{
+use support::live::WAIT;
+use user::{
     Env, INBOX_URL, base, base_at, body_of, check_quota_event, keys, kinds, mbox, n, now_secs, one,
     quota_events, quota_kinds, quota_numbers, s, show, sized,
 };
@@ -550,19 +551,19 @@ fn quota_events_follow_the_group_filter() {
 #[test]
 fn watch_reports_the_crossing_live() {
     let env = store_9000("[quota]\nstorage = \"10K\"\nmessages = 50\n");
-    let w = env.watch(&[]);
+    let w = env.watch_as_run(&[]);
     // The catch-up of a new store is a silent baseline.
     let evs = w.settle(std::time::Duration::from_millis(300));
     assert!(evs.is_empty(), "{}", show(&evs));
 
     // Just under: MessageNew only.
     env.deliver("", &base(5), 1239);
-    let evs = w.wait_count(1);
+    let evs = w.wait_exactly(1);
     assert_eq!(kinds(&evs), ["MessageNew"], "{}", show(&evs));
 
     // Over, from stat: QuotaExceed.
     env.deliver(".Archive", &base(6), 1240);
-    let evs = w.wait_for("QuotaExceed", |e| {
+    let evs = w.wait_for("QuotaExceed", WAIT, |e| {
         e.iter().any(|e| e["event"] == "QuotaExceed")
     });
     let ev = one(&evs, "QuotaExceed");
@@ -571,7 +572,7 @@ fn watch_reports_the_crossing_live() {
 
     // Staying over: nothing more.
     env.put("", "new", &sized(7, 100), &body_of(100));
-    let evs = w.wait_count(4);
+    let evs = w.wait_exactly(4);
     assert_eq!(
         kinds(&evs),
         ["MessageNew", "MessageNew", "QuotaExceed", "MessageNew"],
@@ -596,7 +597,7 @@ fn watch_reports_the_crossing_live() {
 
     // Clearly under: QuotaWithin.
     env.rm("", "new", &sized(1, 3000));
-    let evs = w.wait_for("QuotaWithin", |e| {
+    let evs = w.wait_for("QuotaWithin", WAIT, |e| {
         e.iter().any(|e| e["event"] == "QuotaWithin")
     });
     let ev = one(&evs, "QuotaWithin");
@@ -620,7 +621,7 @@ fn watch_reports_the_crossing_live() {
 fn watch_reports_a_maildirsize_limit_change_live() {
     let env = store_9000("[quota]\nstorage = \"1G\"\n");
     env.maildirsize("20480S\n9000 4\n");
-    let w = env.watch(&[]);
+    let w = env.watch_as_run(&[]);
     let evs = w.settle(std::time::Duration::from_millis(300));
     assert!(evs.is_empty(), "{}", show(&evs));
 
@@ -629,6 +630,7 @@ fn watch_reports_a_maildirsize_limit_change_live() {
     fs::rename(&tmp, env.root.join("maildirsize")).unwrap();
     let evs = w.wait_for(
         "QuotaChange and QuotaExceed after maildirsize was replaced",
+        WAIT,
         |e| quota_kinds(e).len() >= 2,
     );
     assert_eq!(
@@ -801,27 +803,27 @@ fn without_expire_rules_expunges_stay_expunges() {
 fn watch_reports_expire_live() {
     let a = aged(TRASH_30D);
     let env = &a.env;
-    let w = env.watch(&[]);
+    let w = env.watch_as_run(&[]);
     env.rm(".Trash", "cur", &format!("{}:2,ST", a.trash[0]));
-    let evs = w.wait_count(1);
+    let evs = w.wait_exactly(1);
     assert_eq!(kinds(&evs), ["MessageExpire"], "{}", show(&evs));
     assert_eq!(mbox(&evs[0]), "Trash");
     assert_eq!(s(&evs[0], "uidset"), "1");
 
     env.rm(".Trash", "cur", &format!("{}:2,ST", a.trash[3]));
-    let evs = w.wait_count(2);
+    let evs = w.wait_exactly(2);
     assert_eq!(kinds(&evs[1..]), ["MessageExpunge"], "{}", show(&evs));
     assert_eq!(s(&evs[1], "uidset"), "4");
 
     env.rm("", "cur", &format!("{}:2,S", a.inbox_old));
-    let evs = w.wait_count(3);
+    let evs = w.wait_exactly(3);
     assert_eq!(kinds(&evs[2..]), ["MessageExpunge"], "{}", show(&evs));
     assert_eq!(mbox(&evs[2]), "INBOX");
 
     // Together: 31 days old expires, 29 days old does not.
     env.rm(".Trash", "cur", &format!("{}:2,ST", a.trash[1]));
     env.rm(".Trash", "cur", &format!("{}:2,ST", a.trash[2]));
-    let evs = w.wait_count(5);
+    let evs = w.wait_exactly(5);
     let rest = &evs[3..];
     let expire = one(rest, "MessageExpire");
     let expunge = one(rest, "MessageExpunge");

@@ -8,6 +8,9 @@
 mod support;
 use support::evq;
 use support::fixture;
+use support::live::imap_size;
+use support::run::{BIN, Run, SERVER, check_envelope, parse_lines, scan_command};
+use support::user::Env;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -15,243 +18,17 @@ use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use evq::{flags, kinds, n, of, s, set, uid, uidvalidity};
+use evq::{
+    ALICE, USER, flags, kinds, mailbox, message, n, of, one, s, set, uid, uids, uidvalidity,
+};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use fixture::{Maildir, copy_store, fingerprint};
-
-const BIN: &str = env!("CARGO_BIN_EXE_maildir-events");
-const USER: &str = "alice@example.org";
-const SERVER: &str = "mx.example.org";
-/// `imap://` + user + server, as every URL of [`USER`] starts.
-const ALICE: &str = "imap://alice%40example.org@mx.example.org";
-
-// ---------------------------------------------------------------- runner
-
-/// The outcome of one run of the binary.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn from_output(out: std::process::Output) -> Run {
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    /// The events, after checking the run succeeded and each line is a
-    /// well-formed event.
-    fn events(&self) -> Vec<Value> {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "scan failed\nstdout:\n{}\nstderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
-        parse_lines(&self.stdout)
-    }
-
-    /// Checks the run failed with `code` and said why on stderr, naming `what`.
-    fn fails(&self, code: i32, what: &str) {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "stdout:\n{}\nstderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
-        assert!(
-            self.stderr
-                .lines()
-                .any(|l| l.starts_with("maildir-events:") && l.contains(what)),
-            "stderr should have a `maildir-events:` line naming {what:?}:\n{}",
-            self.stderr
-        );
-    }
-}
-
-/// Parses JSON Lines output and checks every event's envelope.
-fn parse_lines(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|l| {
-            let v: Value =
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
-            check_envelope(&v);
-            v
-        })
-        .collect()
-}
-
-/// The keys every event has, in this order, with the per-event keys
-/// between `mailboxID` and `pid`.
-fn check_envelope(ev: &Value) {
-    let obj = ev
-        .as_object()
-        .unwrap_or_else(|| panic!("not an object: {ev}"));
-    let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
-    assert_eq!(keys.first(), Some(&"event"), "{ev}");
-    assert_eq!(
-        keys[keys.len().saturating_sub(4)..],
-        ["pid", "process", "vnd.maildir.seq", "vnd.maildir.eventId"],
-        "{ev}"
-    );
-    let pos = |k: &str| {
-        keys.iter()
-            .position(|x| *x == k)
-            .unwrap_or_else(|| panic!("no {k}: {ev}"))
-    };
-    let head = [
-        "event",
-        "timestamp",
-        "user",
-        "serverFQDN",
-        "uri",
-        "mailboxID",
-    ]
-    .map(pos);
-    assert!(
-        head.windows(2).all(|w| w[0] < w[1]),
-        "envelope keys out of order: {ev}"
-    );
-
-    let ts = s(ev, "timestamp");
-    assert!(
-        chrono::DateTime::parse_from_rfc3339(ts).is_ok(),
-        "timestamp {ts:?} is not RFC 3339"
-    );
-    assert_eq!(
-        ts.as_bytes().get(19),
-        Some(&b'.'),
-        "timestamp {ts:?} has no milliseconds"
-    );
-    assert!(
-        ts[20..23].bytes().all(|b| b.is_ascii_digit()),
-        "timestamp {ts:?} has no milliseconds"
-    );
-    assert_eq!(s(ev, "serverFQDN"), SERVER, "{ev}");
-    assert!(s(ev, "uri").starts_with("imap://"), "{ev}");
-    assert!(
-        s(ev, "uri").is_ascii() && s(ev, "mailboxID").is_ascii(),
-        "URLs must be ASCII: {ev}"
-    );
-    assert!(ev["pid"].as_u64().is_some(), "{ev}");
-    assert_eq!(s(ev, "process"), "maildir-events", "{ev}");
-    assert!(ev["vnd.maildir.seq"].as_u64().is_some(), "{ev}");
-    assert!(!s(ev, "vnd.maildir.eventId").is_empty(), "{ev}");
-    if let Some(set) = ev.get("uidset") {
-        let set = set
-            .as_str()
-            .unwrap_or_else(|| panic!("uidset is no string: {ev}"));
-        assert!(!uids(set).is_empty(), "{ev}");
-    }
-}
-
-/// A single user's Maildir with its own state directory.
-struct Env {
-    tmp: TempDir,
-    md: Maildir,
-    state: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let tmp = TempDir::new().unwrap();
-        let md = Maildir::create(tmp.path().join("Maildir"));
-        let state = tmp.path().join("state");
-        Env { tmp, md, state }
-    }
-
-    /// An environment holding a copy of `testdata/sample/Maildir`.
-    fn sample() -> Env {
-        let tmp = TempDir::new().unwrap();
-        let root = tmp.path().join("Maildir");
-        copy_store(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/sample/Maildir"),
-            &root,
-        );
-        let state = tmp.path().join("state");
-        Env {
-            tmp,
-            md: Maildir { root },
-            state,
-        }
-    }
-
-    /// `maildir-events scan --state … --user alice@… --server-name … ARGS… ROOT`
-    /// with `--uid-wait-ms 0` unless `args` set it.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = scan_command(&self.state, args);
-        c.arg("--user").arg(USER).arg(&self.md.root);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        Run::from_output(self.command(args).output().unwrap())
-    }
-
-    /// Runs a scan that must succeed and returns its events, each checked
-    /// to belong to [`USER`].
-    fn scan_with(&self, args: &[&str]) -> Vec<Value> {
-        let evs = self.run(args).events();
-        for ev in &evs {
-            assert_eq!(s(ev, "user"), USER, "{ev}");
-            assert!(s(ev, "uri").starts_with(&format!("{ALICE}/")), "{ev}");
-        }
-        evs
-    }
-
-    fn scan(&self) -> Vec<Value> {
-        self.scan_with(&[])
-    }
-
-    /// The first scan: records the baseline and prints nothing.
-    fn baseline(&self) {
-        self.baseline_with(&[]);
-    }
-
-    fn baseline_with(&self, args: &[&str]) {
-        let evs = self.scan_with(args);
-        assert!(
-            evs.is_empty(),
-            "the first scan must be a silent baseline, got {evs:#?}"
-        );
-    }
-
-    /// A scan after which nothing is left to report.
-    fn quiet(&self) {
-        let evs = self.scan();
-        assert!(evs.is_empty(), "expected no events, got {evs:#?}");
-    }
-}
-
-/// `maildir-events scan --state STATE --server-name SERVER [--uid-wait-ms 0] ARGS…`
-fn scan_command(state: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.arg("scan")
-        .arg("--state")
-        .arg(state)
-        .arg("--server-name")
-        .arg(SERVER);
-    if !args.contains(&"--uid-wait-ms") {
-        c.args(["--uid-wait-ms", "0"]);
-    }
-    c.args(args);
-    c.env_remove("MAILDIR_EVENTS_LOG");
-    c
-}
+use fixture::{HELLO, Maildir, fingerprint};
 
 // ------------------------------------------------------ event accessors
 
@@ -259,59 +36,6 @@ fn scan_command(state: &Path, args: &[&str]) -> Command {
 fn only<'a>(evs: &'a [Value], kind: &str) -> &'a Value {
     assert_eq!(kinds(evs), [kind], "{evs:#?}");
     &evs[0]
-}
-
-/// The one event of `kind` among others.
-fn one<'a>(evs: &'a [Value], kind: &str) -> &'a Value {
-    let found = of(evs, kind);
-    assert_eq!(found.len(), 1, "expected one {kind}: {evs:#?}");
-    found[0]
-}
-
-/// A mailbox URL of [`USER`].
-fn mailbox(name: &str, uidvalidity: u32) -> String {
-    format!("{ALICE}/{name};UIDVALIDITY={uidvalidity}")
-}
-
-/// A message URL of [`USER`].
-fn message(name: &str, uidvalidity: u32, uid: u32) -> String {
-    format!("{ALICE}/{name};UIDVALIDITY={uidvalidity}/;UID={uid}")
-}
-
-/// Expands an IMAP sequence set (`1:3,7`) and checks it is valid
-/// (non-empty, no zero) and compressed: ascending, ranges for runs,
-/// nothing repeated.
-fn uids(set: &str) -> Vec<u32> {
-    let num = |x: &str| -> u32 {
-        let v = x
-            .parse()
-            .unwrap_or_else(|_| panic!("uidset {set:?} is not an IMAP sequence set"));
-        assert!(v > 0, "uidset {set:?} holds 0");
-        v
-    };
-    let mut out: Vec<u32> = Vec::new();
-    for part in set.split(',') {
-        let (a, b) = match part.split_once(':') {
-            Some((a, b)) => (num(a), num(b)),
-            None => (num(part), num(part)),
-        };
-        assert!(a <= b, "range {part} is not ascending in {set}");
-        if let Some(&last) = out.last() {
-            assert!(a > last + 1, "uidset {set} is not compressed");
-        }
-        out.extend(a..=b);
-    }
-    out
-}
-
-/// RFC822.SIZE of content: bare LF counted as CRLF.
-fn imap_size(content: &[u8]) -> u64 {
-    let bare_lf = content
-        .iter()
-        .enumerate()
-        .filter(|&(i, &b)| b == b'\n' && (i == 0 || content[i - 1] != b'\r'))
-        .count();
-    (content.len() + bare_lf) as u64
 }
 
 fn whoami_is_root() -> bool {
@@ -341,8 +65,8 @@ fn a_new_file_in_new_is_message_new() {
     assert_eq!(n(ev, "vnd.maildir.seq"), 1);
 
     // One event per message, in UID order, under the same UIDVALIDITY.
-    env.md.deliver("", "1700000002.M1P1.host");
-    env.md.deliver("", "1700000003.M1P1.host");
+    env.md.deliver("", "1700000002.M1P1.host", HELLO);
+    env.md.deliver("", "1700000003.M1P1.host", HELLO);
     let evs = env.scan();
     assert_eq!(kinds(&evs), ["MessageNew", "MessageNew"]);
     assert_eq!(s(&evs[0], "uri"), message("INBOX", v, 2));
@@ -386,7 +110,7 @@ fn a_copy_into_another_folder_is_message_append() {
     env.md.folder(".Trash");
     env.md
         .put("", "cur", "1700000001.M1P1.host,S=2,W=3:2,S", "x\n");
-    env.md.deliver("", "1700000002.M1P1.host");
+    env.md.deliver("", "1700000002.M1P1.host", HELLO);
     env.baseline();
 
     // Dovecot's COPY hard-links and keeps the base name, into cur/ when the
@@ -496,7 +220,8 @@ fn expunges_are_one_event_per_folder_with_a_compressed_uidset() {
             .put("", "cur", format!("17000000{i:02}.M1P1.host:2,S"), "x\n");
     }
     for i in 1..=3 {
-        env.md.deliver(".Spam", format!("17000001{i:02}.M1P1.host"));
+        env.md
+            .deliver(".Spam", format!("17000001{i:02}.M1P1.host"), HELLO);
     }
     env.baseline();
 
@@ -533,7 +258,7 @@ fn expunges_are_one_event_per_folder_with_a_compressed_uidset() {
 #[test]
 fn moving_new_to_cur_without_flags_is_no_event() {
     let env = Env::new();
-    env.md.deliver("", "1700000001.M1P1.host");
+    env.md.deliver("", "1700000001.M1P1.host", HELLO);
     env.md.put(
         "",
         "new",
@@ -561,7 +286,7 @@ fn gaining_seen_is_one_message_read() {
         env.md
             .put("", "cur", format!("170000000{i}.M1P1.host:2,"), "x\n");
     }
-    env.md.deliver("", "1700000005.M1P1.host");
+    env.md.deliver("", "1700000005.M1P1.host", HELLO);
     env.baseline();
 
     for i in 1..=3 {
@@ -748,7 +473,8 @@ fn a_new_folder_is_mailbox_create() {
     env.md.folder(".Archive");
     env.md.folder(".Archive.2024");
     env.md.folder("..DOVECOT-TRASHED");
-    env.md.deliver(".Archive.2024", "1700000001.M1P1.host");
+    env.md
+        .deliver(".Archive.2024", "1700000001.M1P1.host", HELLO);
 
     let evs = env.scan();
     assert_eq!(
@@ -790,7 +516,8 @@ fn folder_names_use_the_configured_hierarchy_separator() {
     let opt = ["--separator", "/"];
     env.baseline_with(&opt);
     env.md.folder(".Archive.2024");
-    env.md.deliver(".Archive.2024", "1700000001.M1P1.host");
+    env.md
+        .deliver(".Archive.2024", "1700000001.M1P1.host", HELLO);
 
     let evs = env.scan_with(&opt);
     assert_eq!(kinds(&evs), ["MailboxCreate", "MessageNew"], "{evs:#?}");
@@ -806,8 +533,8 @@ fn a_removed_folder_is_mailbox_delete_without_expunges() {
     env.md.folder(".Old.Child");
     env.md.folder(".Gone");
     env.md.put(".Old", "cur", "1700000001.M1P1.host:2,S", "x\n");
-    env.md.deliver(".Old", "1700000002.M1P1.host");
-    env.md.deliver(".Gone", "1700000003.M1P1.host");
+    env.md.deliver(".Old", "1700000002.M1P1.host", HELLO);
+    env.md.deliver(".Gone", "1700000003.M1P1.host", HELLO);
     env.baseline();
 
     // rm -r, and Dovecot's DELETE: rename to ..DOVECOT-TRASHED, then remove.
@@ -886,7 +613,7 @@ fn a_renamed_folder_with_new_mail_in_the_same_scan() {
     env.baseline();
 
     fs::rename(env.md.dir(".Work"), env.md.dir(".Job")).unwrap();
-    env.md.deliver(".Job", "1700000002.M1P1.host");
+    env.md.deliver(".Job", "1700000002.M1P1.host", HELLO);
     let evs = env.scan();
     assert_eq!(kinds(&evs), ["MailboxRename", "MessageNew"], "{evs:#?}");
     let v = uidvalidity(&evs[0]);
@@ -902,7 +629,8 @@ fn modified_utf7_folder_names_are_percent_encoded_utf8_in_urls() {
     env.md.folder(".Entw&APw-rfe");
     env.md.folder(".&ZeVnLIqe-");
     env.md.folder(".Archive.2024 Q1");
-    env.md.deliver(".Entw&APw-rfe", "1700000001.M1P1.host");
+    env.md
+        .deliver(".Entw&APw-rfe", "1700000001.M1P1.host", HELLO);
 
     let evs = env.scan();
     let creates: BTreeSet<String> = of(&evs, "MailboxCreate")
@@ -938,7 +666,7 @@ fn mailbox_and_user_names_are_escaped_in_urls() {
     let state = tmp.path().join("state");
     let run = || {
         let mut c = scan_command(&state, &["--user", "o'neil;x:y@example.org"]);
-        Run::from_output(c.arg(&md.root).output().unwrap()).events()
+        Run::of(c.arg(&md.root)).events()
     };
     assert!(run().is_empty());
     for dir in [
@@ -1178,7 +906,7 @@ fn a_new_file_without_its_uid_is_reported_pending_and_later_events_use_the_uid()
     env.baseline_with(&wait);
 
     // Postfix delivers; no Dovecot process has synced the mailbox yet.
-    env.md.deliver("", "1700000001.M2P2.host");
+    env.md.deliver("", "1700000001.M2P2.host", HELLO);
     let started = Instant::now();
     let evs = env.scan_with(&wait);
     let ev = only(&evs, "MessageNew");
@@ -1220,7 +948,7 @@ fn a_message_expunged_before_dovecot_named_it() {
         "3 V1600000000 N5 G0123456789abcdef0123456789abcdef\n",
     );
     env.baseline_with(&wait);
-    env.md.deliver("", "1700000001.M2P2.host");
+    env.md.deliver("", "1700000001.M2P2.host", HELLO);
     let evs = env.scan_with(&wait);
     assert_eq!(
         only(&evs, "MessageNew")["vnd.maildir.uidPending"],
@@ -1253,7 +981,7 @@ fn a_uid_written_while_the_scan_waits_is_used() {
     );
     env.baseline_with(&["--uid-wait-ms", "50"]);
 
-    env.md.deliver("", "1700000001.M2P2.host");
+    env.md.deliver("", "1700000001.M2P2.host", HELLO);
     let md = env.md.clone();
     let writer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(150));
@@ -1633,14 +1361,7 @@ fn many_users_are_reported_in_the_order_they_were_found() {
     let base = tmp.path().join("vmail");
     let template = format!("{}/{{domain}}/{{local}}/Maildir", base.display());
     let state = tmp.path().join("state");
-    let scan = || -> Vec<Value> {
-        Run::from_output(
-            scan_command(&state, &["--store", &template])
-                .output()
-                .unwrap(),
-        )
-        .events()
-    };
+    let scan = || -> Vec<Value> { Run::of(scan_command(&state, &["--store", &template])).events() };
     let users: Vec<String> = (0..150).map(|i| format!("u{i:03}")).collect();
     let stores: Vec<Maildir> = users
         .iter()
@@ -1650,8 +1371,8 @@ fn many_users_are_reported_in_the_order_they_were_found() {
     for (i, md) in stores.iter().enumerate() {
         // Every third user gets nothing: unchanged users between changed ones.
         if i % 3 != 1 {
-            md.deliver("", format!("17000000{i:02}.M1P1.host"));
-            md.deliver("", format!("17000001{i:02}.M1P1.host"));
+            md.deliver("", format!("17000000{i:02}.M1P1.host"), HELLO);
+            md.deliver("", format!("17000001{i:02}.M1P1.host"), HELLO);
         }
     }
     let evs = scan();
@@ -1683,19 +1404,18 @@ fn a_user_reached_through_two_sources_is_reported_once() {
     let second = format!("{}/{{domain}}/{{local}}/./Maildir", base.display());
     let state = tmp.path().join("state");
     let scan = || -> Vec<Value> {
-        Run::from_output(
-            scan_command(&state, &["--store", &first, "--store", &second])
-                .output()
-                .unwrap(),
-        )
+        Run::of(scan_command(
+            &state,
+            &["--store", &first, "--store", &second],
+        ))
         .events()
     };
     // One user only: both of her reads fall in one read transaction of
     // the lister, which must end when the second source begins.
     let alice = Maildir::create(base.join("example.org/alice/Maildir"));
-    alice.deliver("", "1700000001.M1P1.host");
+    alice.deliver("", "1700000001.M1P1.host", HELLO);
     assert!(scan().is_empty(), "first run is a baseline");
-    alice.deliver("", "1700000002.M1P1.host");
+    alice.deliver("", "1700000002.M1P1.host", HELLO);
     let evs = scan();
     assert_eq!(kinds(&evs), ["MessageNew"], "{evs:#?}");
     assert_eq!(s(&evs[0], "user"), "alice@example.org");
@@ -1710,12 +1430,7 @@ fn a_store_template_reports_every_user_and_users_who_appear_later() {
     let template = format!("{}/{{domain}}/{{local}}/Maildir", base.display());
     let state = tmp.path().join("state");
     let scan = || -> Vec<Value> {
-        let evs = Run::from_output(
-            scan_command(&state, &["--store", &template])
-                .output()
-                .unwrap(),
-        )
-        .events();
+        let evs = Run::of(scan_command(&state, &["--store", &template])).events();
         for e in &evs {
             let user = s(e, "user");
             let (local, domain) = user
@@ -1730,14 +1445,14 @@ fn a_store_template_reports_every_user_and_users_who_appear_later() {
     };
     let alice = Maildir::create(base.join("example.org/alice/Maildir"));
     let bob = Maildir::create(base.join("example.net/bob/Maildir"));
-    alice.deliver("", "1700000001.M1P1.host");
+    alice.deliver("", "1700000001.M1P1.host", HELLO);
     assert!(
         scan().is_empty(),
         "first run over the template is a baseline"
     );
 
-    alice.deliver("", "1700000002.M1P1.host");
-    bob.deliver("", "1700000003.M1P1.host");
+    alice.deliver("", "1700000002.M1P1.host", HELLO);
+    bob.deliver("", "1700000003.M1P1.host", HELLO);
     let evs = scan();
     assert_eq!(kinds(&evs), ["MessageNew", "MessageNew"], "{evs:#?}");
     let by_user: BTreeMap<&str, u32> = evs.iter().map(|e| (s(e, "user"), uid(e))).collect();
@@ -1749,7 +1464,7 @@ fn a_store_template_reports_every_user_and_users_who_appear_later() {
     // A user created later is reported in full.
     let carol = Maildir::create(base.join("example.org/carol/Maildir"));
     carol.folder(".Sent");
-    carol.deliver("", "1700000004.M1P1.host");
+    carol.deliver("", "1700000004.M1P1.host", HELLO);
     carol.put(".Sent", "cur", "1700000005.M1P1.host:2,S", "x\n");
     carol.write("", "subscriptions", "V\t2\n\nSent\n");
     let evs = scan();
@@ -1782,13 +1497,7 @@ fn a_known_user_missing_under_a_template_warns_and_returns_quietly() {
     let base = tmp.path().join("vmail");
     let template = format!("{}/{{domain}}/{{local}}/Maildir", base.display());
     let state = tmp.path().join("state");
-    let run = || {
-        Run::from_output(
-            scan_command(&state, &["--store", &template])
-                .output()
-                .unwrap(),
-        )
-    };
+    let run = || Run::of(scan_command(&state, &["--store", &template]));
     let alice = Maildir::create(base.join("example.org/alice/Maildir"));
     let bob = Maildir::create(base.join("example.org/bob/Maildir"));
     bob.put("", "cur", "1700000001.M1P1.host:2,S", "x\n");
@@ -1796,7 +1505,7 @@ fn a_known_user_missing_under_a_template_warns_and_returns_quietly() {
 
     let away = tmp.path().join("bob-unmounted");
     fs::rename(&bob.root, &away).unwrap();
-    alice.deliver("", "1700000002.M1P1.host");
+    alice.deliver("", "1700000002.M1P1.host", HELLO);
     let out = run();
     let evs = out.events();
     assert_eq!(s(only(&evs, "MessageNew"), "user"), "alice@example.org");
@@ -1820,17 +1529,17 @@ fn a_source_added_later_starts_with_a_baseline() {
     let state = tmp.path().join("state");
     let alice = Maildir::create(tmp.path().join("alice/Maildir"));
     let bob = Maildir::create(tmp.path().join("bob/Maildir"));
-    bob.deliver("", "1700000001.M1P1.host");
+    bob.deliver("", "1700000001.M1P1.host", HELLO);
     let run = |mds: &[&Maildir]| {
         let mut c = scan_command(&state, &[]);
         for md in mds {
             c.arg(&md.root);
         }
-        Run::from_output(c.output().unwrap()).events()
+        Run::of(c).events()
     };
     assert!(run(&[&alice]).is_empty());
-    alice.deliver("", "1700000002.M1P1.host");
-    bob.deliver("", "1700000003.M1P1.host");
+    alice.deliver("", "1700000002.M1P1.host", HELLO);
+    bob.deliver("", "1700000003.M1P1.host", HELLO);
     // bob's Maildir is a new source: its first run is a baseline.
     let evs = run(&[&alice, &bob]);
     let ev = only(&evs, "MessageNew");
@@ -1844,7 +1553,7 @@ fn a_source_added_later_starts_with_a_baseline() {
         "{ev}"
     );
 
-    bob.deliver("", "1700000004.M1P1.host");
+    bob.deliver("", "1700000004.M1P1.host", HELLO);
     let evs = run(&[&alice, &bob]);
     let ev = only(&evs, "MessageNew");
     assert_eq!(s(ev, "user"), "bob");
@@ -1855,8 +1564,8 @@ fn a_source_added_later_starts_with_a_baseline() {
 fn timestamps_carry_the_local_offset() {
     let env = Env::new();
     env.baseline();
-    env.md.deliver("", "1700000001.M1P1.host");
-    let out = Run::from_output(env.command(&[]).env("TZ", "XYZ-5:30").output().unwrap());
+    env.md.deliver("", "1700000001.M1P1.host", HELLO);
+    let out = Run::of(env.command("scan", &[]).env("TZ", "XYZ-5:30"));
     let evs = out.events();
     let ts = s(only(&evs, "MessageNew"), "timestamp");
     assert!(ts.ends_with("+05:30"), "{ts}");
@@ -1870,7 +1579,7 @@ fn non_utf8_file_and_folder_names() {
     env.baseline();
     let file = OsStr::from_bytes(b"1700000001.M1P1.h\xe9st");
     let folder = OsStr::from_bytes(b".Caf\xe9");
-    env.md.deliver("", file);
+    env.md.deliver("", file, HELLO);
     env.md.folder(folder);
     env.md.put(
         folder,
@@ -1908,12 +1617,12 @@ fn non_utf8_file_and_folder_names() {
 #[test]
 fn files_removed_between_scans() {
     let env = Env::new();
-    env.md.deliver("", "1700000001.M1P1.host");
-    env.md.deliver("", "1700000002.M1P1.host");
+    env.md.deliver("", "1700000001.M1P1.host", HELLO);
+    env.md.deliver("", "1700000002.M1P1.host", HELLO);
     env.baseline();
 
     // Gone before it was ever seen: no message at all.
-    env.md.deliver("", "1700000003.M1P1.host");
+    env.md.deliver("", "1700000003.M1P1.host", HELLO);
     env.md.rm("", "new", "1700000003.M1P1.host");
     // Read and removed between two scans: only the expunge is news.
     env.md.mv(
@@ -1936,7 +1645,7 @@ fn files_that_come_and_go_during_scans_are_reported_consistently() {
         let mut i = 0u32;
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
             let name = format!("1700{i:06}.M{i}P1.host");
-            md.deliver("", &name);
+            md.deliver("", &name, HELLO);
             if i.is_multiple_of(3) {
                 md.mv(("", "new", &name), ("", "cur", &format!("{name}:2,S")));
                 md.rm("", "cur", format!("{name}:2,S"));
@@ -2010,7 +1719,7 @@ fn an_unreadable_folder_keeps_its_snapshot_and_the_rest_is_reported() {
         fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
     }
     let run = |args: &[&str]| -> Run {
-        let mut c = env.command(args);
+        let mut c = env.command("scan", args);
         if as_root {
             let inner = c;
             c = Command::new("setpriv");
@@ -2018,7 +1727,7 @@ fn an_unreadable_folder_keeps_its_snapshot_and_the_rest_is_reported() {
                 .arg(&bin)
                 .args(inner.get_args());
         }
-        Run::from_output(c.output().unwrap())
+        Run::of(c)
     };
     fs::create_dir(&env.state).unwrap();
     if as_root {
@@ -2033,7 +1742,7 @@ fn an_unreadable_folder_keeps_its_snapshot_and_the_rest_is_reported() {
     )
     .unwrap();
     env.md.rm(".Private", "cur", "1700000001.M1P1.host:2,S");
-    env.md.deliver("", "1700000003.M1P1.host");
+    env.md.deliver("", "1700000003.M1P1.host", HELLO);
     let out = run(&[]);
     let evs = out.events();
     fs::set_permissions(&private, fs::Permissions::from_mode(0o755)).unwrap();
@@ -2079,7 +1788,7 @@ fn an_unreadable_folder_keeps_its_snapshot_and_the_rest_is_reported() {
 fn a_symlinked_folder_is_not_followed() {
     let env = Env::new();
     let outside = Maildir::create(env.tmp.path().join("elsewhere"));
-    outside.deliver("", "1700000001.M1P1.host");
+    outside.deliver("", "1700000001.M1P1.host", HELLO);
     outside.put("", "cur", "1700000002.M1P1.host:2,S", "x\n");
     env.baseline();
 
@@ -2109,7 +1818,7 @@ fn a_garbage_dovecot_uidlist_warns_and_events_still_come() {
     );
     env.baseline();
 
-    env.md.deliver("", "1700000001.M1P1.host");
+    env.md.deliver("", "1700000001.M1P1.host", HELLO);
     let out = env.run(&[]);
     let evs = out.events();
     let ev = only(&evs, "MessageNew");
@@ -2155,7 +1864,7 @@ fn a_corrupt_state_file_exits_65_and_names_it() {
         let _ = fs::remove_file(env.state.join(side));
     }
     fs::write(&db, vec![0xa5u8; 8192]).unwrap();
-    env.run(&[]).fails(65, &db.to_string_lossy());
+    env.run(&[]).fails_naming(65, &db.to_string_lossy());
 }
 
 #[test]
@@ -2168,7 +1877,7 @@ fn a_foreign_sqlite_file_exits_65_and_names_it() {
         .unwrap();
     drop(conn);
     let before = fs::read(&db).unwrap();
-    env.run(&[]).fails(65, &db.to_string_lossy());
+    env.run(&[]).fails_naming(65, &db.to_string_lossy());
     assert_eq!(
         fs::read(&db).unwrap(),
         before,
@@ -2190,8 +1899,8 @@ fn a_locked_state_exits_75() {
         unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
         0
     );
-    env.md.deliver("", "1700000001.M1P1.host");
-    env.run(&[]).fails(75, &env.state.to_string_lossy());
+    env.md.deliver("", "1700000001.M1P1.host", HELLO);
+    env.run(&[]).fails_naming(75, &env.state.to_string_lossy());
     drop(lock);
     only(&env.scan(), "MessageNew");
 }
@@ -2200,12 +1909,12 @@ fn a_locked_state_exits_75() {
 fn bad_configuration_and_usage_exit_codes() {
     let env = Env::new();
     let tmp = env.tmp.path();
-    let run = |args: &[&str]| Run::from_output(scan_command(&env.state, args).output().unwrap());
+    let run = |args: &[&str]| Run::of(scan_command(&env.state, args));
     let nope = format!("{}/{{nope}}/Maildir", tmp.display());
-    run(&["--store", &nope]).fails(78, "{nope}");
+    run(&["--store", &nope]).fails_naming(78, "{nope}");
     let root = env.md.root.to_str().unwrap();
-    run(&["--user", USER, root, root]).fails(78, "--user");
-    run(&[]).fails(78, "nothing to scan");
+    run(&["--user", USER, root, root]).fails_naming(78, "--user");
+    run(&[]).fails_naming(78, "nothing to scan");
     // A bad value on the command line is a usage error; in the file, a
     // configuration error.
     let out = run(&["--info-separator", "::", root]);
@@ -2213,7 +1922,7 @@ fn bad_configuration_and_usage_exit_codes() {
     assert!(out.stderr.contains("--info-separator"), "{out:?}");
     let conf = tmp.join("sep.toml");
     fs::write(&conf, "info_separator = \"::\"\n").unwrap();
-    run(&["--config", conf.to_str().unwrap(), root]).fails(78, "--info-separator");
+    run(&["--config", conf.to_str().unwrap(), root]).fails_naming(78, "--info-separator");
 
     let out = run(&["--no-such-option", root]);
     assert_eq!(out.code, Some(2), "{out:?}");
@@ -2222,16 +1931,14 @@ fn bad_configuration_and_usage_exit_codes() {
     let file = tmp.join("a-file");
     fs::write(&file, "x").unwrap();
     let bad_state = file.join("state");
-    let out = Run::from_output(
+    let out = Run::of(
         Command::new(BIN)
             .args(["scan", "--state"])
             .arg(&bad_state)
             .args(["--user", USER])
-            .arg(&env.md.root)
-            .output()
-            .unwrap(),
+            .arg(&env.md.root),
     );
-    out.fails(73, &bad_state.to_string_lossy());
+    out.fails_naming(73, &bad_state.to_string_lossy());
 }
 
 // ============================================================ no writes
@@ -2260,7 +1967,7 @@ fn scans_never_write_into_the_store() {
         ),
     );
     md.rm("", "cur", "1699990100.4242_1.laptop:2,RS");
-    md.deliver("", "1700000500.M1P1.host");
+    md.deliver("", "1700000500.M1P1.host", HELLO);
     md.folder(".New");
     md.put(".New", "cur", "1700000501.M1P1.host:2,S", "x\n");
     fs::rename(md.dir(".Archive.2024"), md.dir(".Archive.2023")).unwrap();
@@ -2355,7 +2062,7 @@ fn killed_while_writing_then_rerun_repeats_with_the_same_ids() {
     big_store(&env, COUNT);
     let stderr = fs::File::create(env.tmp.path().join("stderr")).unwrap();
     let mut child = env
-        .command(&["--emit-existing"])
+        .command("scan", &["--emit-existing"])
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
@@ -2368,7 +2075,7 @@ fn killed_while_writing_then_rerun_repeats_with_the_same_ids() {
     assert!(first.ends_with('\n'), "no output: {first:?}");
 
     // A second scan on the same state meanwhile is refused.
-    env.run(&[]).fails(75, &env.state.to_string_lossy());
+    env.run(&[]).fails_naming(75, &env.state.to_string_lossy());
 
     std::thread::sleep(Duration::from_millis(200));
     assert!(
@@ -2404,7 +2111,7 @@ fn a_closed_output_exits_74_and_the_next_run_prints_the_rest() {
     big_store(&env, COUNT);
     let stderr_path = env.tmp.path().join("stderr");
     let mut child = env
-        .command(&["--emit-existing"])
+        .command("scan", &["--emit-existing"])
         .stdout(Stdio::piped())
         .stderr(fs::File::create(&stderr_path).unwrap())
         .spawn()
@@ -2429,7 +2136,7 @@ fn a_closed_output_exits_74_and_the_next_run_prints_the_rest() {
     );
 
     // The next run prints what was kept first, then what is new.
-    env.md.deliver("", "1800000000.M1P1.host");
+    env.md.deliver("", "1800000000.M1P1.host", HELLO);
     let second = env.run(&[]);
     assert_eq!(second.code, Some(0), "{}", second.stderr);
     let second_run: Vec<String> = second.stdout.lines().map(str::to_owned).collect();
@@ -2449,14 +2156,14 @@ fn a_closed_output_exits_74_and_the_next_run_prints_the_rest() {
 fn a_full_output_device_exits_74_and_the_next_run_prints_everything() {
     let env = Env::new();
     env.baseline();
-    env.md.deliver("", "1700000001.M1P1.host");
-    env.md.deliver("", "1700000002.M1P1.host");
+    env.md.deliver("", "1700000001.M1P1.host", HELLO);
+    env.md.deliver("", "1700000002.M1P1.host", HELLO);
     let full = fs::OpenOptions::new()
         .write(true)
         .open("/dev/full")
         .unwrap();
-    let out = Run::from_output(env.command(&[]).stdout(full).output().unwrap());
-    out.fails(74, "outbox");
+    let out = Run::of(env.command("scan", &[]).stdout(full));
+    out.fails_naming(74, "outbox");
     let evs = env.scan();
     assert_eq!(kinds(&evs), ["MessageNew", "MessageNew"], "{evs:#?}");
     assert_eq!(evs.iter().map(uid).collect::<Vec<_>>(), [1, 2]);
@@ -2534,7 +2241,7 @@ fn three_shards_report_together_what_one_instance_reports() {
 
     // Changes spread over every user: deliveries, flags, expunges, folders.
     for (i, md) in users.iter().enumerate() {
-        md.deliver("", format!("1700000000.M{i}P2.host"));
+        md.deliver("", format!("1700000000.M{i}P2.host"), HELLO);
         if i % 2 == 0 {
             md.mv(
                 ("", "cur", &format!("1600000000.M{i}P1.host:2,")),
@@ -2546,7 +2253,7 @@ fn three_shards_report_together_what_one_instance_reports() {
         }
         if i % 5 == 0 {
             md.folder(".New");
-            md.deliver(".New", format!("1700000001.M{i}P3.host"));
+            md.deliver(".New", format!("1700000001.M{i}P3.host"), HELLO);
         }
     }
     let single = run("single", None);

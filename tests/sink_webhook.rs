@@ -13,11 +13,9 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, KeyInit, Mac};
 use maildir_events::sink::Sink;
 use maildir_events::sink::webhook::{WebhookConfig, WebhookSink};
 use serde_json::Value;
-use sha2::Sha256;
 use sinkutil::{free_port, id, rows};
 
 const SECRET: &[u8] = b"s3cret shared";
@@ -175,15 +173,7 @@ fn respond(req: tiny_http::Request, answer: Answer) {
 
 /// What the server expects, computed independently of the sink.
 fn expected_signature(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET).unwrap();
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
+    support::e2e::signature(SECRET, body)
 }
 
 /// Timeouts short enough for a quick test, long enough that a loaded
@@ -699,7 +689,7 @@ impl TlsEnv {
         .unwrap();
     }
 
-    fn run(&self, command: &str) -> support::e2e::Output {
+    fn run(&self, command: &str) -> support::run::Run {
         let d = self.dir.path();
         let mut a = vec![
             std::ffi::OsString::from("--config"),
@@ -856,7 +846,7 @@ fn watch_logs_a_refused_certificate_with_its_remedy_and_keeps_going() {
         &other.pem,
     );
     let d = env.dir.path();
-    let w = support::e2e::Watch::start(vec![
+    let w = support::live::Spawn::command(vec![
         "--config".into(),
         d.join("config.toml").into(),
         "watch".into(),
@@ -866,7 +856,8 @@ fn watch_logs_a_refused_certificate_with_its_remedy_and_keeps_going() {
         "--user".into(),
         "alice".into(),
         d.join("Maildir").into(),
-    ]);
+    ])
+    .start();
     let said = support::e2e::poll_opt(support::e2e::WAIT, || {
         let e = w.stderr();
         e.contains("cannot deliver").then_some(e)

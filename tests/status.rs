@@ -11,6 +11,7 @@
 
 mod support;
 use support::e2e;
+use support::live::{Spawn, Watch};
 
 use std::ffi::OsString;
 use std::fs;
@@ -22,7 +23,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use e2e::{SERVER, Store, WAIT, Watch, covers, diff, poll, run, tail};
+use e2e::{Store, WAIT, covers, diff, poll, run, tail};
 
 /// Two users' Maildirs, a state directory, and a configuration file with
 /// two sinks: a file and stdout.
@@ -68,19 +69,7 @@ impl Env {
     }
 
     fn args(&self, command: &str, extra: &[&str]) -> Vec<OsString> {
-        let mut v: Vec<OsString> = args![
-            "--config",
-            &self.config,
-            command,
-            "--state",
-            &self.state,
-            "--server-name",
-            SERVER,
-            "--store",
-            &self.template,
-        ];
-        v.extend(extra.iter().map(OsString::from));
-        v
+        e2e::store_args(&self.config, command, &self.state, &self.template, extra)
     }
 
     /// `status`, with the configuration file or without (then the sinks
@@ -215,7 +204,7 @@ fn beside_and_after_watch_nothing_waits_and_an_idle_watcher_leaves_the_file_alon
     let (env, mut store) = Env::new();
     let out = run(env.args("scan", &[]), "warn");
     assert_eq!(out.code, Some(0), "baseline scan: {}", out.stderr);
-    let w = Watch::start(env.args("watch", &[]));
+    let w = Spawn::command(env.args("watch", &[])).start();
     store.step(0, &mut || {});
     store.step(1, &mut || {});
     let truth = store.truth();
@@ -286,7 +275,7 @@ fn with_poll_what_the_sinks_took_is_written_down_between_polls() {
     assert_eq!(out.code, Some(0), "baseline scan: {}", out.stderr);
     store.step(0, &mut || {});
     let truth = store.truth();
-    let w = Watch::start(env.args("watch", &["--poll", "3600"]));
+    let w = Spawn::command(env.args("watch", &["--poll", "3600"])).start();
     poll(
         "the catch-up's events on stdout",
         WAIT,
@@ -387,7 +376,7 @@ fn a_change_that_sends_no_event_is_still_published() {
     fs::write(&env.config, config).unwrap();
     let out = run(env.args("scan", &[]), "warn");
     assert_eq!(out.code, Some(0), "baseline scan: {}", out.stderr);
-    let w = Watch::start(env.args("watch", &[]));
+    let w = Spawn::command(env.args("watch", &[])).start();
     let before = e2e::poll_opt(WAIT, || env.status_doc()).expect("a status file");
     let messages = before["messages"].as_u64().unwrap();
     for _ in 0..3 {

@@ -14,81 +14,23 @@ use support::live;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::fs;
-use std::path::PathBuf;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use evq::{flags, kinds, n, of, s, set, uid, uidvalidity};
+use evq::{
+    ALICE, USER, flags, kinds, mailbox, mailbox_of, mbox, message, n, of, s, set, uid, uidset,
+    uidvalidity,
+};
 use serde_json::Value;
+use support::run::check_envelope;
 use tempfile::TempDir;
 
-use live::{Md, SERVER, Spawn, WAIT, Watch, body, imap_size, scan, short, show_tail};
-
-const USER: &str = "alice@example.org";
-const ALICE: &str = "imap://alice%40example.org@mx.example.org";
-
-// ---------------------------------------------------------------- setup
-
-/// One user's Maildir with its own state directory.
-struct Env {
-    _tmp: TempDir,
-    md: Md,
-    state: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let tmp = TempDir::new().unwrap();
-        let md = Md::create(tmp.path().join("alice/Maildir"));
-        let state = tmp.path().join("state");
-        Env {
-            _tmp: tmp,
-            md,
-            state,
-        }
-    }
-
-    /// `watch --state … --server-name … ARGS… --user alice@… ROOT`
-    fn spawn(&self, args: &[&str]) -> Spawn {
-        Spawn::new(&self.state, args)
-            .arg("--user")
-            .arg(USER)
-            .arg(&self.md.root)
-    }
-
-    /// Starts a watcher with default options and waits for `READY=1`.
-    fn watch(&self) -> Watch {
-        self.spawn(&[]).start()
-    }
-
-    /// What a `scan` over the same state prints.
-    fn scan_lines(&self) -> Vec<String> {
-        let root = self.md.root.as_os_str();
-        let (code, lines, stderr) =
-            scan(&self.state, &[OsStr::new("--user"), OsStr::new(USER), root]);
-        assert_eq!(code, Some(0), "scan failed: {stderr}");
-        lines
-    }
-
-    /// A `scan` over the same state must print nothing: the watcher's
-    /// committed snapshot is the disk.
-    fn quiet_scan(&self) {
-        let lines = self.scan_lines();
-        assert!(
-            lines.is_empty(),
-            "a scan after the watcher should print nothing; it printed {} lines:\n{}",
-            lines.len(),
-            lines
-                .iter()
-                .take(30)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
-}
+use live::{Spawn, WAIT, Watch, body, imap_size, scan, short, show_tail};
+use support::fixture::Maildir;
+use support::user::Env;
 
 /// A Maildir++ message file base name; `i` orders it (Dovecot's order is
 /// seconds, then microseconds).
@@ -110,82 +52,11 @@ fn event_id(ev: &Value) -> &str {
     s(ev, "vnd.maildir.eventId")
 }
 
-/// The mailbox name in a URL (`imap://…/NAME;UIDVALIDITY=…`), as printed.
-fn mailbox_of(url: &str) -> &str {
-    let rest = url
-        .strip_prefix(&format!("{ALICE}/"))
-        .unwrap_or_else(|| panic!("not a URL of {USER}: {url}"));
-    rest.split(";UIDVALIDITY=").next().unwrap()
-}
-
-/// The mailbox an event is about.
-fn mbox(ev: &Value) -> &str {
-    mailbox_of(s(ev, "mailboxID"))
-}
-
-fn mailbox(name: &str, uidvalidity: u32) -> String {
-    format!("{ALICE}/{name};UIDVALIDITY={uidvalidity}")
-}
-
-fn message(name: &str, uidvalidity: u32, uid: u32) -> String {
-    format!("{ALICE}/{name};UIDVALIDITY={uidvalidity}/;UID={uid}")
-}
-
-/// Expands an IMAP sequence set (`1:3,7`), checking it is compressed.
-fn uids(set: &str) -> Vec<u32> {
-    let mut out: Vec<u32> = Vec::new();
-    for part in set.split(',') {
-        let (a, b) = match part.split_once(':') {
-            Some((a, b)) => (a.parse::<u32>().unwrap(), b.parse::<u32>().unwrap()),
-            None => {
-                let a = part
-                    .parse()
-                    .unwrap_or_else(|_| panic!("bad uidset {set:?}"));
-                (a, a)
-            }
-        };
-        assert!(a <= b, "range {part} is not ascending in {set}");
-        if let Some(&last) = out.last() {
-            assert!(a > last + 1, "uidset {set} is not compressed");
-        }
-        out.extend(a..=b);
-    }
-    out
-}
-
-fn uidset(ev: &Value) -> Vec<u32> {
-    uids(s(ev, "uidset"))
-}
-
 /// Checks every event's envelope (as in the contract) and that the
 /// sequence numbers of one process's output strictly increase.
 fn check_all(evs: &[Value]) {
     for ev in evs {
-        let obj = ev
-            .as_object()
-            .unwrap_or_else(|| panic!("not an object: {ev}"));
-        let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
-        assert_eq!(keys.first(), Some(&"event"), "{ev}");
-        assert_eq!(
-            keys[keys.len().saturating_sub(4)..],
-            ["pid", "process", "vnd.maildir.seq", "vnd.maildir.eventId"],
-            "{ev}"
-        );
-        for k in ["timestamp", "user", "serverFQDN", "uri", "mailboxID"] {
-            assert!(ev.get(k).is_some(), "no {k}: {ev}");
-        }
-        let ts = s(ev, "timestamp");
-        assert!(
-            ts.len() > 23 && ts.as_bytes()[19] == b'.',
-            "timestamp {ts:?} is not RFC 3339 with milliseconds"
-        );
-        assert_eq!(s(ev, "serverFQDN"), SERVER, "{ev}");
-        assert!(s(ev, "uri").starts_with("imap://"), "{ev}");
-        assert_eq!(s(ev, "process"), "maildir-events", "{ev}");
-        assert!(!event_id(ev).is_empty(), "{ev}");
-        if ev.get("uidset").is_some() {
-            assert!(!uidset(ev).is_empty(), "{ev}");
-        }
+        check_envelope(ev);
     }
     for w in evs.windows(2) {
         assert!(
@@ -216,7 +87,7 @@ fn dump(evs: &[Value]) -> String {
 fn ready_status_stopping_and_a_clean_exit_on_sigterm() {
     let env = Env::new();
     env.md
-        .put("", "cur", &format!("{}:2,S", base(1)), &body("one"));
+        .put("", "cur", format!("{}:2,S", base(1)), body("one"));
     let mut w = env.watch();
     let status = w.wait_note("STATUS=", WAIT);
     assert!(status, "a STATUS= datagram: {:?}", w.notes());
@@ -248,8 +119,8 @@ fn status_file_and_status_command_beside_a_running_watcher() {
     let env = Env::new();
     env.md.folder(".Lists");
     let w = env.watch();
-    env.md.deliver("", &base(1), &body("one"));
-    env.md.deliver(".Lists", &base(2), &body("two"));
+    env.md.deliver("", base(1), body("one"));
+    env.md.deliver(".Lists", base(2), body("two"));
     w.wait_for("two deliveries", WAIT, |e| e.len() >= 2);
     // The status file follows within a couple of seconds.
     let path = env.state.join("status.json");
@@ -295,7 +166,7 @@ fn status_file_and_status_command_beside_a_running_watcher() {
 fn sigint_also_stops_cleanly_and_flushes() {
     let env = Env::new();
     let mut w = env.watch();
-    env.md.deliver("", &base(1), &body("one"));
+    env.md.deliver("", base(1), body("one"));
     w.wait_for("MessageNew", WAIT, |e| has(e, "MessageNew"));
     let evs = w.stop_with(libc::SIGINT);
     assert_eq!(kinds(alice(&evs)), ["MessageNew"], "{}", dump(&evs));
@@ -307,13 +178,13 @@ fn sigint_also_stops_cleanly_and_flushes() {
 fn a_delivery_into_new_is_message_new() {
     let env = Env::new();
     env.md
-        .put("", "cur", &format!("{}:2,S", base(1)), &body("one"));
+        .put("", "cur", format!("{}:2,S", base(1)), body("one"));
     env.md
-        .put("", "cur", &format!("{}:2,", base(2)), &body("two"));
+        .put("", "cur", format!("{}:2,", base(2)), body("two"));
     let w = env.watch();
 
     let content = body("three");
-    env.md.deliver("", &base(3), &content);
+    env.md.deliver("", base(3), &content);
     let evs = w.wait_for("MessageNew", WAIT, |e| has(e, "MessageNew"));
     let ev = &evs[0];
     assert_eq!(kinds(&evs), ["MessageNew"], "{}", dump(&evs));
@@ -327,9 +198,11 @@ fn a_delivery_into_new_is_message_new() {
 
     // The client sees it: new/ → cur/ with no flag is nothing (only \Recent
     // was lost). Then a second delivery, so we know the move was handled.
-    env.md
-        .mv("", ("new", &base(3)), ("cur", &format!("{}:2,", base(3))));
-    env.md.deliver("", &base(4), &body("four"));
+    env.md.mv(
+        ("", "new", &base(3)),
+        ("", "cur", &format!("{}:2,", base(3))),
+    );
+    env.md.deliver("", base(4), body("four"));
     w.wait_for("a second MessageNew", WAIT, |e| {
         of(e, "MessageNew").len() >= 2
     });
@@ -350,7 +223,7 @@ fn a_file_directly_in_cur_is_message_append() {
     let env = Env::new();
     let w = env.watch();
     let content = body("appended");
-    env.md.put("", "cur", &format!("{}:2,S", base(1)), &content);
+    env.md.put("", "cur", format!("{}:2,S", base(1)), &content);
     w.wait_for("MessageAppend", WAIT, |e| !e.is_empty());
     let evs = w.stop();
     let evs = alice(&evs);
@@ -367,9 +240,9 @@ fn three_quick_flag_changes_are_three_events_in_order() {
     let env = Env::new();
     env.md.write("", "dovecot-keywords", "0 $label1\n1 Junk\n");
     env.md
-        .put("", "cur", &format!("{}:2,", base(1)), &body("one"));
+        .put("", "cur", format!("{}:2,", base(1)), body("one"));
     env.md
-        .put("", "cur", &format!("{}:2,", base(2)), &body("two"));
+        .put("", "cur", format!("{}:2,", base(2)), body("two"));
     let w = env.watch();
 
     // STORE +FLAGS \Flagged, STORE +FLAGS $label1, STORE -FLAGS \Flagged,
@@ -406,14 +279,13 @@ fn three_quick_flag_changes_are_three_events_in_order() {
 fn trash_then_unlink_is_message_trash_then_message_expunge() {
     let env = Env::new();
     for i in 1..=3 {
-        env.md
-            .put("", "cur", &format!("{}:2,S", base(i)), &body("m"));
+        env.md.put("", "cur", format!("{}:2,S", base(i)), body("m"));
     }
     let w = env.watch();
     // STORE +FLAGS \Deleted, EXPUNGE.
     let b = base(2);
     env.md.flag("", &b, "S", "ST");
-    env.md.rm("", "cur", &format!("{b}:2,ST"));
+    env.md.rm("", "cur", format!("{b}:2,ST"));
     w.wait_for("MessageExpunge", WAIT, |e| has(e, "MessageExpunge"));
     let evs = w.stop();
     let evs = alice(&evs);
@@ -434,7 +306,7 @@ fn five_hundred_quick_renames_to_seen_merge_into_few_message_read_events() {
     let env = Env::new();
     const N: usize = 500;
     for i in 1..=N {
-        env.md.put("", "cur", &format!("{}:2,", base(i)), b"x\n");
+        env.md.put("", "cur", format!("{}:2,", base(i)), b"x\n");
     }
     let w = env.watch();
     for i in 1..=N {
@@ -483,12 +355,14 @@ fn stream_of_reads(args: &[&str]) {
     let env = Env::new();
     const N: usize = 3000;
     for i in 1..=N {
-        env.md.deliver("", &base(i), b"x\n");
+        env.md.deliver("", base(i), b"x\n");
     }
     let w = env.spawn(args).start();
     for i in 1..=N {
-        env.md
-            .mv("", ("new", &base(i)), ("cur", &format!("{}:2,S", base(i))));
+        env.md.mv(
+            ("", "new", &base(i)),
+            ("", "cur", &format!("{}:2,S", base(i))),
+        );
     }
     for i in 1..=N {
         env.md.flag("", &base(i), "S", "");
@@ -558,18 +432,18 @@ fn a_file_created_and_removed_at_once_is_no_message() {
     // A client's temporary file, or a delivery undone right away: the
     // link and the unlink are back to back, within one batch.
     for i in 1..=5 {
-        let tmp = env.md.path("", "tmp", &base(i));
+        let tmp = env.md.path("", "tmp", base(i));
         fs::write(&tmp, body("gone")).unwrap();
-        let new = env.md.path("", "new", &base(i));
+        let new = env.md.path("", "new", base(i));
         fs::hard_link(&tmp, &new).unwrap();
         fs::remove_file(&new).unwrap();
         fs::remove_file(&tmp).unwrap();
     }
-    let cur = env.md.path("", "cur", &format!("{}:2,S", base(9)));
+    let cur = env.md.path("", "cur", format!("{}:2,S", base(9)));
     fs::write(&cur, b"x\n").unwrap();
     fs::remove_file(&cur).unwrap();
     // A real delivery afterwards marks the point where all was handled.
-    env.md.deliver("", &base(10), &body("real"));
+    env.md.deliver("", base(10), body("real"));
     w.wait_for("MessageNew", WAIT, |e| has(e, "MessageNew"));
     let evs = w.stop();
     let evs = alice(&evs);
@@ -585,8 +459,8 @@ fn a_copy_or_move_to_another_folder_is_message_append() {
     env.md.folder(".Lists");
     let a = format!("{}:2,S", base(1));
     let b = format!("{}:2,", base(2));
-    env.md.put("", "cur", &a, &body("a"));
-    env.md.put("", "cur", &b, &body("b"));
+    env.md.put("", "cur", &a, body("a"));
+    env.md.put("", "cur", &b, body("b"));
     let w = env.watch();
 
     // COPY: a hard link with the same base name into Archive/cur.
@@ -609,7 +483,7 @@ fn a_copy_or_move_to_another_folder_is_message_append() {
     // it elsewhere, so it is an append, not a new message.
     fs::hard_link(
         env.md.path("", "cur", &a),
-        env.md.path(".Lists", "new", &base(1)),
+        env.md.path(".Lists", "new", base(1)),
     )
     .unwrap();
     w.wait_for("a third MessageAppend", WAIT, |e| {
@@ -648,7 +522,7 @@ fn a_new_folder_with_a_delivery_right_away() {
     // mkdir and deliver with no pause: the file may land before the
     // watcher has a watch on the new folder's new/.
     env.md.folder(".Lists");
-    env.md.deliver(".Lists", &base(1), &body("first"));
+    env.md.deliver(".Lists", base(1), body("first"));
     w.wait_for("MessageNew", WAIT, |e| has(e, "MessageNew"));
     let evs = w.stop();
     let evs = alice(&evs);
@@ -673,7 +547,7 @@ fn a_folder_whose_subdirectories_come_late_still_gets_its_mail() {
     // (MessageAppend), not two deliveries.
     for (i, f) in [".A", ".B"].into_iter().enumerate() {
         env.md.folder(f);
-        env.md.deliver(f, &base(i + 1), &body(f));
+        env.md.deliver(f, base(i + 1), body(f));
     }
     w.wait_for("a MessageNew in A and in B", WAIT, |e| {
         of(e, "MessageNew").len() >= 2
@@ -703,9 +577,9 @@ fn renaming_a_folder_with_children_is_one_mailbox_rename() {
     env.md.folder(".Work.Sub");
     env.md.folder(".Other");
     env.md
-        .put(".Work", "cur", &format!("{}:2,S", base(1)), b"x\n");
+        .put(".Work", "cur", format!("{}:2,S", base(1)), b"x\n");
     env.md
-        .put(".Work.Sub", "cur", &format!("{}:2,", base(2)), b"x\n");
+        .put(".Work.Sub", "cur", format!("{}:2,", base(2)), b"x\n");
     let w = env.watch();
 
     // Dovecot's RENAME: the folder, then each child.
@@ -716,8 +590,8 @@ fn renaming_a_folder_with_children_is_one_mailbox_rename() {
     // The child's messages and UIDs moved with it, and it is watched under
     // its new name.
     env.md.flag(".Job.Sub", &base(2), "", "S");
-    env.md.deliver(".Job.Sub", &base(3), &body("later"));
-    env.md.deliver(".Job", &base(4), &body("later"));
+    env.md.deliver(".Job.Sub", base(3), body("later"));
+    env.md.deliver(".Job", base(4), body("later"));
     w.wait_for("the changes in the renamed folders", WAIT, |e| {
         has(e, "MessageRead") && of(e, "MessageNew").len() >= 2
     });
@@ -747,8 +621,8 @@ fn dovecots_delete_is_mailbox_delete_without_expunges() {
     env.md.folder(".Gone");
     env.md.folder(".Gone.Child");
     env.md
-        .put(".Gone", "cur", &format!("{}:2,S", base(1)), b"x\n");
-    env.md.deliver(".Gone", &base(2), b"x\n");
+        .put(".Gone", "cur", format!("{}:2,S", base(1)), b"x\n");
+    env.md.deliver(".Gone", base(2), b"x\n");
     let w = env.watch();
 
     // Dovecot's DELETE: rename to ..DOVECOT-TRASHED, then remove that.
@@ -756,7 +630,7 @@ fn dovecots_delete_is_mailbox_delete_without_expunges() {
     fs::remove_dir_all(env.md.dir("..DOVECOT-TRASHED")).unwrap();
     w.wait_for("MailboxDelete", WAIT, |e| has(e, "MailboxDelete"));
     // The child (a sibling directory in Maildir++) stays, and is watched.
-    env.md.deliver(".Gone.Child", &base(3), b"x\n");
+    env.md.deliver(".Gone.Child", base(3), b"x\n");
     w.wait_for("MessageNew in Gone.Child", WAIT, |e| has(e, "MessageNew"));
 
     let evs = w.stop();
@@ -773,8 +647,8 @@ fn rm_r_of_a_folder_is_its_expunges_then_mailbox_delete() {
     env.md.folder(".Old");
     env.md.folder(".Other");
     env.md
-        .put(".Old", "cur", &format!("{}:2,S", base(1)), b"x\n");
-    env.md.deliver(".Old", &base(2), b"x\n");
+        .put(".Old", "cur", format!("{}:2,S", base(1)), b"x\n");
+    env.md.deliver(".Old", base(2), b"x\n");
     let w = env.watch();
 
     // An admin's rm -r: the files go first, then the directories. Live
@@ -784,7 +658,7 @@ fn rm_r_of_a_folder_is_its_expunges_then_mailbox_delete() {
     // MailboxDelete alone.)
     fs::remove_dir_all(env.md.dir(".Old")).unwrap();
     w.wait_for("MailboxDelete", WAIT, |e| has(e, "MailboxDelete"));
-    env.md.deliver(".Other", &base(3), b"x\n");
+    env.md.deliver(".Other", base(3), b"x\n");
     w.wait_for("MessageNew in Other", WAIT, |e| has(e, "MessageNew"));
 
     let evs = w.stop();
@@ -905,10 +779,10 @@ fn a_maildir_missing_at_start_is_picked_up_when_it_appears() {
         .arg(&root)
         .start();
 
-    let md = Md::create(&root);
-    md.deliver("", &base(1), &body("first"));
+    let md = Maildir::create(&root);
+    md.deliver("", base(1), body("first"));
     w.wait_for("MessageNew for bob", WAIT, |e| has(e, "MessageNew"));
-    md.put("", "cur", &format!("{}:2,S", base(2)), &body("second"));
+    md.put("", "cur", format!("{}:2,S", base(2)), body("second"));
     w.wait_for("MessageAppend for bob", WAIT, |e| has(e, "MessageAppend"));
     let evs = w.stop();
     check_all(&evs);
@@ -945,27 +819,27 @@ fn a_maildir_missing_at_start_is_picked_up_when_it_appears() {
 fn a_new_user_under_a_store_template_appears_live() {
     let tmp = TempDir::new().unwrap();
     let vmail = tmp.path().join("vmail");
-    let alice = Md::create(vmail.join("example.org/alice/Maildir"));
-    alice.put("", "cur", &format!("{}:2,S", base(1)), b"x\n");
+    let alice = Maildir::create(vmail.join("example.org/alice/Maildir"));
+    alice.put("", "cur", format!("{}:2,S", base(1)), b"x\n");
     let state = tmp.path().join("state");
     let template = format!("{}/{{domain}}/{{local}}/Maildir", vmail.display());
     let w = Spawn::new(&state, &["--store", &template]).start();
 
     // A new user in a known domain, and a user in a new domain.
-    let bob = Md::create(vmail.join("example.org/bob/Maildir"));
-    bob.deliver("", &base(2), &body("to bob"));
+    let bob = Maildir::create(vmail.join("example.org/bob/Maildir"));
+    bob.deliver("", base(2), body("to bob"));
     w.wait_for("bob's MessageNew", WAIT, |e| {
         e.iter()
             .any(|e| e["event"] == "MessageNew" && e["user"] == "bob@example.org")
     });
-    let carol = Md::create(vmail.join("example.net/carol/Maildir"));
-    carol.deliver("", &base(3), &body("to carol"));
+    let carol = Maildir::create(vmail.join("example.net/carol/Maildir"));
+    carol.deliver("", base(3), body("to carol"));
     w.wait_for("carol's MessageNew", WAIT, |e| {
         e.iter()
             .any(|e| e["event"] == "MessageNew" && e["user"] == "carol@example.net")
     });
     // And the known user is still followed.
-    alice.deliver("", &base(4), &body("to alice"));
+    alice.deliver("", base(4), body("to alice"));
     w.wait_for("alice's MessageNew", WAIT, |e| {
         e.iter()
             .any(|e| e["event"] == "MessageNew" && e["user"] == USER)
@@ -991,25 +865,27 @@ fn a_new_user_under_a_store_template_appears_live() {
 #[test]
 fn a_delivery_numbered_by_dovecot_carries_dovecots_uid() {
     let env = Env::new();
-    env.md.put("", "cur", &format!("{}:2,S", base(1)), b"x\n");
+    env.md.put("", "cur", format!("{}:2,S", base(1)), b"x\n");
     env.md.write(
         "",
         "dovecot-uidlist",
-        &format!(
+        format!(
             "3 V1600000000 N8 G0123456789abcdef0123456789abcdef\n7 :{}\n",
             base(1)
         ),
     );
     let w = env.spawn(&["--uid-wait-ms", "10000"]).start();
     // LMTP: the file, then Dovecot's line a moment later.
-    env.md.deliver("", &base(2), &body("lmtp"));
+    env.md.deliver("", base(2), body("lmtp"));
     thread::sleep(Duration::from_millis(200));
     env.md
         .append("", "dovecot-uidlist", &format!("8 :{}\n", base(2)));
     w.wait_for("MessageNew", WAIT, |e| has(e, "MessageNew"));
     // A flag change uses Dovecot's UID too.
-    env.md
-        .mv("", ("new", &base(2)), ("cur", &format!("{}:2,S", base(2))));
+    env.md.mv(
+        ("", "new", &base(2)),
+        ("", "cur", &format!("{}:2,S", base(2))),
+    );
     w.wait_for("MessageRead", WAIT, |e| has(e, "MessageRead"));
     let evs = w.stop();
     let evs = alice(&evs);
@@ -1036,16 +912,16 @@ fn a_delivery_numbered_by_dovecot_carries_dovecots_uid() {
 fn changes_while_stopped_are_reported_at_the_next_start_then_live_ones() {
     let env = Env::new();
     for i in 1..=3 {
-        env.md.put("", "cur", &format!("{}:2,", base(i)), b"x\n");
+        env.md.put("", "cur", format!("{}:2,", base(i)), b"x\n");
     }
     let w = env.watch();
     let evs = w.stop();
     assert!(evs.is_empty(), "silent baseline:\n{}", dump(&evs));
 
     // While it is down.
-    env.md.deliver("", &base(4), &body("four"));
+    env.md.deliver("", base(4), body("four"));
     env.md.flag("", &base(1), "", "S");
-    env.md.rm("", "cur", &format!("{}:2,", base(2)));
+    env.md.rm("", "cur", format!("{}:2,", base(2)));
     env.md.folder(".New");
 
     let w = env.watch();
@@ -1069,7 +945,7 @@ fn changes_while_stopped_are_reported_at_the_next_start_then_live_ones() {
 
     // Then live.
     env.md.flag("", &base(3), "", "S");
-    env.md.deliver(".New", &base(5), &body("five"));
+    env.md.deliver(".New", base(5), body("five"));
     w.wait_for("live events", WAIT, |e| e.len() >= 6);
     let evs = w.stop();
     let evs = alice(&evs);
@@ -1092,11 +968,11 @@ fn changes_while_stopped_are_reported_at_the_next_start_then_live_ones() {
 fn emit_existing_reports_the_store_at_the_first_start() {
     let env = Env::new();
     env.md.folder(".Sent");
-    env.md.deliver("", &base(1), &body("new"));
+    env.md.deliver("", base(1), body("new"));
     env.md
-        .put("", "cur", &format!("{}:2,S", base(2)), &body("read"));
+        .put("", "cur", format!("{}:2,S", base(2)), body("read"));
     env.md
-        .put(".Sent", "cur", &format!("{}:2,S", base(3)), &body("sent"));
+        .put(".Sent", "cur", format!("{}:2,S", base(3)), body("sent"));
     let w = env.spawn(&["--emit-existing"]).start();
     let evs = w.wait_for("three arrivals", WAIT, |e| {
         e.iter()
@@ -1123,7 +999,7 @@ fn emit_existing_reports_the_store_at_the_first_start() {
     alice(&evs);
     // A restart is not a first run any more.
     let w = env.spawn(&["--emit-existing"]).start();
-    env.md.deliver("", &base(4), &body("later"));
+    env.md.deliver("", base(4), body("later"));
     w.wait_for("MessageNew", WAIT, |e| has(e, "MessageNew"));
     let evs = w.stop();
     assert_eq!(kinds(alice(&evs)), ["MessageNew"], "{}", dump(&evs));
@@ -1140,7 +1016,7 @@ fn two_hundred_new_folders_each_with_a_message_at_once() {
     for i in 0..N {
         let f = format!(".F{i:03}");
         env.md.folder(&f);
-        env.md.deliver(&f, &base(i), &body("burst"));
+        env.md.deliver(&f, base(i), body("burst"));
     }
     let done = |e: &[Value]| of(e, "MailboxCreate").len() >= N && of(e, "MessageNew").len() >= N;
     w.wait_for(
@@ -1264,7 +1140,7 @@ fn flag_storm(count: usize, args: &[&str]) {
         env.md.put(
             "",
             "cur",
-            &format!("{}:2,{}", storm_base(i), storm_flags(i, 0)),
+            format!("{}:2,{}", storm_base(i), storm_flags(i, 0)),
             b"x\n",
         );
     }
@@ -1370,7 +1246,7 @@ fn a_folder_renamed_while_mail_arrives_reports_every_message_once() {
                 let name = format!("{},W={}", base(i), 1000 + i);
                 loop {
                     match md.try_deliver(folder, &name, b"x\n") {
-                        Ok(()) => break,
+                        Ok(_) => break,
                         Err(_) if folder == ".Work" => folder = ".Job",
                         Err(e) => panic!("delivery {i} failed: {e}"),
                     }
@@ -1508,7 +1384,7 @@ fn kill_9_at_random_moments_loses_nothing_and_repeats_with_the_same_ids() {
                 if roll < 45 || d.live.is_empty() {
                     d.delivered += 1;
                     let i = d.delivered;
-                    md.deliver("", &crash_name(i), &body("crash"));
+                    md.deliver("", crash_name(i), body("crash"));
                     d.live.insert(i, (true, false));
                     d.log.push(format!("deliver {i}"));
                 } else if roll < 85 {
@@ -1525,7 +1401,7 @@ fn kill_9_at_random_moments_loses_nothing_and_repeats_with_the_same_ids() {
                     };
                     let now_seen = if in_new { rng.below(2) == 0 } else { !seen };
                     let to = format!("{}:2,{}", crash_name(i), if now_seen { "S" } else { "" });
-                    md.mv("", (from.0, &from.1), ("cur", &to));
+                    md.mv(("", from.0, &from.1), ("", "cur", &to));
                     d.live.insert(i, (false, now_seen));
                     d.log
                         .push(format!("{i}: {}/{} -> cur/{to}", from.0, from.1));
@@ -1533,12 +1409,12 @@ fn kill_9_at_random_moments_loses_nothing_and_repeats_with_the_same_ids() {
                     let i = pick(&d, &mut rng).unwrap();
                     let (in_new, seen) = d.live[&i];
                     if in_new {
-                        md.rm("", "new", &crash_name(i));
+                        md.rm("", "new", crash_name(i));
                     } else {
                         md.rm(
                             "",
                             "cur",
-                            &format!("{}:2,{}", crash_name(i), if seen { "S" } else { "" }),
+                            format!("{}:2,{}", crash_name(i), if seen { "S" } else { "" }),
                         );
                     }
                     d.live.remove(&i);
@@ -1767,7 +1643,7 @@ fn kill_9_at_random_moments_loses_nothing_and_repeats_with_the_same_ids() {
 #[test]
 fn poll_mode_reports_delivery_flags_and_expunge_without_inotify() {
     let env = Env::new();
-    env.md.put("", "cur", &format!("{}:2,", base(1)), b"x\n");
+    env.md.put("", "cur", format!("{}:2,", base(1)), b"x\n");
     let w = env.spawn(&["--poll", "0.2"]).start();
 
     // No inotify instance in the process.
@@ -1781,11 +1657,11 @@ fn poll_mode_reports_delivery_flags_and_expunge_without_inotify() {
         "--poll must not use inotify: {fds:?}"
     );
 
-    env.md.deliver("", &base(2), &body("polled"));
+    env.md.deliver("", base(2), body("polled"));
     w.wait_for("MessageNew", WAIT, |e| has(e, "MessageNew"));
     env.md.flag("", &base(1), "", "S");
     w.wait_for("MessageRead", WAIT, |e| has(e, "MessageRead"));
-    env.md.rm("", "cur", &format!("{}:2,S", base(1)));
+    env.md.rm("", "cur", format!("{}:2,S", base(1)));
     w.wait_for("MessageExpunge", WAIT, |e| has(e, "MessageExpunge"));
     env.md.folder(".Polled");
     w.wait_for("MailboxCreate", WAIT, |e| has(e, "MailboxCreate"));
@@ -1823,7 +1699,7 @@ fn a_second_watcher_on_the_same_state_exits_75() {
         "says why on stderr:\n{stderr}"
     );
     // The first one is unharmed.
-    env.md.deliver("", &base(1), &body("still"));
+    env.md.deliver("", base(1), body("still"));
     first.wait_for("MessageNew", WAIT, |e| has(e, "MessageNew"));
     let evs = first.stop();
     assert_eq!(kinds(alice(&evs)), ["MessageNew"], "{}", dump(&evs));
@@ -1856,9 +1732,9 @@ fn folders_past_the_watch_limit_are_polled() {
     let tmp = TempDir::new().unwrap();
     let vmail = tmp.path().join("vmail");
     // 6 users × (INBOX + 2 folders): 7 watches each, 42 in all, 20 allowed.
-    let users: Vec<(String, Md)> = (0..6)
+    let users: Vec<(String, Maildir)> = (0..6)
         .map(|i| {
-            let md = Md::create(vmail.join(format!("u{i}/Maildir")));
+            let md = Maildir::create(vmail.join(format!("u{i}/Maildir")));
             md.folder(".A");
             md.folder(".B");
             (format!("u{i}"), md)
@@ -1901,7 +1777,7 @@ fn folders_past_the_watch_limit_are_polled() {
     // A change in every folder of every user is reported, watched or not.
     for (i, (_, md)) in users.iter().enumerate() {
         for (j, folder) in ["", ".A", ".B"].iter().enumerate() {
-            md.deliver(folder, &base(100 + i * 3 + j), &body("hi"));
+            md.deliver(folder, base(100 + i * 3 + j), body("hi"));
         }
     }
     let evs = w.wait_for("18 MessageNew", WAIT, |e| {
@@ -1936,7 +1812,7 @@ fn folders_past_the_watch_limit_are_polled() {
     }
     assert_eq!(limit_lines(&w), 1, "still one line:\n{}", w.stderr());
     // And the remaining users are followed live.
-    users[5].1.deliver(".B", &base(200), &body("after"));
+    users[5].1.deliver(".B", base(200), body("after"));
     w.wait_for("the last delivery", WAIT, |e| {
         e.iter().any(|e| {
             e["event"] == "MessageNew" && uid(e) >= 2 && folder_of(e) == "B" && s(e, "user") == "u5"

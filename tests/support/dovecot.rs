@@ -367,6 +367,22 @@ impl Drop for Dovecot {
     }
 }
 
+/// The `UID basename` lines of a folder's `dovecot-uidlist` (`folder` is
+/// the folder's directory: the Maildir for INBOX, `.Name` for others);
+/// none when Dovecot has not written one.
+pub fn uidlist(folder: &Path) -> Vec<(u32, String)> {
+    let text = fs::read_to_string(folder.join("dovecot-uidlist")).unwrap_or_default();
+    text.lines()
+        .skip(1) // header: "3 V1700000000 N2 G…"
+        .filter_map(|line| {
+            let (uid, rest) = line.split_once(' ')?;
+            // "UID [extensions] :basename"
+            let name = rest.rsplit_once(':').map_or(rest, |(_, n)| n);
+            Some((uid.parse().ok()?, name.to_string()))
+        })
+        .collect()
+}
+
 /// The instance's `dovecot.conf`.
 #[allow(clippy::too_many_arguments)]
 fn config(

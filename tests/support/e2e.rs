@@ -1,7 +1,7 @@
 //! Helpers for the end-to-end delivery tests (`tests/delivery.rs`): a
 //! multi-user Maildir store changed by the test, which records what it did
-//! as the ground truth of events; the real binary (`watch` with its
-//! sd_notify socket, or one-shot commands); a `nats-server` child; and a
+//! as the ground truth of events; one-shot commands of the real binary (a
+//! running `watch` is [`super::live::Watch`]); a `nats-server` child; and a
 //! tiny_http webhook receiver that checks signatures.
 //!
 //! Nothing here asserts speed: every wait is a bounded poll.
@@ -13,9 +13,8 @@ use std::ffi::OsString;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
@@ -26,10 +25,7 @@ use serde_json::Value;
 use sha2::Sha256;
 use tempfile::TempDir;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_maildir-events");
-pub const SERVER: &str = "mx.example.org";
-/// How long the catch-up before `READY=1` may take.
-pub const READY_WAIT: Duration = Duration::from_secs(30);
+pub use super::run::{BIN, Run, SERVER};
 /// How long expected events may take to arrive at a sink.
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -64,13 +60,7 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
-pub fn tail(s: &str, n: usize) -> &str {
-    let mut i = s.len().saturating_sub(n);
-    while !s.is_char_boundary(i) {
-        i += 1;
-    }
-    &s[i..]
-}
+pub use super::live::tail;
 
 // ------------------------------------------------------------ events
 
@@ -208,35 +198,7 @@ pub fn diff(evs: &[Value], want: &[Key]) -> String {
     out
 }
 
-/// An event in one short line.
-pub fn short(e: &Value) -> String {
-    let g = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
-    let mut s = format!(
-        "#{} {} {} {}",
-        e.get("vnd.maildir.seq")
-            .map(Value::to_string)
-            .unwrap_or_default(),
-        g("event"),
-        g("user"),
-        g("uri")
-    );
-    if let Some(v) = e.get("uidset") {
-        s.push_str(&format!(" uidset={v}"));
-    }
-    s
-}
-
-pub fn show(evs: &[Value], n: usize) -> String {
-    let skip = evs.len().saturating_sub(n);
-    let mut out = String::new();
-    if skip > 0 {
-        out.push_str(&format!("  … {skip} earlier\n"));
-    }
-    for e in &evs[skip..] {
-        out.push_str(&format!("  {}\n", short(e)));
-    }
-    out
-}
+pub use super::live::{short, show_tail as show};
 
 /// Parses JSON Lines, panicking on a line that is no JSON object.
 pub fn parse_lines(text: &str) -> Vec<Value> {
@@ -510,29 +472,39 @@ impl Store {
 
 // ------------------------------------------------------------ the binary
 
-/// The output of a one-shot command.
-#[derive(Debug)]
-pub struct Output {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
 /// Runs `maildir-events ARGS…` to its end.
-pub fn run(args: Vec<OsString>, log: &str) -> Output {
-    let out = Command::new(BIN)
-        .args(&args)
+pub fn run(args: Vec<OsString>, log: &str) -> Run {
+    let mut c = Command::new(BIN);
+    c.args(&args)
         .env("MAILDIR_EVENTS_LOG", log)
         .env_remove("NOTIFY_SOCKET")
         .env_remove("STATE_DIRECTORY")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run maildir-events");
-    Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+        .stdin(Stdio::null());
+    Run::of(c)
+}
+
+/// `--config CONFIG COMMAND --state STATE --server-name … --store TEMPLATE
+/// EXTRA…`: a command over a multi-user store and its configuration file.
+pub fn store_args(
+    config: &Path,
+    command: &str,
+    state: &Path,
+    template: &str,
+    extra: &[&str],
+) -> Vec<OsString> {
+    let mut v: Vec<OsString> = vec![
+        "--config".into(),
+        config.into(),
+        command.into(),
+        "--state".into(),
+        state.into(),
+        "--server-name".into(),
+        SERVER.into(),
+        "--store".into(),
+        template.into(),
+    ];
+    v.extend(extra.iter().map(OsString::from));
+    v
 }
 
 /// `OsString`s from anything path- or string-like.
@@ -541,201 +513,6 @@ macro_rules! args {
     ($($a:expr),* $(,)?) => {
         vec![$(std::ffi::OsString::from($a)),*]
     };
-}
-
-/// A running `maildir-events watch`: stdout lines and stderr are collected
-/// by threads; `READY=1` comes over an sd_notify socket.
-pub struct Watch {
-    child: Option<Child>,
-    pid: i32,
-    lines: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<String>>,
-    readers: Vec<JoinHandle<()>>,
-    notify: UnixDatagram,
-    _sock_dir: TempDir,
-    pub args: Vec<OsString>,
-}
-
-impl Watch {
-    /// Starts `maildir-events ARGS…` (`watch …`) and waits for `READY=1`.
-    pub fn start(args: Vec<OsString>) -> Watch {
-        let mut w = Watch::spawn(args);
-        w.wait_ready();
-        w
-    }
-
-    pub fn spawn(args: Vec<OsString>) -> Watch {
-        let sock_dir = tempfile::Builder::new()
-            .prefix("me-e2e")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let sock = sock_dir.path().join("n");
-        let notify = UnixDatagram::bind(&sock).unwrap();
-        notify
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let mut child = Command::new(BIN)
-            .args(&args)
-            .env("NOTIFY_SOCKET", &sock)
-            .env("MAILDIR_EVENTS_LOG", "info")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
-            .env_remove("STATE_DIRECTORY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn maildir-events watch");
-        let pid = child.id() as i32;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let out = child.stdout.take().unwrap();
-        let l = lines.clone();
-        let r1 = thread::spawn(move || {
-            let r = BufReader::new(out);
-            for line in r.split(b'\n') {
-                let Ok(line) = line else { return };
-                l.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&line).into_owned());
-            }
-        });
-        let mut err = child.stderr.take().unwrap();
-        let e = stderr.clone();
-        let r2 = thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            loop {
-                match err.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => e
-                        .lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n])),
-                }
-            }
-        });
-        Watch {
-            child: Some(child),
-            pid,
-            lines,
-            stderr,
-            readers: vec![r1, r2],
-            notify,
-            _sock_dir: sock_dir,
-            args,
-        }
-    }
-
-    pub fn wait_ready(&mut self) {
-        let start = Instant::now();
-        let mut buf = [0u8; 4096];
-        loop {
-            if let Ok(n) = self.notify.recv(&mut buf)
-                && String::from_utf8_lossy(&buf[..n])
-                    .lines()
-                    .any(|l| l == "READY=1")
-            {
-                return;
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "the watcher exited ({status}) before READY=1\nargs: {:?}\nstderr:\n{}",
-                    self.args,
-                    self.stderr()
-                );
-            }
-            assert!(
-                start.elapsed() < READY_WAIT,
-                "no READY=1 within {READY_WAIT:?}\nargs: {:?}\nstderr:\n{}",
-                self.args,
-                self.stderr()
-            );
-        }
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.pid
-    }
-
-    /// The complete stdout lines so far, parsed.
-    pub fn events(&self) -> Vec<Value> {
-        let lines = self.lines.lock().unwrap().clone();
-        parse_lines(&lines.join("\n"))
-    }
-
-    pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child, not yet reaped.
-        let r = unsafe { libc::kill(self.pid, sig) };
-        assert_eq!(r, 0, "kill({}, {sig}) failed", self.pid);
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let start = Instant::now();
-        let child = self.child.as_mut().unwrap();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if start.elapsed() > timeout {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "the watcher did not exit within {timeout:?}\nstderr:\n{}",
-                    tail(&self.stderr(), 6000)
-                );
-            }
-            thread::sleep(Duration::from_millis(10));
-        };
-        self.child = None;
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-        status
-    }
-
-    /// SIGTERM; the watcher must exit 0. Returns its stderr.
-    pub fn stop(self) -> String {
-        match self.terminate() {
-            Ok(stderr) => stderr,
-            Err(why) => panic!("{why}"),
-        }
-    }
-
-    /// SIGTERM; `Err` says how the watcher did not exit 0 (for tests that
-    /// check more before failing).
-    pub fn terminate(mut self) -> Result<String, String> {
-        self.signal(libc::SIGTERM);
-        let status = self.wait_exit(Duration::from_secs(60));
-        if status.code() == Some(0) {
-            Ok(self.stderr())
-        } else {
-            Err(format!(
-                "the watcher should exit 0 on SIGTERM (args {:?}), got {status}\nstderr:\n{}",
-                self.args,
-                tail(&self.stderr(), 6000)
-            ))
-        }
-    }
-
-    /// kill -9.
-    pub fn kill9(mut self) {
-        self.signal(libc::SIGKILL);
-        self.wait_exit(Duration::from_secs(30));
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 // ------------------------------------------------------------ nats-server

@@ -1,11 +1,16 @@
-//! Reading the events the binary printed: keys, kinds, URLs, flags.
-//! Shared by `tests/scan.rs` and `tests/watch.rs`.
+//! Reading the events the binary printed: keys, kinds, URLs, flags, and
+//! the URLs of the single-store tests' user [`USER`].
 
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
 
 use serde_json::Value;
+
+/// The user of the single-store tests.
+pub const USER: &str = "alice@example.org";
+/// `imap://` + user + server, as every URL of [`USER`] starts.
+pub const ALICE: &str = "imap://alice%40example.org@mx.example.org";
 
 pub fn s<'a>(ev: &'a Value, key: &str) -> &'a str {
     ev[key]
@@ -55,4 +60,66 @@ pub fn flags(ev: &Value) -> BTreeSet<&str> {
         .split(' ')
         .filter(|f| !f.is_empty())
         .collect()
+}
+
+/// The one event of `kind` among others.
+pub fn one<'a>(evs: &'a [Value], kind: &str) -> &'a Value {
+    let found = of(evs, kind);
+    assert_eq!(found.len(), 1, "expected one {kind}: {evs:#?}");
+    found[0]
+}
+
+/// A mailbox URL of [`USER`].
+pub fn mailbox(name: &str, uidvalidity: u32) -> String {
+    format!("{ALICE}/{name};UIDVALIDITY={uidvalidity}")
+}
+
+/// A message URL of [`USER`].
+pub fn message(name: &str, uidvalidity: u32, uid: u32) -> String {
+    format!("{ALICE}/{name};UIDVALIDITY={uidvalidity}/;UID={uid}")
+}
+
+/// The mailbox name in a URL of [`USER`] (`imap://…/NAME;UIDVALIDITY=…`),
+/// as printed.
+pub fn mailbox_of(url: &str) -> &str {
+    let rest = url
+        .strip_prefix(&format!("{ALICE}/"))
+        .unwrap_or_else(|| panic!("not a URL of {USER}: {url}"));
+    rest.split(";UIDVALIDITY=").next().unwrap()
+}
+
+/// The mailbox an event is about (from its `mailboxID`).
+pub fn mbox(ev: &Value) -> &str {
+    mailbox_of(s(ev, "mailboxID"))
+}
+
+/// Expands an IMAP sequence set (`1:3,7`) and checks it is valid
+/// (non-empty, no zero) and compressed: ascending, ranges for runs,
+/// nothing repeated.
+pub fn uids(set: &str) -> Vec<u32> {
+    let num = |x: &str| -> u32 {
+        let v = x
+            .parse()
+            .unwrap_or_else(|_| panic!("uidset {set:?} is not an IMAP sequence set"));
+        assert!(v > 0, "uidset {set:?} holds 0");
+        v
+    };
+    let mut out: Vec<u32> = Vec::new();
+    for part in set.split(',') {
+        let (a, b) = match part.split_once(':') {
+            Some((a, b)) => (num(a), num(b)),
+            None => (num(part), num(part)),
+        };
+        assert!(a <= b, "range {part} is not ascending in {set}");
+        if let Some(&last) = out.last() {
+            assert!(a > last + 1, "uidset {set} is not compressed");
+        }
+        out.extend(a..=b);
+    }
+    out
+}
+
+/// An event's `uidset`, expanded and checked ([`uids`]).
+pub fn uidset(ev: &Value) -> Vec<u32> {
+    uids(s(ev, "uidset"))
 }

@@ -1,7 +1,7 @@
 //! Helpers for the `watch` tests: a running watcher whose stdout is read by
 //! a thread into a shared list of events, its sd_notify datagrams, bounded
-//! polls for what it prints, and Maildirs changed the way Postfix, Dovecot
-//! and mail clients change them.
+//! and bounded polls for what it prints. The stores it watches are built with
+//! [`super::fixture::Maildir`].
 //!
 //! No timing is asserted anywhere: every wait is a poll with a generous
 //! bound, so the tests pass on a loaded machine.
@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_maildir-events");
-pub const SERVER: &str = "mx.example.org";
+pub use super::run::{BIN, SERVER};
 
 /// How long an expected line may take to appear.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -30,127 +29,6 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub const READY_WAIT: Duration = Duration::from_secs(60);
 
 // ------------------------------------------------------------ the store
-
-/// One user's Maildir (INBOX is its root). Folder arguments are on-disk
-/// directory names: `""` is INBOX, `".Archive"` a Maildir++ folder.
-#[derive(Clone, Debug)]
-pub struct Md {
-    pub root: PathBuf,
-}
-
-impl Md {
-    /// Creates the root with `cur/ new/ tmp/`.
-    pub fn create(root: impl Into<PathBuf>) -> Md {
-        let md = Md { root: root.into() };
-        md.folder("");
-        md
-    }
-
-    pub fn dir(&self, folder: &str) -> PathBuf {
-        if folder.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(folder)
-        }
-    }
-
-    /// Creates a folder as Dovecot does (`cur/ new/ tmp/`, `maildirfolder`).
-    pub fn folder(&self, folder: &str) -> PathBuf {
-        let dir = self.dir(folder);
-        for sub in ["cur", "new", "tmp"] {
-            fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        if !folder.is_empty() {
-            fs::write(dir.join("maildirfolder"), b"").unwrap();
-        }
-        dir
-    }
-
-    pub fn path(&self, folder: &str, sub: &str, file: &str) -> PathBuf {
-        self.dir(folder).join(sub).join(file)
-    }
-
-    /// Delivers as Postfix `virtual(8)`/`local(8)` do: write in `tmp/`,
-    /// link into `new/`, unlink the `tmp/` name.
-    pub fn deliver(&self, folder: &str, file: &str, body: &[u8]) {
-        self.try_deliver(folder, file, body).unwrap();
-    }
-
-    /// [`Md::deliver`], failing when the folder is gone (renamed away).
-    pub fn try_deliver(&self, folder: &str, file: &str, body: &[u8]) -> std::io::Result<()> {
-        let tmp = self.path(folder, "tmp", file);
-        fs::write(&tmp, body)?;
-        let linked = fs::hard_link(&tmp, self.path(folder, "new", file));
-        let _ = fs::remove_file(&tmp);
-        linked
-    }
-
-    /// Writes a file straight into `sub/` (an APPEND with flags lands in
-    /// `cur/`; Dovecot writes in `tmp/` and renames, which is the same to a
-    /// watcher of `cur/`).
-    pub fn put(&self, folder: &str, sub: &str, file: &str, body: &[u8]) {
-        let tmp = self.path(folder, "tmp", file);
-        fs::write(&tmp, body).unwrap();
-        fs::rename(&tmp, self.path(folder, sub, file)).unwrap();
-    }
-
-    /// Renames `from` to `to` within the folder (`sub/name` each): a flag
-    /// change, or `new/x` → `cur/x:2,`.
-    pub fn mv(&self, folder: &str, from: (&str, &str), to: (&str, &str)) {
-        fs::rename(
-            self.path(folder, from.0, from.1),
-            self.path(folder, to.0, to.1),
-        )
-        .unwrap_or_else(|e| panic!("rename {from:?} -> {to:?} in {folder:?}: {e}"));
-    }
-
-    /// Changes the flags of `cur/BASE:2,FROM` to `cur/BASE:2,TO`.
-    pub fn flag(&self, folder: &str, base: &str, from: &str, to: &str) {
-        self.mv(
-            folder,
-            ("cur", &format!("{base}:2,{from}")),
-            ("cur", &format!("{base}:2,{to}")),
-        );
-    }
-
-    pub fn rm(&self, folder: &str, sub: &str, file: &str) {
-        fs::remove_file(self.path(folder, sub, file))
-            .unwrap_or_else(|e| panic!("rm {sub}/{file} in {folder:?}: {e}"));
-    }
-
-    /// Writes a control file (`dovecot-keywords`, `dovecot-uidlist`, …).
-    pub fn write(&self, folder: &str, name: &str, contents: &str) {
-        fs::write(self.dir(folder).join(name), contents).unwrap();
-    }
-
-    /// Replaces a control file the way Dovecot does: write a lock/temp
-    /// file, rename it over the old one.
-    pub fn replace(&self, folder: &str, name: &str, contents: &str) {
-        let tmp = self.dir(folder).join(format!("{name}.lock"));
-        fs::write(&tmp, contents).unwrap();
-        fs::rename(&tmp, self.dir(folder).join(name)).unwrap();
-    }
-
-    pub fn append(&self, folder: &str, name: &str, contents: &str) {
-        use std::io::Write;
-        let mut f = fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(self.dir(folder).join(name))
-            .unwrap();
-        f.write_all(contents.as_bytes()).unwrap();
-    }
-
-    /// The names in `sub/` of a folder.
-    pub fn list(&self, folder: &str, sub: &str) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(self.dir(folder).join(sub))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        v.sort();
-        v
-    }
-}
 
 /// A message body of a few lines.
 pub fn body(tag: &str) -> Vec<u8> {
@@ -224,8 +102,15 @@ impl Spawn {
             SERVER.into(),
         ];
         v.extend(args.iter().map(OsString::from));
+        Spawn::command(v)
+    }
+
+    /// `ARGS…` as they are (the first is the subcommand, or a global
+    /// option such as `--config` before it): for tests that name their
+    /// own server or pass a configuration file.
+    pub fn command(args: Vec<OsString>) -> Spawn {
         Spawn {
-            args: v,
+            args,
             paused: false,
             pipe_size: None,
             log: "info",
@@ -293,6 +178,7 @@ impl Spawn {
             .env("MAILDIR_EVENTS_LOG", self.log)
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID")
+            .env_remove("STATE_DIRECTORY")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -393,6 +279,16 @@ impl Watch {
 
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// The stdout lines so far that were no JSON object.
+    pub fn bad_lines(&self) -> Vec<String> {
+        self.out.lock().unwrap().bad.clone()
+    }
+
+    /// Whether stdout has ended (the watcher exited or closed it).
+    pub fn closed(&self) -> bool {
+        self.out.lock().unwrap().eof
     }
 
     /// The sd_notify datagrams received so far.
@@ -503,6 +399,14 @@ impl Watch {
         self.wait_for(&format!("{n} events"), WAIT, |e| e.len() >= n)
     }
 
+    /// Waits until `n` events were printed, then until nothing new came
+    /// for 300 ms, so that an unwanted extra event shows too; returns them
+    /// all.
+    pub fn wait_exactly(&self, n: usize) -> Vec<Value> {
+        self.wait_count(n);
+        self.settle(Duration::from_millis(300))
+    }
+
     /// Waits until nothing new was printed for `quiet` (for tests that
     /// then check nothing *else* came; the final check is at `stop`).
     pub fn settle(&self, quiet: Duration) -> Vec<Value> {
@@ -522,7 +426,7 @@ impl Watch {
         }
     }
 
-    fn signal(&self, sig: i32) {
+    pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on the pid of our own child, not yet reaped.
         let r = unsafe { libc::kill(self.pid, sig) };
         assert_eq!(r, 0, "kill({}, {sig}) failed", self.pid);
@@ -592,6 +496,35 @@ impl Watch {
             o.partial
         );
         o.events.clone()
+    }
+
+    /// SIGTERM; `Err` says how the watcher did not exit 0 with only
+    /// well-formed lines, for tests that check more before failing. `Ok`
+    /// holds its stderr; [`Watch::events`] still holds all it printed.
+    pub fn terminate(&mut self) -> Result<String, String> {
+        let status = self.end(libc::SIGTERM);
+        let o = self.out.lock().unwrap();
+        let mut wrong = Vec::new();
+        if status.code() != Some(0) {
+            wrong.push(format!(
+                "the watcher should exit 0 on SIGTERM, got {status}"
+            ));
+        }
+        if !o.bad.is_empty() {
+            wrong.push(format!("lines that are no JSON object: {:?}", o.bad));
+        }
+        if let Some(p) = &o.partial {
+            wrong.push(format!("unterminated last line: {p:?}"));
+        }
+        if wrong.is_empty() {
+            return Ok(self.stderr());
+        }
+        Err(format!(
+            "{} (args {:?})\nstderr (tail):\n{}",
+            wrong.join("; "),
+            self.args,
+            tail(&self.stderr(), 6000)
+        ))
     }
 
     /// kill -9: returns the complete lines printed (a partial last line is
@@ -706,15 +639,17 @@ pub fn show_tail(evs: &[Value], n: usize) -> String {
     out
 }
 
-/// An event in one short line: type, mailbox, uid/uidset, flags.
+/// An event in one short line: sequence number, type, user, URL, and
+/// uidset, flags, old mailbox and file name where it has them.
 pub fn short(e: &Value) -> String {
     let g = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
     let mut s = format!(
-        "#{} {} {}",
+        "#{} {} {} {}",
         e.get("vnd.maildir.seq")
             .map(Value::to_string)
             .unwrap_or_default(),
         g("event"),
+        g("user"),
         g("uri")
     );
     for k in [

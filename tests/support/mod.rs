@@ -1,16 +1,27 @@
-//! Test harness for the real-Dovecot integration tests.
+//! The one support module of the integration tests: every suite runs the
+//! built binary on temporary stores (or against real servers) with these.
 //!
 //! - [`dovecot`]: a throwaway Dovecot per test (own config, ports, dirs).
 //! - [`lmtp`]: deliver like an MTA, so Dovecot writes the message itself.
 //! - [`imap`]: a minimal IMAP client to change the store and to ask the
 //!   server for the truth (UIDVALIDITY, UIDs, sizes) events must match.
 //! - [`events`]: parse and summarise the binary's JSON Lines.
-//! - [`fixture`]: Maildir stores built in temporary directories.
-//! - [`evq`]: reading the events the binary printed.
-//! - [`live`]: a running `watch` and stores changed the way Postfix,
-//!   Dovecot and mail clients change them.
-//! - [`qfix`]: one-user stores with their own state and config files.
-//! - [`e2e`]: multi-user stores with a ground truth, for delivery tests.
+//! - [`steps`]: the [`steps::Observer`] a real-Dovecot scenario drives,
+//!   and how each step's events are compared.
+//! - [`scenario`]: the main real-Dovecot scenario, observed by
+//!   [`scansteps`] (a `scan` after each step) and [`livesteps`] (one
+//!   `watch` running the whole time).
+//! - [`fixture`]: the Maildir builder, changing stores the way Postfix,
+//!   Dovecot and mail clients do.
+//! - [`evq`]: reading the events the binary printed, and the URLs of the
+//!   single-store tests' user.
+//! - [`run`]: one run of the binary to its end, and the envelope every
+//!   event it prints must have.
+//! - [`live`]: a running `watch` and bounded polls for what it prints.
+//! - [`user`]: one user's store with its own state and config files, and
+//!   the runs and watchers over it (the single-store suites).
+//! - [`e2e`]: multi-user stores with a ground truth, a webhook receiver and
+//!   stream reads, for delivery tests.
 //! - [`natsserver`]: a `nats-server -js` child on loopback.
 //! - [`sinkutil`]: outbox rows shaped like the store's, for sink tests.
 //! - here: run the binary, and fingerprint the store to prove the scan
@@ -27,10 +38,15 @@ pub mod evq;
 pub mod fixture;
 pub mod imap;
 pub mod live;
+pub mod livesteps;
 pub mod lmtp;
 pub mod natsserver;
-pub mod qfix;
+pub mod run;
+pub mod scansteps;
+pub mod scenario;
 pub mod sinkutil;
+pub mod steps;
+pub mod user;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt as _;
