@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::scan::ServerUids;
+use crate::scan::UidHeader;
 use crate::snapshot::DirStamp;
 
 /// A folder on "disk": dir, inode, uidlist (validity, [(uid, base)]) and
@@ -24,29 +24,24 @@ fn listing(folders: &[Disk], subs: &[&str]) -> UserListing {
         dovecot: false,
     };
     for d in folders {
-        let mut msgs = crate::scan::NameMap::default();
+        let mut msgs = crate::listing::Listing::default();
         for f in d.files {
             let (sub, file) = f.split_once('/').unwrap();
             let p = crate::maildir::name::parse(file.as_bytes(), b':').unwrap();
-            msgs.insert(
-                p.base.to_vec(),
-                Entry {
-                    file: file.as_bytes().to_vec(),
-                    in_new: sub == "new",
-                    flags: p.flags,
-                    size: p.size,
-                    vsize: p.vsize,
-                },
-            );
+            msgs.push(file.as_bytes(), p.base.len(), sub == "new", p.flags, p.size)
+                .unwrap();
         }
-        let server_uids = d.uids.map(|(v, recs)| ServerUids {
+        msgs.finish();
+        // The server's UIDs, joined into the listing as a scan does.
+        for (u, b) in d.uids.map_or(&[][..], |(_, recs)| recs) {
+            if let Some(i) = msgs.find(b.as_bytes()) {
+                msgs.set_uid(i, *u);
+            }
+        }
+        let server_uids = d.uids.map(|(v, recs)| UidHeader {
             uidvalidity: v,
             uidnext: recs.iter().map(|r| r.0 + 1).max().unwrap_or(1),
             guid: None,
-            by_base: recs
-                .iter()
-                .map(|(u, b)| (b.as_bytes().to_vec(), *u))
-                .collect(),
         });
         let name = if d.dir.is_empty() {
             "INBOX".to_string()
@@ -86,7 +81,7 @@ fn snapshot(disk: &UserListing) -> UserSnapshot {
     for (i, u) in d.updates.into_iter().enumerate() {
         let mut f = u.folder;
         f.id = i as i64 + 1;
-        f.messages = Some(u.upserts.into_iter().collect());
+        f.messages = Some(u.rows);
         snap.folders.insert(f.dir.clone(), f);
     }
     snap
@@ -332,7 +327,7 @@ fn folder_changes() {
     let b = d.updates.iter().find(|u| u.folder.dir == b".B").unwrap();
     assert_eq!(b.folder.id, old.folders[b".A".as_slice()].id);
     assert!(
-        b.upserts.is_empty(),
+        b.rows.is_empty() && b.upserts.is_empty(),
         "no message changed in the renamed folder"
     );
 }
@@ -354,13 +349,7 @@ fn own_uids_follow_dovecot_order_and_stay() {
         &[],
     );
     let d = diff_user(&UserSnapshot::default(), &first, &input(&|_, _| false));
-    let uid_of = |d: &UserDiff, base: &str| {
-        d.updates[0]
-            .upserts
-            .iter()
-            .find(|(b, _)| b == base.as_bytes())
-            .map(|(_, s)| s.uid)
-    };
+    let uid_of = |d: &UserDiff, base: &str| d.updates[0].rows.get(base.as_bytes()).map(|s| s.uid);
     assert_eq!(uid_of(&d, "1700000001.M9P1.h"), Some(1));
     assert_eq!(uid_of(&d, "1700000002.M5P1.h"), Some(2));
     assert_eq!(

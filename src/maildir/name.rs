@@ -220,6 +220,11 @@ pub fn parse(name: &[u8], sep: u8) -> Option<MessageName<'_>> {
     })
 }
 
+/// The `S=` and `W=` fields of a base name (see [`MessageName::size`]).
+pub fn size_fields(base: &[u8]) -> (Option<u64>, Option<u64>) {
+    (size_field(base, b'S'), size_field(base, b'W'))
+}
+
 /// Reads the `,<key>=<digits>` field of a base name.
 ///
 /// Like Dovecot's `maildir_filename_get_size()`, only the first `,<key>=` in
@@ -344,6 +349,17 @@ pub fn sort_dovecot<'a, T: AsRef<[u8]> + ?Sized>(names: &mut Vec<&'a T>) {
     keyed.sort_by(|a, b| a.0.cmp_dovecot(&b.0));
     names.clear();
     names.extend(keyed.into_iter().map(|(_, n)| n));
+}
+
+/// Sorts items by their names in [`dovecot_order`], parsing each name
+/// once (a folder's messages by index, say).
+pub fn sort_dovecot_by<'a, T: Copy>(items: &mut [T], name: impl Fn(&T) -> &'a [u8]) {
+    let mut keyed: Vec<(OrderKey<'a>, T)> =
+        items.iter().map(|t| (OrderKey::of(name(t)), *t)).collect();
+    keyed.sort_by(|a, b| a.0.cmp_dovecot(&b.0));
+    for (slot, (_, t)) in items.iter_mut().zip(keyed) {
+        *slot = t;
+    }
 }
 
 /// Finds the microseconds in what follows the seconds of a name, as

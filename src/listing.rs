@@ -1,0 +1,435 @@
+//! The message files of one folder as a scan found them, held compactly.
+//!
+//! A folder of a million messages used to be a hash map of owned names:
+//! two allocations per message plus the map's slots, about 300 bytes a
+//! message. Here every file name is appended to one arena and each message
+//! is a 24-byte slot pointing into it; after [`Listing::finish`] the slots
+//! are in base-name order, which is also the order of the snapshot's rows
+//! (their primary key is `(folder, base)`), so the diff is a merge of two
+//! sorted sequences and a lookup is a binary search. The server's UIDs are
+//! joined into the slots rather than kept in a second map.
+//!
+//! Pure data: no I/O.
+
+use std::cmp::Ordering;
+
+use crate::maildir::name::{self, Flags};
+use crate::scan::Entry;
+
+/// One message: where its file name is in the arena and what the name
+/// says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slot {
+    /// The physical size (`S=` or `stat`); meaningful with [`HAS_SIZE`].
+    size: u64,
+    /// Start of the file name in the arena.
+    off: u32,
+    flags: Flags,
+    /// The server's UID (0: none).
+    uid: u32,
+    /// Length of the whole file name (a Linux name is at most 255 bytes).
+    file_len: u8,
+    /// Length of its base name.
+    base_len: u8,
+    bits: u8,
+}
+
+const IN_NEW: u8 = 1;
+const HAS_SIZE: u8 = 2;
+
+/// Why a name could not be added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Full {
+    /// The name is longer than 255 bytes (no Linux file name is).
+    NameTooLong,
+    /// The arena would pass 4 GiB of names (some 70 million messages).
+    TooMany,
+}
+
+/// The message files of one folder (see the module documentation).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listing {
+    names: Vec<u8>,
+    slots: Vec<Slot>,
+    /// Slots pushed since the last [`Listing::finish`] (they are unsorted).
+    unsorted: bool,
+}
+
+/// A message of a [`Listing`], by reference.
+#[derive(Clone, Copy, Debug)]
+pub struct Message<'a> {
+    listing: &'a Listing,
+    slot: Slot,
+}
+
+impl<'a> Message<'a> {
+    /// The whole file name.
+    pub fn file(&self) -> &'a [u8] {
+        let from = self.slot.off as usize;
+        &self.listing.names[from..from + self.slot.file_len as usize]
+    }
+
+    /// The base name (before the info separator).
+    pub fn base(&self) -> &'a [u8] {
+        &self.file()[..self.slot.base_len as usize]
+    }
+
+    pub fn in_new(&self) -> bool {
+        self.slot.bits & IN_NEW != 0
+    }
+
+    pub fn flags(&self) -> Flags {
+        self.slot.flags
+    }
+
+    /// `S=` from the name, or the size `stat` gave.
+    pub fn size(&self) -> Option<u64> {
+        (self.slot.bits & HAS_SIZE != 0).then_some(self.slot.size)
+    }
+
+    /// `W=` from the name.
+    pub fn vsize(&self) -> Option<u64> {
+        name::size_fields(self.base()).1
+    }
+
+    /// The UID the server's list gives it; 0 for none.
+    pub fn uid(&self) -> u32 {
+        self.slot.uid
+    }
+
+    /// The message as an owned [`Entry`] (for an event).
+    pub fn entry(&self) -> Entry {
+        Entry {
+            file: self.file().to_vec(),
+            in_new: self.in_new(),
+            flags: self.flags(),
+            size: self.size(),
+            vsize: self.vsize(),
+        }
+    }
+}
+
+impl Listing {
+    /// An empty listing with room for `messages` names of `bytes` bytes in
+    /// all.
+    pub fn with_capacity(messages: usize, bytes: usize) -> Listing {
+        Listing {
+            names: Vec::with_capacity(bytes),
+            slots: Vec::with_capacity(messages),
+            unsorted: false,
+        }
+    }
+
+    /// Adds a message file; `base_len` is the length of its base name.
+    /// Until [`Listing::finish`] the listing is unsorted and may hold a
+    /// base name twice.
+    pub fn push(
+        &mut self,
+        file: &[u8],
+        base_len: usize,
+        in_new: bool,
+        flags: Flags,
+        size: Option<u64>,
+    ) -> Result<(), Full> {
+        let (Ok(file_len), Ok(base_len)) = (u8::try_from(file.len()), u8::try_from(base_len))
+        else {
+            return Err(Full::NameTooLong);
+        };
+        let off = u32::try_from(self.names.len()).map_err(|_| Full::TooMany)?;
+        if off.checked_add(u32::from(file_len)).is_none() {
+            return Err(Full::TooMany);
+        }
+        self.names.extend_from_slice(file);
+        self.slots.push(Slot {
+            size: size.unwrap_or(0),
+            off,
+            flags,
+            uid: 0,
+            file_len,
+            base_len: base_len.min(file_len),
+            bits: if in_new { IN_NEW } else { 0 } | if size.is_some() { HAS_SIZE } else { 0 },
+        });
+        self.unsorted = true;
+        Ok(())
+    }
+
+    /// Sorts the messages by base name and keeps, of a base name pushed
+    /// more than once, the LAST one pushed: during a move from `new/` to
+    /// `cur/` a name can be seen in both, and `cur/` (listed second) is the
+    /// newer one.
+    pub fn finish(&mut self) {
+        if !self.unsorted {
+            return;
+        }
+        self.unsorted = false;
+        let names = &self.names;
+        let base = |s: &Slot| &names[s.off as usize..s.off as usize + s.base_len as usize];
+        // Stable: equal base names stay in the order they were pushed.
+        self.slots.sort_by(|a, b| base(a).cmp(base(b)));
+        let mut kept = 0;
+        for i in 0..self.slots.len() {
+            let s = self.slots[i];
+            if kept > 0 && base(&self.slots[kept - 1]) == base(&s) {
+                self.slots[kept - 1] = s;
+            } else {
+                self.slots[kept] = s;
+                kept += 1;
+            }
+        }
+        self.slots.truncate(kept);
+        // Dropped duplicates leave their bytes in the arena; they are few.
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The message at `i` (in base-name order).
+    pub fn at(&self, i: usize) -> Message<'_> {
+        Message {
+            listing: self,
+            slot: self.slots[i],
+        }
+    }
+
+    /// The messages in base-name order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Message<'_>> + '_ {
+        self.slots.iter().map(|&slot| Message {
+            listing: self,
+            slot,
+        })
+    }
+
+    fn base_of(&self, s: &Slot) -> &[u8] {
+        &self.names[s.off as usize..s.off as usize + s.base_len as usize]
+    }
+
+    /// Where a base name is (after [`Listing::finish`]).
+    pub fn find(&self, base: &[u8]) -> Option<usize> {
+        debug_assert!(!self.unsorted);
+        self.slots
+            .binary_search_by(|s| self.base_of(s).cmp(base))
+            .ok()
+    }
+
+    pub fn get(&self, base: &[u8]) -> Option<Message<'_>> {
+        self.find(base).map(|i| self.at(i))
+    }
+
+    pub fn contains(&self, base: &[u8]) -> bool {
+        self.find(base).is_some()
+    }
+
+    pub fn set_uid(&mut self, i: usize, uid: u32) {
+        self.slots[i].uid = uid;
+    }
+
+    /// Forgets every server UID (before the server's list is read again).
+    pub fn clear_uids(&mut self) {
+        for s in &mut self.slots {
+            s.uid = 0;
+        }
+    }
+
+    pub fn set_flags(&mut self, i: usize, flags: Flags) {
+        self.slots[i].flags = flags;
+    }
+
+    pub fn set_size(&mut self, i: usize, size: Option<u64>) {
+        let s = &mut self.slots[i];
+        s.size = size.unwrap_or(0);
+        s.bits = (s.bits & !HAS_SIZE) | if size.is_some() { HAS_SIZE } else { 0 };
+    }
+
+    /// Bytes held, for the log and the tests of memory bounds.
+    pub fn heap_bytes(&self) -> usize {
+        self.names.capacity() + self.slots.capacity() * std::mem::size_of::<Slot>()
+    }
+}
+
+/// Walks two sequences sorted by the same key together: `both` for a key
+/// in each, `left`/`right` for a key in one only. The diff of a folder is
+/// such a walk over the listing and the snapshot.
+pub fn merge<L, R, K: Ord + ?Sized>(
+    left: impl IntoIterator<Item = L>,
+    right: impl IntoIterator<Item = R>,
+    key_l: impl Fn(&L) -> &K,
+    key_r: impl Fn(&R) -> &K,
+    mut each: impl FnMut(Side<L, R>),
+) {
+    let mut left = left.into_iter().peekable();
+    let mut right = right.into_iter().peekable();
+    loop {
+        let order = match (left.peek(), right.peek()) {
+            (None, None) => return,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(l), Some(r)) => key_l(l).cmp(key_r(r)),
+        };
+        match order {
+            Ordering::Less => each(Side::Left(left.next().expect("peeked"))),
+            Ordering::Greater => each(Side::Right(right.next().expect("peeked"))),
+            Ordering::Equal => {
+                let l = left.next().expect("peeked");
+                let r = right.next().expect("peeked");
+                each(Side::Both(l, r));
+            }
+        }
+    }
+}
+
+/// What [`merge`] found for one key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Side<L, R> {
+    Left(L),
+    Right(R),
+    Both(L, R),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (dir, file) in listing order → the listing, parsed as a scan does.
+    fn listing(files: &[(&str, &str)]) -> Listing {
+        let mut l = Listing::default();
+        for (dir, file) in files {
+            let p = name::parse(file.as_bytes(), b':').unwrap();
+            l.push(
+                file.as_bytes(),
+                p.base.len(),
+                *dir == "new",
+                p.flags,
+                p.size,
+            )
+            .unwrap();
+        }
+        l.finish();
+        l
+    }
+
+    fn shown(l: &Listing) -> Vec<String> {
+        l.iter()
+            .map(|m| {
+                format!(
+                    "{}{} {}",
+                    if m.in_new() { "new/" } else { "cur/" },
+                    String::from_utf8_lossy(m.file()),
+                    m.flags().letters()
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn listings_sort_by_base_and_keep_the_last_of_a_base() {
+        #[rustfmt::skip]
+        let cases: &[(&[(&str, &str)], &[&str])] = &[
+            // Empty folder.
+            (&[], &[]),
+            // Sorted by base name, whatever the listing order.
+            (&[("cur", "3.M1P1.h:2,S"), ("new", "1.M1P1.h"), ("cur", "2.M1P1.h:2,")],
+             &["new/1.M1P1.h ", "cur/2.M1P1.h:2, ", "cur/3.M1P1.h:2,S S"]),
+            // Seen in new/ and cur/ during a move: cur/ (listed second) wins.
+            (&[("new", "1.M1P1.h"), ("cur", "1.M1P1.h:2,S")], &["cur/1.M1P1.h:2,S S"]),
+            // Twice in cur/ (a rename seen half-way): the later one listed wins.
+            (&[("cur", "1.x:2,S"), ("cur", "1.x:2,RS"), ("cur", "0.y:2,")],
+             &["cur/0.y:2, ", "cur/1.x:2,RS RS"]),
+            // Odd info parts: the base is before the first separator; the
+            // flags are the last info's, up to its first comma.
+            (&[("cur", "5.a:1,xyz"), ("cur", "4.b:2,FSa,XYZ"), ("cur", "6.c:2,S:2,T")],
+             &["cur/4.b:2,FSa,XYZ FSa", "cur/5.a:1,xyz ", "cur/6.c:2,S:2,T T"]),
+            // A base that is a prefix of another sorts first.
+            (&[("cur", "1.ab:2,"), ("cur", "1.a:2,")], &["cur/1.a:2, ", "cur/1.ab:2, "]),
+        ];
+        for (files, want) in cases {
+            assert_eq!(shown(&listing(files)), *want, "{files:?}");
+        }
+    }
+
+    #[test]
+    fn lookups_sizes_uids_and_changes() {
+        let mut l = listing(&[
+            ("cur", "20.M1P1.h,S=10,W=12:2,S"),
+            ("new", "10.M1P1.h"),
+            ("cur", "30.M1P1.h,S=x:2,"),
+        ]);
+        assert_eq!(l.find(b"10.M1P1.h"), Some(0));
+        assert!(l.contains(b"20.M1P1.h,S=10,W=12"));
+        assert!(!l.contains(b"20.M1P1.h"));
+        assert!(!l.contains(b""));
+        let m = l.get(b"20.M1P1.h,S=10,W=12").unwrap();
+        assert_eq!((m.size(), m.vsize(), m.uid()), (Some(10), Some(12), 0));
+        assert_eq!(l.at(2).size(), None);
+        l.set_uid(1, 7);
+        l.set_size(2, Some(99));
+        l.set_flags(0, Flags::SEEN);
+        assert_eq!((l.at(1).uid(), l.at(2).size()), (7, Some(99)));
+        assert_eq!(
+            l.at(0).entry(),
+            Entry {
+                file: b"10.M1P1.h".to_vec(),
+                in_new: true,
+                flags: Flags::SEEN,
+                size: None,
+                vsize: None
+            }
+        );
+        l.clear_uids();
+        assert!(l.iter().all(|m| m.uid() == 0));
+        // Added later (a name found again) and sorted in.
+        l.push(b"15.M1P1.h:2,T", 9, false, Flags::TRASHED, None)
+            .unwrap();
+        l.finish();
+        assert_eq!(l.find(b"15.M1P1.h"), Some(1));
+        assert_eq!(l.len(), 4);
+    }
+
+    #[test]
+    fn names_that_do_not_fit_are_refused() {
+        let mut l = Listing::default();
+        let long = vec![b'a'; 256];
+        assert_eq!(
+            l.push(&long, 256, false, Flags::default(), None),
+            Err(Full::NameTooLong)
+        );
+        assert!(
+            l.push(&long[..255], 255, false, Flags::default(), None)
+                .is_ok()
+        );
+        assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn merges_walk_two_sorted_sequences() {
+        #[rustfmt::skip]
+        let cases: &[(&[u32], &[u32], &str)] = &[
+            (&[], &[], ""),
+            (&[1, 2], &[], "L1 L2"),
+            (&[], &[1, 2], "R1 R2"),
+            (&[1, 3, 5], &[2, 3, 6], "L1 R2 B3 L5 R6"),
+            (&[1, 2, 3], &[1, 2, 3], "B1 B2 B3"),
+        ];
+        for (l, r, want) in cases {
+            let mut got = Vec::new();
+            merge(
+                l.iter(),
+                r.iter(),
+                |x| *x,
+                |x| *x,
+                |s| {
+                    got.push(match s {
+                        Side::Left(x) => format!("L{x}"),
+                        Side::Right(x) => format!("R{x}"),
+                        Side::Both(x, _) => format!("B{x}"),
+                    })
+                },
+            );
+            assert_eq!(got.join(" "), *want);
+        }
+    }
+}
