@@ -207,7 +207,8 @@ pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> Us
     let mut body = Vec::new();
     for f in new.folders.values() {
         let prior = prior_of(f).or_else(|| renamed_from.get(f.dir.as_slice()).copied());
-        let Some(update) = diff_folder(prior, f, input, &copied, &mut out.mailboxes, &mut body)
+        let Some(update) =
+            diff_folder(prior, f, new, input, &copied, &mut out.mailboxes, &mut body)
         else {
             continue;
         };
@@ -271,13 +272,12 @@ pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> Us
 fn diff_folder(
     prior: Option<&FolderSnapshot>,
     f: &FolderListing,
+    new: &UserListing,
     input: &DiffInput,
     copied: &dyn Fn(&[u8], &[u8]) -> bool,
     mailboxes: &mut Vec<MailboxRef>,
     changes: &mut Vec<Change>,
 ) -> Option<FolderUpdate> {
-    let empty = Messages::default();
-    let old_msgs = prior.and_then(|p| p.messages.as_ref()).unwrap_or(&empty);
     let listed = match &f.contents {
         Contents::Listed(m) => m,
         Contents::Unchanged | Contents::Unreadable => {
@@ -341,11 +341,12 @@ fn diff_folder(
     // the UIDs known now, which messages need Dovecot's order (to be
     // numbered, or reported as arrivals and flag changes), and the gone.
     let mut uids: Vec<u32> = Vec::with_capacity(listed.len());
-    let mut ordered: Vec<u32> = Vec::new();
+    // With the old flags of those that had a row.
+    let mut ordered: Vec<(u32, Option<Flags>)> = Vec::new();
     // Expunges, and separately those an expire rule matches.
     let mut gone: [(Vec<u32>, Vec<Vec<u8>>); 2] = Default::default();
     let mut deletes = Vec::new();
-    walk(listed, old_msgs, |side| match side {
+    walk(listed, old_rows(prior, new), |side| match side {
         Side::Left((i, m)) | Side::Both((i, m), _) => {
             let o = match side {
                 Side::Both(_, (_, o)) => Some(o),
@@ -362,7 +363,7 @@ fn diff_folder(
             let reported = !input.silent
                 && o.is_none_or(|o| o.flags.without_passed() != m.flags().without_passed());
             if (uid == 0 && own) || reported {
-                ordered.push(i as u32);
+                ordered.push((i as u32, o.map(|o| o.flags)));
             }
         }
         Side::Right((base, o)) => {
@@ -381,9 +382,9 @@ fn diff_folder(
 
     // Messages in the order Dovecot would number them: our own numbers,
     // and arrivals and flag changes reported in the order a client sees.
-    name::sort_dovecot_by(&mut ordered, |i| listed.at(*i as usize).base());
+    name::sort_dovecot_by(&mut ordered, |(i, _)| listed.at(*i as usize).base());
     let mut own_next = own_next;
-    for &i in &ordered {
+    for &(i, _) in &ordered {
         let i = i as usize;
         if uids[i] == 0 && own {
             uids[i] = own_next;
@@ -418,10 +419,10 @@ fn diff_folder(
     let mut arrivals = Vec::new();
     let mut flag_changes = Vec::new();
     if !input.silent {
-        for &i in &ordered {
+        for &(i, old_flags) in &ordered {
             let m = listed.at(i as usize);
             let state = state_of(i as usize);
-            match old_msgs.get(m.base()) {
+            match old_flags {
                 None => {
                     let e = m.entry();
                     let arrival = arrival_kind(&e, || copied(&f.dir, m.base()));
@@ -434,8 +435,8 @@ fn diff_folder(
                         params: Vec::new(),
                     });
                 }
-                Some(o) => {
-                    let (was, now) = (o.flags.without_passed(), state.flags.without_passed());
+                Some(old_flags) => {
+                    let (was, now) = (old_flags.without_passed(), state.flags.without_passed());
                     if was != now {
                         flag_changes.push(FlagChange {
                             uid: state.uid,
@@ -452,7 +453,7 @@ fn diff_folder(
     // The rows to write, in base-name order: the new and the changed.
     let mut rows = Messages::default();
     let (mut pending, mut bytes) = (false, 0u64);
-    walk(listed, old_msgs, |side| {
+    walk(listed, old_rows(prior, new), |side| {
         let (i, o) = match side {
             Side::Left((i, _)) => (i, None),
             Side::Both((i, _), (_, o)) => (i, Some(o)),
@@ -513,16 +514,38 @@ fn diff_folder(
 /// order (see [`listing::merge`]); a listed message comes with its index.
 fn walk<'a>(
     listed: &'a Listing,
-    old: &'a Messages,
+    old: impl Iterator<Item = (&'a [u8], MessageState)>,
     each: impl FnMut(Side<(usize, listing::Message<'a>), (&'a [u8], MessageState)>),
 ) {
     listing::merge(
         listed.iter().enumerate(),
-        old.iter(),
+        old,
         |(_, m)| m.base(),
         |(b, _)| *b,
         each,
     );
+}
+
+/// The snapshot's rows of a folder in base-name order: those joined into
+/// the listing of its directory (see [`Listing::join`]) and the others.
+fn old_rows<'a>(
+    prior: Option<&'a FolderSnapshot>,
+    new: &'a UserListing,
+) -> impl Iterator<Item = (&'a [u8], MessageState)> + 'a {
+    let joined = prior.and_then(|p| joined_listing(p, new));
+    let rest = prior.and_then(|p| p.messages.as_ref());
+    listing::Union::new(
+        joined.into_iter().flat_map(|l| l.old_rows()),
+        rest.into_iter().flat_map(|m| m.iter()),
+    )
+}
+
+/// The listing a folder's snapshot was joined into, if it was.
+fn joined_listing<'a>(old: &FolderSnapshot, new: &'a UserListing) -> Option<&'a Listing> {
+    match new.folders.get(&old.dir).map(|f| &f.contents) {
+        Some(Contents::Listed(l)) if l.joined().is_some() => Some(l),
+        _ => None,
+    }
 }
 
 /// Which loaded folders hold a base name, to tell a copy or move from a
@@ -531,8 +554,9 @@ fn walk<'a>(
 /// (a few bytes a message, never the names) answers "only here" first.
 #[derive(Default)]
 struct Seen<'a> {
-    /// The loaded folders: directory, snapshot messages, listing.
-    folders: Vec<(&'a [u8], Option<&'a Messages>, Option<&'a Listing>)>,
+    /// The loaded folders: directory, snapshot messages, listing (of the
+    /// new side, or holding the snapshot joined into it).
+    folders: Vec<(&'a [u8], Option<&'a Messages>, Held<'a>)>,
     /// Hash of a base name → the one directory (index in `dirs`) holding
     /// names of that hash, or [`Seen::MANY`].
     index: Option<(HashMap<u64, u32, NameHash>, Vec<&'a [u8]>)>,
@@ -546,12 +570,13 @@ impl<'a> Seen<'a> {
         let mut folders = Vec::new();
         for f in old.folders.values() {
             if let Some(m) = &f.messages {
-                folders.push((f.dir.as_slice(), Some(m), None));
+                let joined = joined_listing(f, new).map_or(Held::None, Held::Old);
+                folders.push((f.dir.as_slice(), Some(m), joined));
             }
         }
         for f in new.folders.values() {
             if let Contents::Listed(l) = &f.contents {
-                folders.push((f.dir.as_slice(), None, Some(l)));
+                folders.push((f.dir.as_slice(), None, Held::New(l)));
             }
         }
         let mut dirs: Vec<&[u8]> = folders.iter().map(|f| f.0).collect();
@@ -581,7 +606,11 @@ impl<'a> Seen<'a> {
                     .or_insert(d);
             };
             m.iter().flat_map(|m| m.keys()).for_each(&mut add);
-            l.iter().flat_map(|l| l.iter()).for_each(|m| add(m.base()));
+            match l {
+                Held::New(l) => l.iter().for_each(|m| add(m.base())),
+                Held::Old(l) => l.old_rows().for_each(|(b, _)| add(b)),
+                Held::None => {}
+            }
         }
         seen.index = Some((index, dirs));
         seen
@@ -599,9 +628,24 @@ impl<'a> Seen<'a> {
         }
         self.folders.iter().any(|(d, m, l)| {
             *d != dir
-                && (m.is_some_and(|m| m.contains_key(base)) || l.is_some_and(|l| l.contains(base)))
+                && (m.is_some_and(|m| m.contains_key(base))
+                    || match l {
+                        Held::New(l) => l.contains(base),
+                        Held::Old(l) => l.get(base).is_some_and(|m| m.old().is_some()),
+                        Held::None => false,
+                    })
         })
     }
+}
+
+/// What a listing holds for [`Seen`].
+#[derive(Clone, Copy)]
+enum Held<'a> {
+    None,
+    /// The new side's messages.
+    New(&'a Listing),
+    /// The snapshot's rows joined into it.
+    Old(&'a Listing),
 }
 
 #[cfg(test)]

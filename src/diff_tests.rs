@@ -87,6 +87,32 @@ fn snapshot(disk: &UserListing) -> UserSnapshot {
     snap
 }
 
+/// The diff, checked to be the same with the snapshot of each listed
+/// folder joined into its listing (as a scan loads it) as with the
+/// snapshot held apart.
+fn diff_both(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> UserDiff {
+    let apart = diff_user(old, new, input);
+    let (mut old_j, mut new_j) = (old.clone(), new.clone());
+    for f in old_j.folders.values_mut() {
+        let Some(messages) = f.messages.take() else {
+            continue;
+        };
+        match new_j.folders.get_mut(&f.dir).map(|l| &mut l.contents) {
+            Some(Contents::Listed(l)) => {
+                let mut j = l.join(f.uidvalidity);
+                for (base, state) in messages.iter() {
+                    j.row(base, state);
+                }
+                f.messages = Some(j.finish());
+            }
+            _ => f.messages = Some(messages),
+        }
+    }
+    let joined = diff_user(&old_j, &new_j, input);
+    assert_eq!(apart, joined, "the diff of a joined snapshot differs");
+    apart
+}
+
 fn input<'a>(elsewhere: &'a dyn Fn(&[u8], &[u8]) -> bool) -> DiffInput<'a> {
     DiffInput {
         own_uidvalidity: 1_700_000_000,
@@ -174,7 +200,7 @@ fn message_changes() {
             }],
             &[],
         );
-        let d = diff_user(&old, &new, &input(&|_, _| false));
+        let d = diff_both(&old, &new, &input(&|_, _| false));
         assert_eq!(summary(&d), *want, "{what}");
     }
 }
@@ -217,7 +243,7 @@ fn copies_and_moves_are_appends() {
         ],
         &[],
     );
-    let d = diff_user(&old, &after, &input(&|_, _| false));
+    let d = diff_both(&old, &after, &input(&|_, _| false));
     assert_eq!(summary(&d), ["Expunge INBOX [1]+0", "Append Archive 1"]);
 
     // COPY from a folder that was not loaded: the store says it is elsewhere.
@@ -239,9 +265,9 @@ fn copies_and_moves_are_appends() {
         f
     });
     let asked = |dir: &[u8], base: &[u8]| dir == b".Archive" && base == b"1.M1P1.h";
-    let d = diff_user(&old, &after_all, &input(&asked));
+    let d = diff_both(&old, &after_all, &input(&asked));
     assert_eq!(summary(&d), ["Append Archive 1"]);
-    let d = diff_user(&old, &after_all, &input(&|_, _| false));
+    let d = diff_both(&old, &after_all, &input(&|_, _| false));
     assert_eq!(
         summary(&d),
         ["New Archive 1"],
@@ -310,7 +336,7 @@ fn folder_changes() {
         ],
         &["A", "New"],
     );
-    let d = diff_user(&old, &after, &input(&|_, _| false));
+    let d = diff_both(&old, &after, &input(&|_, _| false));
     assert_eq!(
         summary(&d),
         [
@@ -348,7 +374,7 @@ fn own_uids_follow_dovecot_order_and_stay() {
         }],
         &[],
     );
-    let d = diff_user(&UserSnapshot::default(), &first, &input(&|_, _| false));
+    let d = diff_both(&UserSnapshot::default(), &first, &input(&|_, _| false));
     let uid_of = |d: &UserDiff, base: &str| d.updates[0].rows.get(base.as_bytes()).map(|s| s.uid);
     assert_eq!(uid_of(&d, "1700000001.M9P1.h"), Some(1));
     assert_eq!(uid_of(&d, "1700000002.M5P1.h"), Some(2));
@@ -372,7 +398,7 @@ fn own_uids_follow_dovecot_order_and_stay() {
         }],
         &[],
     );
-    let d = diff_user(&old, &second, &input(&|_, _| false));
+    let d = diff_both(&old, &second, &input(&|_, _| false));
     assert_eq!(
         summary(&d),
         ["New INBOX 4"],
@@ -402,7 +428,7 @@ fn dovecot_uids_win_and_missing_ones_wait() {
         }],
         &[],
     );
-    let d = diff_user(&old, &after, &input(&|_, _| false));
+    let d = diff_both(&old, &after, &input(&|_, _| false));
     assert_eq!(summary(&d), ["New INBOX 0"]);
     let f = &d.updates[0].folder;
     assert_eq!(
@@ -428,7 +454,7 @@ fn unreadable_and_unchanged_folders_keep_their_snapshot() {
         let mut after = before.clone();
         after.folders.get_mut(b"".as_slice()).unwrap().contents = contents.clone();
         after.subscriptions = None;
-        let d = diff_user(&old, &after, &input(&|_, _| false));
+        let d = diff_both(&old, &after, &input(&|_, _| false));
         assert_eq!(summary(&d), Vec::<String>::new(), "{contents:?}");
         assert!(d.updates.is_empty() && d.deleted.is_empty() && d.subscriptions.is_none());
     }
@@ -471,7 +497,7 @@ fn expunges_matching_an_expire_rule_are_expiries() {
         ],
         &[],
     );
-    let d = diff_user(&old, &after, &input(&|_, _| false));
+    let d = diff_both(&old, &after, &input(&|_, _| false));
     assert_eq!(
         summary(&d),
         ["Expunge INBOX [1]+0", "Expire Trash [1, 2]+0"]
@@ -506,7 +532,7 @@ fn a_vanished_uid_list_renumbers_nothing() {
         }],
         &[],
     );
-    let d = diff_user(&snap, &gone, &input(&|_, _| false));
+    let d = diff_both(&snap, &gone, &input(&|_, _| false));
     assert_eq!(summary(&d), ["New Job 0", "Expunge Job [2, 3]+0"]);
     assert_eq!(d.mailboxes[0].uidvalidity, 7);
     let f = &d.updates[0].folder;
@@ -526,7 +552,7 @@ fn a_vanished_uid_list_renumbers_nothing() {
         }],
         &[],
     );
-    let d = diff_user(&snap, &renumbered, &input(&|_, _| false));
+    let d = diff_both(&snap, &renumbered, &input(&|_, _| false));
     assert_eq!(d.mailboxes[0].uidvalidity, 9);
     assert_eq!(summary(&d), ["Expunge Job []+2"]);
 }

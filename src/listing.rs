@@ -7,7 +7,9 @@
 //! are in base-name order, which is also the order of the snapshot's rows
 //! (their primary key is `(folder, base)`), so the diff is a merge of two
 //! sorted sequences and a lookup is a binary search. The server's UIDs are
-//! joined into the slots rather than kept in a second map.
+//! joined into the slots rather than kept in a second map, and so is the
+//! snapshot of the same folder ([`Listing::join`]): of the snapshot's rows
+//! only those of names no longer listed keep their own names.
 //!
 //! Pure data: no I/O.
 
@@ -15,13 +17,18 @@ use std::cmp::Ordering;
 
 use crate::maildir::name::{self, Flags};
 use crate::scan::Entry;
+use crate::snapshot::{MessageState, Messages};
 
-/// One message: where its file name is in the arena and what the name
-/// says.
+/// One message: where its file name is in the arena, what the name says,
+/// and the snapshot's row of its base name, if joined.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Slot {
     /// The physical size (`S=` or `stat`); meaningful with [`HAS_SIZE`].
     size: u64,
+    /// The snapshot's row (with [`HAS_OLD`]).
+    old_size: u64,
+    old_uid: u32,
+    old_flags: Flags,
     /// Start of the file name in the arena.
     off: u32,
     flags: Flags,
@@ -36,6 +43,8 @@ struct Slot {
 
 const IN_NEW: u8 = 1;
 const HAS_SIZE: u8 = 2;
+const HAS_OLD: u8 = 4;
+const OLD_IN_NEW: u8 = 8;
 
 /// Why a name could not be added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +62,8 @@ pub struct Listing {
     slots: Vec<Slot>,
     /// Slots pushed since the last [`Listing::finish`] (they are unsorted).
     unsorted: bool,
+    /// The UIDVALIDITY of the snapshot joined in, if one was.
+    joined: Option<u32>,
 }
 
 /// A message of a [`Listing`], by reference.
@@ -97,6 +108,16 @@ impl<'a> Message<'a> {
         self.slot.uid
     }
 
+    /// The snapshot's row of this base name, when one was joined in.
+    pub fn old(&self) -> Option<MessageState> {
+        (self.slot.bits & HAS_OLD != 0).then_some(MessageState {
+            uid: self.slot.old_uid,
+            flags: self.slot.old_flags,
+            size: self.slot.old_size,
+            in_new: self.slot.bits & OLD_IN_NEW != 0,
+        })
+    }
+
     /// The message as an owned [`Entry`] (for an event).
     pub fn entry(&self) -> Entry {
         Entry {
@@ -117,6 +138,7 @@ impl Listing {
             names: Vec::with_capacity(bytes),
             slots: Vec::with_capacity(messages),
             unsorted: false,
+            joined: None,
         }
     }
 
@@ -142,6 +164,9 @@ impl Listing {
         self.names.extend_from_slice(file);
         self.slots.push(Slot {
             size: size.unwrap_or(0),
+            old_size: 0,
+            old_uid: 0,
+            old_flags: Flags::default(),
             off,
             flags,
             uid: 0,
@@ -245,9 +270,110 @@ impl Listing {
         s.bits = (s.bits & !HAS_SIZE) | if size.is_some() { HAS_SIZE } else { 0 };
     }
 
+    /// Joins in the snapshot's rows of this folder: `row` takes them in
+    /// base-name order (the state's key order); a row of a listed name is
+    /// kept in its slot, the others (messages gone, or missed by the
+    /// listing) in what [`Joiner::finish`] returns. The snapshot's names
+    /// of listed messages are thus never held twice.
+    pub fn join(&mut self, uidvalidity: u32) -> Joiner<'_> {
+        debug_assert!(!self.unsorted);
+        for s in &mut self.slots {
+            s.bits &= !(HAS_OLD | OLD_IN_NEW);
+        }
+        self.joined = Some(uidvalidity);
+        Joiner {
+            listing: self,
+            next: 0,
+            gone: Messages::default(),
+        }
+    }
+
+    /// The UIDVALIDITY of the snapshot joined in, if one was.
+    pub fn joined(&self) -> Option<u32> {
+        self.joined
+    }
+
+    /// The joined rows, in base-name order.
+    pub fn old_rows(&self) -> impl Iterator<Item = (&[u8], MessageState)> + '_ {
+        self.iter().filter_map(|m| Some((m.base(), m.old()?)))
+    }
+
     /// Bytes held, for the log and the tests of memory bounds.
     pub fn heap_bytes(&self) -> usize {
         self.names.capacity() + self.slots.capacity() * std::mem::size_of::<Slot>()
+    }
+}
+
+/// See [`Listing::join`].
+pub struct Joiner<'a> {
+    listing: &'a mut Listing,
+    /// Slots before this one have base names below the last row's.
+    next: usize,
+    gone: Messages,
+}
+
+impl Joiner<'_> {
+    /// One row of the snapshot; rows come in ascending base-name order.
+    pub fn row(&mut self, base: &[u8], state: MessageState) {
+        let l = &mut *self.listing;
+        while self.next < l.slots.len() && l.base_of(&l.slots[self.next]) < base {
+            self.next += 1;
+        }
+        if self.next < l.slots.len() && l.base_of(&l.slots[self.next]) == base {
+            let s = &mut l.slots[self.next];
+            s.old_uid = state.uid;
+            s.old_flags = state.flags;
+            s.old_size = state.size;
+            s.bits |= HAS_OLD | if state.in_new { OLD_IN_NEW } else { 0 };
+            self.next += 1;
+        } else {
+            self.gone.push(base, state);
+        }
+    }
+
+    /// The rows of names not listed.
+    pub fn finish(mut self) -> Messages {
+        self.gone.sort();
+        self.gone
+    }
+}
+
+/// Merges two sequences of rows, each sorted by base name and with no
+/// name in both, into one sorted sequence (the snapshot of a folder whose
+/// rows are part joined into its listing, part not).
+pub struct Union<'a, A: Iterator, B: Iterator> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+    _names: std::marker::PhantomData<&'a ()>,
+}
+
+impl<'a, A, B> Union<'a, A, B>
+where
+    A: Iterator<Item = (&'a [u8], MessageState)>,
+    B: Iterator<Item = (&'a [u8], MessageState)>,
+{
+    pub fn new(a: A, b: B) -> Self {
+        Union {
+            a: a.peekable(),
+            b: b.peekable(),
+            _names: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'a, A, B> Iterator for Union<'a, A, B>
+where
+    A: Iterator<Item = (&'a [u8], MessageState)>,
+    B: Iterator<Item = (&'a [u8], MessageState)>,
+{
+    type Item = (&'a [u8], MessageState);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(x), Some(y)) if y.0 < x.0 => self.b.next(),
+            (Some(_), _) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
     }
 }
 
@@ -402,6 +528,61 @@ mod tests {
                 .is_ok()
         );
         assert_eq!(l.len(), 1);
+    }
+
+    fn st(uid: u32) -> MessageState {
+        MessageState {
+            uid,
+            flags: Flags(uid),
+            size: u64::from(uid),
+            in_new: uid % 2 == 1,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_joins_into_the_listing_and_the_rest_is_gone() {
+        // (listed bases, snapshot rows) → (joined: base uid, gone: base uid)
+        #[rustfmt::skip]
+        let cases: &[(&[&str], &[(&str, u32)], &str, &str)] = &[
+            // Empty folder, empty snapshot.
+            (&[], &[], "", ""),
+            // Everything new.
+            (&["1.a", "2.b"], &[], "", ""),
+            // Everything removed.
+            (&[], &[("1.a", 1), ("2.b", 2)], "", "1.a 1, 2.b 2"),
+            // Some of each, interleaved.
+            (&["1.a", "3.c", "5.e"], &[("1.a", 1), ("2.b", 2), ("5.e", 5), ("6.f", 6)],
+             "1.a 1, 5.e 5", "2.b 2, 6.f 6"),
+            // A base that is a prefix of another.
+            (&["1.a", "1.ab"], &[("1.a", 1), ("1.aa", 2), ("1.ab", 3)], "1.a 1, 1.ab 3", "1.aa 2"),
+        ];
+        let text = |rows: Vec<(&[u8], MessageState)>| {
+            rows.iter()
+                .map(|(b, s)| format!("{} {}", String::from_utf8_lossy(b), s.uid))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (listed, rows, joined, gone) in cases {
+            let files: Vec<(&str, &str)> = listed.iter().map(|b| ("cur", *b)).collect();
+            let mut l = listing(&files);
+            let mut j = l.join(7);
+            for (b, u) in *rows {
+                j.row(b.as_bytes(), st(*u));
+            }
+            let g = j.finish();
+            assert_eq!(text(l.old_rows().collect()), *joined, "{listed:?} {rows:?}");
+            assert_eq!(text(g.iter().collect()), *gone, "{listed:?} {rows:?}");
+            // The two together are the snapshot, in order.
+            let all: Vec<(&[u8], MessageState)> = Union::new(l.old_rows(), g.iter()).collect();
+            let want: Vec<(&[u8], MessageState)> =
+                rows.iter().map(|(b, u)| (b.as_bytes(), st(*u))).collect();
+            assert_eq!(all, want);
+            assert_eq!(l.joined(), Some(7));
+            for m in l.iter() {
+                let was = rows.iter().find(|(b, _)| b.as_bytes() == m.base());
+                assert_eq!(m.old(), was.map(|(_, u)| st(*u)));
+            }
+        }
     }
 
     #[test]

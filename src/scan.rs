@@ -1110,7 +1110,10 @@ pub fn wait_for_server(listing: &mut UserListing, known: &KnownUid, deadline: In
                 // its directories.
                 None => f.uid_source == UidSource::Own && !f.dir.is_empty() && msgs.is_empty(),
                 Some(uids) => msgs.iter().any(|m| {
-                    (m.uid() == 0 && !known(dir, m.base(), uids.uidvalidity))
+                    // The snapshot joined into the listing answers first.
+                    let joined = msgs.joined() == Some(uids.uidvalidity)
+                        && m.old().is_some_and(|o| o.uid != 0);
+                    (m.uid() == 0 && !joined && !known(dir, m.base(), uids.uidvalidity))
                         || m.flags()
                             .keyword_indexes()
                             .any(|i| f.keywords.name(i).is_none())

@@ -437,15 +437,14 @@ pub fn list_user<S: SnapshotSource>(
         }
         debug!(user, path = %root.display(), "Maildir does not exist yet");
     }
-    // Messages are needed for every folder that was listed, or is gone (it
-    // may have been renamed).
+    // Messages are needed for every folder that was listed (joined into
+    // its listing, which holds the names already), or is gone (it may have
+    // been renamed).
     for f in old.folders.values_mut() {
-        let needed = match listing.folders.get(&f.dir) {
-            Some(l) => matches!(l.contents, Contents::Listed(_)),
-            None => true,
-        };
-        if needed {
-            store.load_messages(f)?;
+        match listing.folders.get_mut(&f.dir).map(|l| &mut l.contents) {
+            Some(Contents::Listed(messages)) => store.join_messages(f, messages)?,
+            Some(_) => {}
+            None => store.load_messages(f)?,
         }
     }
     scan::confirm_gone(&mut listing, &old, &config.scan);

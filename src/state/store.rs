@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use crate::diff::UserDiff;
 use crate::event::Event;
+use crate::listing::Listing;
 use crate::maildir::name::Flags;
 use crate::quota::{Limits, QuotaState};
 use crate::snapshot::{DirStamp, FolderSnapshot, MessageState, Messages, UidSource, UserSnapshot};
@@ -407,6 +408,17 @@ impl Store {
         load_messages(&self.conn, folder).map_err(|e| self.err(e))
     }
 
+    /// Loads the messages of one folder joined into its new listing (see
+    /// [`Listing::join`]): the snapshot keeps only the rows of names not
+    /// listed.
+    pub fn join_messages(
+        &self,
+        folder: &mut FolderSnapshot,
+        listing: &mut Listing,
+    ) -> Result<(), StoreError> {
+        join_messages(&self.conn, folder, listing).map_err(|e| self.err(e))
+    }
+
     /// The stored states of some base names of a folder (absent ones are
     /// left out): what live application needs, without loading the folder.
     pub fn load_states<'a>(
@@ -714,6 +726,15 @@ impl SnapshotReader {
         load_messages(&self.conn, folder).map_err(|e| self.err(e))
     }
 
+    /// See [`Store::join_messages`].
+    pub fn join_messages(
+        &self,
+        folder: &mut FolderSnapshot,
+        listing: &mut Listing,
+    ) -> Result<(), StoreError> {
+        join_messages(&self.conn, folder, listing).map_err(|e| self.err(e))
+    }
+
     /// See [`Store::base_elsewhere`].
     pub fn base_elsewhere(&self, user: &str, dir: &[u8], base: &[u8]) -> Result<bool, StoreError> {
         base_elsewhere(&self.conn, user, dir, base).map_err(|e| self.err(e))
@@ -724,12 +745,24 @@ impl SnapshotReader {
 /// or from a [`SnapshotReader`] beside it.
 pub trait SnapshotSource {
     fn load_messages(&self, folder: &mut FolderSnapshot) -> Result<(), StoreError>;
+    fn join_messages(
+        &self,
+        folder: &mut FolderSnapshot,
+        listing: &mut Listing,
+    ) -> Result<(), StoreError>;
     fn base_elsewhere(&self, user: &str, dir: &[u8], base: &[u8]) -> Result<bool, StoreError>;
 }
 
 impl SnapshotSource for Store {
     fn load_messages(&self, folder: &mut FolderSnapshot) -> Result<(), StoreError> {
         Store::load_messages(self, folder)
+    }
+    fn join_messages(
+        &self,
+        folder: &mut FolderSnapshot,
+        listing: &mut Listing,
+    ) -> Result<(), StoreError> {
+        Store::join_messages(self, folder, listing)
     }
     fn base_elsewhere(&self, user: &str, dir: &[u8], base: &[u8]) -> Result<bool, StoreError> {
         Store::base_elsewhere(self, user, dir, base)
@@ -739,6 +772,13 @@ impl SnapshotSource for Store {
 impl SnapshotSource for SnapshotReader {
     fn load_messages(&self, folder: &mut FolderSnapshot) -> Result<(), StoreError> {
         SnapshotReader::load_messages(self, folder)
+    }
+    fn join_messages(
+        &self,
+        folder: &mut FolderSnapshot,
+        listing: &mut Listing,
+    ) -> Result<(), StoreError> {
+        SnapshotReader::join_messages(self, folder, listing)
     }
     fn base_elsewhere(&self, user: &str, dir: &[u8], base: &[u8]) -> Result<bool, StoreError> {
         SnapshotReader::base_elsewhere(self, user, dir, base)
@@ -806,36 +846,76 @@ fn load_user(conn: &Connection, user: &str) -> rusqlite::Result<Option<UserSnaps
     Ok(Some(snap))
 }
 
-/// Loads a folder's rows compactly, in base-name order: the primary key's
-/// order, so SQLite walks the b-tree without sorting, and the diff merges
-/// them with the listing sorted the same way.
+/// Loads a folder's rows compactly, in base-name order (see
+/// [`each_message`]).
 fn load_messages(conn: &Connection, folder: &mut FolderSnapshot) -> rusqlite::Result<()> {
     let mut messages = Messages::with_capacity(folder.count as usize);
-    if folder.id != 0 {
-        let mut stmt = conn.prepare_cached(
-            "SELECT base, uid, flags, size, in_new FROM messages WHERE folder = ?1 ORDER BY base",
-        )?;
-        let mut rows = stmt.query([folder.id])?;
-        while let Some(r) = rows.next()? {
-            let base = match r.get_ref(0)? {
-                rusqlite::types::ValueRef::Blob(b) | rusqlite::types::ValueRef::Text(b) => b,
-                _ => continue,
-            };
-            messages.push(
-                base,
-                MessageState {
-                    uid: r.get(1)?,
-                    flags: Flags(r.get::<_, i64>(2)? as u32),
-                    size: r.get::<_, i64>(3)? as u64,
-                    in_new: r.get(4)?,
-                },
-            );
-        }
-        // SQLite compares BLOBs as memcmp does, so this is a no-op but for
-        // a base stored as TEXT by hand.
-        messages.sort();
-    }
+    each_message(conn, folder.id, &mut |base, state| {
+        messages.push(base, state);
+    })?;
+    messages.sort();
     folder.messages = Some(messages);
+    Ok(())
+}
+
+/// See [`Store::join_messages`].
+fn join_messages(
+    conn: &Connection,
+    folder: &mut FolderSnapshot,
+    listing: &mut Listing,
+) -> rusqlite::Result<()> {
+    let mut joiner = listing.join(folder.uidvalidity);
+    // A row out of order (only a base stored as TEXT by hand could be)
+    // goes with the rest, which are sorted at the end.
+    let mut last: Vec<u8> = Vec::new();
+    let mut odd = Messages::default();
+    each_message(conn, folder.id, &mut |base, state| {
+        if base > last.as_slice() {
+            joiner.row(base, state);
+            last.clear();
+            last.extend_from_slice(base);
+        } else {
+            odd.push(base, state);
+        }
+    })?;
+    let mut gone = joiner.finish();
+    for (base, state) in odd.iter() {
+        gone.push(base, state);
+    }
+    gone.sort();
+    folder.messages = Some(gone);
+    Ok(())
+}
+
+/// Calls `each` with a folder's rows in base-name order: the primary
+/// key's order, so SQLite walks the b-tree without sorting, and the diff
+/// merges them with the listing sorted the same way (SQLite compares
+/// BLOBs as `memcmp` does).
+fn each_message(
+    conn: &Connection,
+    folder: i64,
+    each: &mut dyn FnMut(&[u8], MessageState),
+) -> rusqlite::Result<()> {
+    if folder == 0 {
+        return Ok(());
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT base, uid, flags, size, in_new FROM messages WHERE folder = ?1 ORDER BY base",
+    )?;
+    let mut rows = stmt.query([folder])?;
+    while let Some(r) = rows.next()? {
+        let base = match r.get_ref(0)? {
+            rusqlite::types::ValueRef::Blob(b) | rusqlite::types::ValueRef::Text(b) => b,
+            _ => continue,
+        };
+        let state = MessageState {
+            uid: r.get(1)?,
+            flags: Flags(r.get::<_, i64>(2)? as u32),
+            size: r.get::<_, i64>(3)? as u64,
+            in_new: r.get(4)?,
+        };
+        each(base, state);
+    }
     Ok(())
 }
 
