@@ -144,9 +144,71 @@ pub struct DiffInput<'a> {
 }
 
 /// Compares a user's snapshot (messages loaded for every folder not
-/// `Unchanged` in the listing) with the listing.
-pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> UserDiff {
+/// `Unchanged` in the listing) with the listing. The listing is consumed:
+/// the rows to write are made of its names in place (see
+/// [`Listing::into_messages`]).
+pub fn diff_user(old: &UserSnapshot, mut new: UserListing, input: &DiffInput) -> UserDiff {
+    let rows;
+    let mut out = {
+        let (out, plans) = diff_borrowed(old, &new, input);
+        rows = plans;
+        out
+    };
+    // The rows of each folder, from its listing.
+    for (update, dir, plan) in rows {
+        let Some(f) = new.folders.get_mut(&dir) else {
+            continue;
+        };
+        let Contents::Listed(listed) = std::mem::replace(&mut f.contents, Contents::Unchanged)
+        else {
+            continue;
+        };
+        out.updates[update].rows = plan.rows(listed);
+    }
+    out
+}
+
+/// Which of a folder's listed messages are written, with which UIDs.
+struct Plan {
+    uids: Vec<u32>,
+    write: Vec<bool>,
+    count: usize,
+}
+
+impl Plan {
+    fn rows(self, listed: Listing) -> Messages {
+        let Plan { uids, write, count } = self;
+        if count * 4 < listed.len() {
+            // A few changed in a large folder: their rows alone, so that
+            // the folder's names are not held until the commit.
+            let mut rows = Messages::with_capacity(count);
+            for (i, m) in listed.iter().enumerate().filter(|(i, _)| write[*i]) {
+                rows.push(
+                    m.base(),
+                    MessageState {
+                        uid: uids[i],
+                        flags: m.flags(),
+                        size: m.size().unwrap_or(0),
+                        in_new: m.in_new(),
+                    },
+                );
+            }
+            rows
+        } else {
+            listed.into_messages(&mut |i| write[i].then(|| uids[i]))
+        }
+    }
+}
+
+/// [`diff_user`] up to the rows to write: which they are, by folder (the
+/// index of its update and its directory).
+fn diff_borrowed(
+    old: &UserSnapshot,
+    new: &UserListing,
+    input: &DiffInput,
+) -> (UserDiff, Vec<(usize, Vec<u8>, Plan)>) {
     let mut out = UserDiff::default();
+    let mut plans = Vec::new();
 
     // A directory deleted and made anew under the same name (another inode
     // and, where Dovecot numbers it, another UIDVALIDITY) is another folder.
@@ -207,11 +269,14 @@ pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> Us
     let mut body = Vec::new();
     for f in new.folders.values() {
         let prior = prior_of(f).or_else(|| renamed_from.get(f.dir.as_slice()).copied());
-        let Some(update) =
+        let Some((update, plan)) =
             diff_folder(prior, f, new, input, &copied, &mut out.mailboxes, &mut body)
         else {
             continue;
         };
+        if let Some(plan) = plan {
+            plans.push((out.updates.len(), f.dir.clone(), plan));
+        }
         let mailbox = out.mailboxes.len() - 1;
         match prior {
             None if !f.dir.is_empty() => head.push(Change::MailboxCreate { mailbox }),
@@ -263,7 +328,7 @@ pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> Us
         .chain(body)
         .chain(tail)
         .collect();
-    out
+    (out, plans)
 }
 
 /// Diffs one folder; pushes its [`MailboxRef`] and message changes.
@@ -277,7 +342,7 @@ fn diff_folder(
     copied: &dyn Fn(&[u8], &[u8]) -> bool,
     mailboxes: &mut Vec<MailboxRef>,
     changes: &mut Vec<Change>,
-) -> Option<FolderUpdate> {
+) -> Option<(FolderUpdate, Option<Plan>)> {
     let listed = match &f.contents {
         Contents::Listed(m) => m,
         Contents::Unchanged | Contents::Unreadable => {
@@ -298,12 +363,13 @@ fn diff_folder(
                 messages: p.count,
                 keywords: Keywords::default(),
             });
-            return Some(FolderUpdate {
+            let update = FolderUpdate {
                 folder,
                 upserts: Vec::new(),
                 rows: Messages::default(),
                 deletes: Vec::new(),
-            });
+            };
+            return Some((update, None));
         }
     };
 
@@ -450,8 +516,9 @@ fn diff_folder(
     }
     drop(ordered);
 
-    // The rows to write, in base-name order: the new and the changed.
-    let mut rows = Messages::default();
+    // The rows to write: the new and the changed.
+    let mut write = vec![false; listed.len()];
+    let mut count = 0;
     let (mut pending, mut bytes) = (false, 0u64);
     walk(listed, old_rows(prior, new), |side| {
         let (i, o) = match side {
@@ -463,7 +530,8 @@ fn diff_folder(
         pending |= state.uid == 0;
         bytes += state.size;
         if o != Some(state) {
-            rows.push(listed.at(i).base(), state);
+            write[i] = true;
+            count += 1;
         }
     });
 
@@ -502,12 +570,13 @@ fn diff_folder(
         bytes,
         messages: None,
     };
-    Some(FolderUpdate {
+    let update = FolderUpdate {
         folder,
         upserts: Vec::new(),
-        rows,
+        rows: Messages::default(),
         deletes,
-    })
+    };
+    Some((update, Some(Plan { uids, write, count })))
 }
 
 /// Walks a folder's listing and its snapshot together, in base-name

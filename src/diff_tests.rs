@@ -73,7 +73,11 @@ fn listing(folders: &[Disk], subs: &[&str]) -> UserListing {
 
 /// The snapshot a previous diff of `disk` would have stored.
 fn snapshot(disk: &UserListing) -> UserSnapshot {
-    let d = diff_user(&UserSnapshot::default(), disk, &input(&|_, _| false));
+    let d = diff_user(
+        &UserSnapshot::default(),
+        disk.clone(),
+        &input(&|_, _| false),
+    );
     let mut snap = UserSnapshot {
         subscriptions: disk.subscriptions.clone().unwrap(),
         ..UserSnapshot::default()
@@ -91,7 +95,7 @@ fn snapshot(disk: &UserListing) -> UserSnapshot {
 /// folder joined into its listing (as a scan loads it) as with the
 /// snapshot held apart.
 fn diff_both(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> UserDiff {
-    let apart = diff_user(old, new, input);
+    let apart = diff_user(old, new.clone(), input);
     let (mut old_j, mut new_j) = (old.clone(), new.clone());
     for f in old_j.folders.values_mut() {
         let Some(messages) = f.messages.take() else {
@@ -108,7 +112,7 @@ fn diff_both(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> UserDi
             _ => f.messages = Some(messages),
         }
     }
-    let joined = diff_user(&old_j, &new_j, input);
+    let joined = diff_user(&old_j, new_j, input);
     assert_eq!(apart, joined, "the diff of a joined snapshot differs");
     apart
 }

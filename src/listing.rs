@@ -17,34 +17,16 @@ use std::cmp::Ordering;
 
 use crate::maildir::name::{self, Flags};
 use crate::scan::Entry;
-use crate::snapshot::{MessageState, Messages};
+use crate::snapshot::{HAS_OLD, HAS_SIZE, IN_NEW, MessageState, Messages, OLD_IN_NEW, Row};
 
-/// One message: where its file name is in the arena, what the name says,
-/// and the snapshot's row of its base name, if joined.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Slot {
-    /// The physical size (`S=` or `stat`); meaningful with [`HAS_SIZE`].
+/// The snapshot's row of a listed message, once joined in (its `in_new`
+/// is a bit of the slot).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Old {
     size: u64,
-    /// The snapshot's row (with [`HAS_OLD`]).
-    old_size: u64,
-    old_uid: u32,
-    old_flags: Flags,
-    /// Start of the file name in the arena.
-    off: u32,
-    flags: Flags,
-    /// The server's UID (0: none).
     uid: u32,
-    /// Length of the whole file name (a Linux name is at most 255 bytes).
-    file_len: u8,
-    /// Length of its base name.
-    base_len: u8,
-    bits: u8,
+    flags: Flags,
 }
-
-const IN_NEW: u8 = 1;
-const HAS_SIZE: u8 = 2;
-const HAS_OLD: u8 = 4;
-const OLD_IN_NEW: u8 = 8;
 
 /// Why a name could not be added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,7 +41,11 @@ pub enum Full {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Listing {
     names: Vec<u8>,
-    slots: Vec<Slot>,
+    /// One [`Row`] a message: where its file name is in the arena, what the
+    /// name says, and the server's UID.
+    slots: Vec<Row>,
+    /// The snapshot's rows, beside the slots, once joined (else empty).
+    old: Vec<Old>,
     /// Slots pushed since the last [`Listing::finish`] (they are unsorted).
     unsorted: bool,
     /// The UIDVALIDITY of the snapshot joined in, if one was.
@@ -70,7 +56,8 @@ pub struct Listing {
 #[derive(Clone, Copy, Debug)]
 pub struct Message<'a> {
     listing: &'a Listing,
-    slot: Slot,
+    slot: Row,
+    index: usize,
 }
 
 impl<'a> Message<'a> {
@@ -82,7 +69,8 @@ impl<'a> Message<'a> {
 
     /// The base name (before the info separator).
     pub fn base(&self) -> &'a [u8] {
-        &self.file()[..self.slot.base_len as usize]
+        let from = self.slot.off as usize;
+        &self.listing.names[from..from + self.slot.len as usize]
     }
 
     pub fn in_new(&self) -> bool {
@@ -110,10 +98,14 @@ impl<'a> Message<'a> {
 
     /// The snapshot's row of this base name, when one was joined in.
     pub fn old(&self) -> Option<MessageState> {
-        (self.slot.bits & HAS_OLD != 0).then_some(MessageState {
-            uid: self.slot.old_uid,
-            flags: self.slot.old_flags,
-            size: self.slot.old_size,
+        if self.slot.bits & HAS_OLD == 0 {
+            return None;
+        }
+        let o = self.listing.old.get(self.index)?;
+        Some(MessageState {
+            uid: o.uid,
+            flags: o.flags,
+            size: o.size,
             in_new: self.slot.bits & OLD_IN_NEW != 0,
         })
     }
@@ -137,8 +129,7 @@ impl Listing {
         Listing {
             names: Vec::with_capacity(bytes),
             slots: Vec::with_capacity(messages),
-            unsorted: false,
-            joined: None,
+            ..Listing::default()
         }
     }
 
@@ -153,8 +144,7 @@ impl Listing {
         flags: Flags,
         size: Option<u64>,
     ) -> Result<(), Full> {
-        let (Ok(file_len), Ok(base_len)) = (u8::try_from(file.len()), u8::try_from(base_len))
-        else {
+        let Ok(file_len) = u8::try_from(file.len()) else {
             return Err(Full::NameTooLong);
         };
         let off = u32::try_from(self.names.len()).map_err(|_| Full::TooMany)?;
@@ -162,18 +152,18 @@ impl Listing {
             return Err(Full::TooMany);
         }
         self.names.extend_from_slice(file);
-        self.slots.push(Slot {
+        self.slots.push(Row {
             size: size.unwrap_or(0),
-            old_size: 0,
-            old_uid: 0,
-            old_flags: Flags::default(),
             off,
             flags,
             uid: 0,
+            len: base_len.min(file.len()) as u16,
             file_len,
-            base_len: base_len.min(file_len),
             bits: if in_new { IN_NEW } else { 0 } | if size.is_some() { HAS_SIZE } else { 0 },
         });
+        if self.joined.is_some() {
+            self.old.push(Old::default());
+        }
         self.unsorted = true;
         Ok(())
     }
@@ -188,20 +178,36 @@ impl Listing {
         }
         self.unsorted = false;
         let names = &self.names;
-        let base = |s: &Slot| &names[s.off as usize..s.off as usize + s.base_len as usize];
-        // Stable: equal base names stay in the order they were pushed.
-        self.slots.sort_by(|a, b| base(a).cmp(base(b)));
+        let base = |s: &Row| &names[s.off as usize..s.off as usize + s.len as usize];
+        if self.old.is_empty() {
+            // Stable: equal base names stay in the order they were pushed.
+            self.slots.sort_by(|a, b| base(a).cmp(base(b)));
+        } else {
+            // Joined already (names found again after the join): the
+            // snapshot's rows move with their slots.
+            let mut both: Vec<(Row, Old)> = self
+                .slots
+                .iter()
+                .copied()
+                .zip(self.old.iter().copied())
+                .collect();
+            both.sort_by(|a, b| base(&a.0).cmp(base(&b.0)));
+            (self.slots, self.old) = both.into_iter().unzip();
+        }
         let mut kept = 0;
         for i in 0..self.slots.len() {
             let s = self.slots[i];
             if kept > 0 && base(&self.slots[kept - 1]) == base(&s) {
-                self.slots[kept - 1] = s;
-            } else {
-                self.slots[kept] = s;
-                kept += 1;
+                kept -= 1;
             }
+            self.slots[kept] = s;
+            if let Some(o) = self.old.get(i).copied() {
+                self.old[kept] = o;
+            }
+            kept += 1;
         }
         self.slots.truncate(kept);
+        self.old.truncate(kept.min(self.old.len()));
         // Dropped duplicates leave their bytes in the arena; they are few.
     }
 
@@ -218,19 +224,21 @@ impl Listing {
         Message {
             listing: self,
             slot: self.slots[i],
+            index: i,
         }
     }
 
     /// The messages in base-name order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Message<'_>> + '_ {
-        self.slots.iter().map(|&slot| Message {
+        self.slots.iter().enumerate().map(|(index, &slot)| Message {
             listing: self,
             slot,
+            index,
         })
     }
 
-    fn base_of(&self, s: &Slot) -> &[u8] {
-        &self.names[s.off as usize..s.off as usize + s.base_len as usize]
+    fn base_of(&self, s: &Row) -> &[u8] {
+        &self.names[s.off as usize..s.off as usize + s.len as usize]
     }
 
     /// Where a base name is (after [`Listing::finish`]).
@@ -272,7 +280,7 @@ impl Listing {
 
     /// Joins in the snapshot's rows of this folder: `row` takes them in
     /// base-name order (the state's key order); a row of a listed name is
-    /// kept in its slot, the others (messages gone, or missed by the
+    /// kept beside its slot, the others (messages gone, or missed by the
     /// listing) in what [`Joiner::finish`] returns. The snapshot's names
     /// of listed messages are thus never held twice.
     pub fn join(&mut self, uidvalidity: u32) -> Joiner<'_> {
@@ -280,6 +288,7 @@ impl Listing {
         for s in &mut self.slots {
             s.bits &= !(HAS_OLD | OLD_IN_NEW);
         }
+        self.old = vec![Old::default(); self.slots.len()];
         self.joined = Some(uidvalidity);
         Joiner {
             listing: self,
@@ -298,9 +307,36 @@ impl Listing {
         self.iter().filter_map(|m| Some((m.base(), m.old()?)))
     }
 
+    /// Turns the listing into rows to write, in place (the arena of names
+    /// and the slots are reused: a new folder of a million messages is
+    /// written without a copy of its names). `keep(i)` gives the UID to
+    /// write message `i` with, or `None` to leave it out.
+    pub fn into_messages(mut self, keep: &mut dyn FnMut(usize) -> Option<u32>) -> Messages {
+        debug_assert!(!self.unsorted);
+        let mut kept = 0;
+        for i in 0..self.slots.len() {
+            let mut r = self.slots[i];
+            if let Some(uid) = keep(i) {
+                r.uid = uid;
+                // A row's size is 0 when unknown.
+                if r.bits & HAS_SIZE == 0 {
+                    r.size = 0;
+                }
+                r.bits &= IN_NEW;
+                r.file_len = 0;
+                self.slots[kept] = r;
+                kept += 1;
+            }
+        }
+        self.slots.truncate(kept);
+        Messages::from_parts(self.names, self.slots)
+    }
+
     /// Bytes held, for the log and the tests of memory bounds.
     pub fn heap_bytes(&self) -> usize {
-        self.names.capacity() + self.slots.capacity() * std::mem::size_of::<Slot>()
+        self.names.capacity()
+            + self.slots.capacity() * std::mem::size_of::<Row>()
+            + self.old.capacity() * std::mem::size_of::<Old>()
     }
 }
 
@@ -320,11 +356,12 @@ impl Joiner<'_> {
             self.next += 1;
         }
         if self.next < l.slots.len() && l.base_of(&l.slots[self.next]) == base {
-            let s = &mut l.slots[self.next];
-            s.old_uid = state.uid;
-            s.old_flags = state.flags;
-            s.old_size = state.size;
-            s.bits |= HAS_OLD | if state.in_new { OLD_IN_NEW } else { 0 };
+            l.slots[self.next].bits |= HAS_OLD | if state.in_new { OLD_IN_NEW } else { 0 };
+            l.old[self.next] = Old {
+                size: state.size,
+                uid: state.uid,
+                flags: state.flags,
+            };
             self.next += 1;
         } else {
             self.gone.push(base, state);
@@ -582,6 +619,40 @@ mod tests {
                 let was = rows.iter().find(|(b, _)| b.as_bytes() == m.base());
                 assert_eq!(m.old(), was.map(|(_, u)| st(*u)));
             }
+        }
+    }
+
+    #[test]
+    fn a_listing_becomes_its_rows_in_place() {
+        // (listed, written with uid i+1 where the mask says) → rows
+        #[rustfmt::skip]
+        let cases: &[(&[(&str, &str)], &[bool], &str)] = &[
+            (&[], &[], ""),
+            // Everything written (a new folder).
+            (&[("new", "2.b,S=5"), ("cur", "1.a:2,S")], &[true, true], "1.a 1 S 0 cur, 2.b,S=5 2 - 5 new"),
+            // Some: the others are left out.
+            (&[("cur", "1.a:2,S"), ("cur", "2.b:2,"), ("cur", "3.c:2,F")], &[false, true, false], "2.b 2 - 0 cur"),
+            // None.
+            (&[("cur", "1.a:2,S")], &[false], ""),
+        ];
+        for (files, mask, want) in cases {
+            let l = listing(files);
+            let rows = l.into_messages(&mut |i| mask[i].then_some(i as u32 + 1));
+            let got: Vec<String> = rows
+                .iter()
+                .map(|(b, s)| {
+                    let f = s.flags.letters();
+                    format!(
+                        "{} {} {} {} {}",
+                        String::from_utf8_lossy(b),
+                        s.uid,
+                        if f.is_empty() { "-".into() } else { f },
+                        s.size,
+                        if s.in_new { "new" } else { "cur" }
+                    )
+                })
+                .collect();
+            assert_eq!(got.join(", "), *want, "{files:?}");
         }
     }
 

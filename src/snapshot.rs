@@ -133,7 +133,7 @@ pub struct UserSnapshot {
 /// the state in this order (its primary key is `(folder, base)`), and the
 /// diff writes its rows in it, so a folder of a million messages costs
 /// its names and 24 MB, and the rows go into the b-tree in key order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Messages {
     names: Vec<u8>,
     slots: Vec<Row>,
@@ -141,16 +141,33 @@ pub struct Messages {
     unsorted: bool,
 }
 
+/// One message in an arena of names: the row of [`Messages`] and the slot
+/// of a [`crate::listing::Listing`] alike, so that a listing becomes the
+/// rows to write in place, without a copy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Row {
-    size: u64,
-    off: u32,
-    uid: u32,
-    flags: Flags,
-    /// A base name is at most 255 bytes (a Linux file name).
-    len: u16,
-    in_new: bool,
+pub(crate) struct Row {
+    /// The physical size (in a listing, meaningful with [`HAS_SIZE`]).
+    pub(crate) size: u64,
+    /// Where the name starts in the arena.
+    pub(crate) off: u32,
+    pub(crate) flags: Flags,
+    pub(crate) uid: u32,
+    /// The length of the base name.
+    pub(crate) len: u16,
+    /// A listing's: the length of the whole file name (at most 255 bytes,
+    /// a Linux name); 0 in a row of the state.
+    pub(crate) file_len: u8,
+    pub(crate) bits: u8,
 }
+
+/// [`Row::bits`]: the file is (or was) in `new/`.
+pub(crate) const IN_NEW: u8 = 1;
+/// [`Row::bits`] of a listing: the size is known.
+pub(crate) const HAS_SIZE: u8 = 2;
+/// [`Row::bits`] of a listing: the snapshot's row is joined in.
+pub(crate) const HAS_OLD: u8 = 4;
+/// [`Row::bits`] of a listing: the snapshot's row was in `new/`.
+pub(crate) const OLD_IN_NEW: u8 = 8;
 
 impl Messages {
     pub fn with_capacity(rows: usize) -> Messages {
@@ -183,12 +200,23 @@ impl Messages {
         self.slots.push(Row {
             size: state.size,
             off,
-            len,
-            uid: state.uid,
             flags: state.flags,
-            in_new: state.in_new,
+            uid: state.uid,
+            len,
+            file_len: 0,
+            bits: if state.in_new { IN_NEW } else { 0 },
         });
         true
+    }
+
+    /// Rows over an arena, already sorted by base name with no name twice
+    /// (a listing's, see [`crate::listing::Listing::into_messages`]).
+    pub(crate) fn from_parts(names: Vec<u8>, slots: Vec<Row>) -> Messages {
+        Messages {
+            names,
+            slots,
+            unsorted: false,
+        }
     }
 
     fn name(&self, r: &Row) -> &[u8] {
@@ -230,7 +258,7 @@ impl Messages {
             uid: r.uid,
             flags: r.flags,
             size: r.size,
-            in_new: r.in_new,
+            in_new: r.bits & IN_NEW != 0,
         }
     }
 
@@ -259,6 +287,15 @@ impl Messages {
         self.slots.iter().map(|r| self.name(r))
     }
 }
+
+/// Equal when they hold the same rows, wherever the names are kept.
+impl PartialEq for Messages {
+    fn eq(&self, other: &Messages) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Messages {}
 
 impl<B: AsRef<[u8]>> FromIterator<(B, MessageState)> for Messages {
     fn from_iter<I: IntoIterator<Item = (B, MessageState)>>(iter: I) -> Messages {

@@ -510,8 +510,9 @@ pub fn diff_user<S: SnapshotSource>(
         expired: &expired,
         silent,
     };
-    let mut diff = diff::diff_user(&old, &listing, &input);
-    if listing.exists && config.quota.is_some() {
+    let exists = listing.exists;
+    let mut diff = diff::diff_user(&old, listing, &input);
+    if exists && config.quota.is_some() {
         // Folder totals after the diff: the old rows, less the gone ones,
         // with the updated ones replaced.
         let mut totals: HashMap<i64, (String, u64, u32)> = old
