@@ -759,16 +759,22 @@ fn read_uids(
         messages.clear_uids();
         let hasher = NameHash::default();
         let mut unlisted: HashMap<u64, u32, NameHash> = HashMap::default();
+        // Records come in UID order, which is mostly the names' order too.
+        let mut near = 0;
         let read = folder.file(file).and_then(|mut f| {
             read_lines(&mut f, UIDLIST_CAP, &mut |line| {
-                parser.line(line, &mut |uid, name| match messages.find(name) {
-                    Some(i) => {
-                        let old = messages.at(i).uid();
-                        messages.set_uid(i, uid);
-                        (old != 0).then_some(old)
-                    }
-                    None => unlisted.insert(hasher.hash_one(name), uid),
-                })
+                parser.line(
+                    line,
+                    &mut |uid, name| match messages.find_near(name, near) {
+                        Some(i) => {
+                            near = i + 1;
+                            let old = messages.at(i).uid();
+                            messages.set_uid(i, uid);
+                            (old != 0).then_some(old)
+                        }
+                        None => unlisted.insert(hasher.hash_one(name), uid),
+                    },
+                )
             })
         });
         let partial = match read {

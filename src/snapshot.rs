@@ -231,7 +231,10 @@ impl Messages {
         self.unsorted = false;
         let names = &self.names;
         let name = |r: &Row| &names[r.off as usize..r.off as usize + r.len as usize];
-        self.slots.sort_by(|a, b| name(a).cmp(name(b)));
+        // Pushed later is further in the arena: the last of a name is the
+        // last after this sort too.
+        self.slots
+            .sort_unstable_by(|a, b| name(a).cmp(name(b)).then(a.off.cmp(&b.off)));
         let mut kept = 0;
         for i in 0..self.slots.len() {
             let r = self.slots[i];

@@ -360,14 +360,16 @@ pub fn sort_dovecot_by<'a, T: Copy>(items: &mut [T], name: impl Fn(&T) -> &'a [u
     let short = |t: &T| ShortKey::of(&OrderKey::of(name(t)));
     if items.iter().all(|t| name(t).len() <= usize::from(u8::MAX)) {
         let mut keyed: Vec<(ShortKey, T)> = items.iter().map(|t| (short(t), *t)).collect();
-        keyed.sort_by(|a, b| a.0.key(name(&a.1)).cmp_dovecot(&b.0.key(name(&b.1))));
+        // The order is total (equal only for equal names): no scratch
+        // space for a stable sort is needed.
+        keyed.sort_unstable_by(|a, b| a.0.key(name(&a.1)).cmp_dovecot(&b.0.key(name(&b.1))));
         for (slot, (_, t)) in items.iter_mut().zip(keyed) {
             *slot = t;
         }
     } else {
         let mut keyed: Vec<(OrderKey<'a>, T)> =
             items.iter().map(|t| (OrderKey::of(name(t)), *t)).collect();
-        keyed.sort_by(|a, b| a.0.cmp_dovecot(&b.0));
+        keyed.sort_unstable_by(|a, b| a.0.cmp_dovecot(&b.0));
         for (slot, (_, t)) in items.iter_mut().zip(keyed) {
             *slot = t;
         }
