@@ -179,12 +179,9 @@ impl Listing {
         self.unsorted = false;
         let names = &self.names;
         let base = |s: &Row| &names[s.off as usize..s.off as usize + s.len as usize];
-        // Equal base names stay in the order they were pushed: their names'
-        // places in the arena tell it (an unstable sort needs no scratch
-        // space, where a stable one took half the slots' size again).
-        let order = |a: &Row, b: &Row| base(a).cmp(base(b)).then(a.off.cmp(&b.off));
+        // Equal base names stay in the order they were pushed.
         if self.old.is_empty() {
-            self.slots.sort_unstable_by(order);
+            sort_by_prefix(&mut self.slots, names);
         } else {
             // Joined already (names found again after the join): the
             // snapshot's rows move with their slots.
@@ -194,7 +191,7 @@ impl Listing {
                 .copied()
                 .zip(self.old.iter().copied())
                 .collect();
-            both.sort_unstable_by(|a, b| order(&a.0, &b.0));
+            both.sort_by(|a, b| base(&a.0).cmp(base(&b.0)));
             (self.slots, self.old) = both.into_iter().unzip();
         }
         let mut kept = 0;
@@ -350,6 +347,60 @@ impl Listing {
         self.names.capacity()
             + self.slots.capacity() * std::mem::size_of::<Row>()
             + self.old.capacity() * std::mem::size_of::<Old>()
+    }
+}
+
+/// Sorts slots by base name, keeping slots of equal names in their order,
+/// as [`Listing::finish`] needs (without the scratch space of a stable
+/// sort: half the slots' size again).
+///
+/// Comparing names through the arena missed the cache at every step (a
+/// fifth of a large folder's scan in `memcmp`), so the sort goes over the
+/// first 8 bytes of each name with the slot's index (12 MB for a million
+/// names), comparing whole names only on equal prefixes, and the slots
+/// are then put in that order in place.
+fn sort_by_prefix(slots: &mut [Row], names: &[u8]) {
+    let base = |s: &Row| &names[s.off as usize..s.off as usize + s.len as usize];
+    let prefix = |b: &[u8]| {
+        let mut p = [0u8; 8];
+        let n = b.len().min(8);
+        p[..n].copy_from_slice(&b[..n]);
+        u64::from_be_bytes(p)
+    };
+    let Some(n) = u32::try_from(slots.len()).ok().filter(|&n| n < u32::MAX) else {
+        slots.sort_by(|a, b| base(a).cmp(base(b)));
+        return;
+    };
+    let mut keyed: Vec<(u64, u32)> = (0..n)
+        .map(|i| (prefix(base(&slots[i as usize])), i))
+        .collect();
+    // Names shorter than 8 bytes pad with zeros, which a longer name with
+    // a zero byte there shares: equal prefixes compare whole names, and
+    // equal names their indexes.
+    keyed.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| base(&slots[a.1 as usize]).cmp(base(&slots[b.1 as usize])))
+            .then(a.1.cmp(&b.1))
+    });
+    let mut perm: Vec<u32> = keyed.into_iter().map(|(_, i)| i).collect();
+    // slots[j] = old slots[perm[j]], following each cycle once.
+    const DONE: u32 = u32::MAX;
+    for start in 0..slots.len() {
+        if perm[start] == DONE {
+            continue;
+        }
+        let first = slots[start];
+        let mut j = start;
+        loop {
+            let k = perm[j] as usize;
+            perm[j] = DONE;
+            if k == start {
+                slots[j] = first;
+                break;
+            }
+            slots[j] = slots[k];
+            j = k;
+        }
     }
 }
 
@@ -524,6 +575,45 @@ mod tests {
         ];
         for (files, want) in cases {
             assert_eq!(shown(&listing(files)), *want, "{files:?}");
+        }
+    }
+
+    #[test]
+    fn finish_sorts_like_a_stable_sort_keeping_the_last() {
+        // Names from a small alphabet with a zero byte, of 0 to 11 bytes:
+        // shared 8-byte prefixes, padding look-alikes and duplicates.
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize
+        };
+        for round in 0..50 {
+            let n = next() % (20 + round * 20);
+            let mut l = Listing::default();
+            let mut want: Vec<(Vec<u8>, usize)> = Vec::new();
+            for i in 0..n {
+                let len = next() % 12;
+                let name: Vec<u8> = (0..len).map(|_| b"a0\x00"[next() % 3]).collect();
+                l.push(&name, name.len(), i % 2 == 0, Flags(i as u32), None)
+                    .unwrap();
+                want.push((name, i));
+            }
+            l.finish();
+            want.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut dedup: Vec<(Vec<u8>, usize)> = Vec::new();
+            for w in want {
+                match dedup.last_mut() {
+                    Some(last) if last.0 == w.0 => *last = w,
+                    _ => dedup.push(w),
+                }
+            }
+            let got: Vec<(Vec<u8>, usize)> = l
+                .iter()
+                .map(|m| (m.base().to_vec(), m.flags().0 as usize))
+                .collect();
+            assert_eq!(got, dedup, "round {round}");
         }
     }
 

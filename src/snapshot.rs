@@ -231,10 +231,8 @@ impl Messages {
         self.unsorted = false;
         let names = &self.names;
         let name = |r: &Row| &names[r.off as usize..r.off as usize + r.len as usize];
-        // Pushed later is further in the arena: the last of a name is the
-        // last after this sort too.
-        self.slots
-            .sort_unstable_by(|a, b| name(a).cmp(name(b)).then(a.off.cmp(&b.off)));
+        // Stable: the last pushed of a name stays last.
+        self.slots.sort_by(|a, b| name(a).cmp(name(b)));
         let mut kept = 0;
         for i in 0..self.slots.len() {
             let r = self.slots[i];
