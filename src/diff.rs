@@ -628,7 +628,7 @@ struct Seen<'a> {
     folders: Vec<(&'a [u8], Option<&'a Messages>, Held<'a>)>,
     /// Hash of a base name → the one directory (index in `dirs`) holding
     /// names of that hash, or [`Seen::MANY`].
-    index: Option<(HashMap<u64, u32, NameHash>, Vec<&'a [u8]>)>,
+    index: Option<(HashIndex, Vec<&'a [u8]>)>,
 }
 
 impl<'a> Seen<'a> {
@@ -706,6 +706,9 @@ impl<'a> Seen<'a> {
         })
     }
 }
+
+/// Hash of a base name → index of a directory, or [`Seen::MANY`].
+type HashIndex = HashMap<u64, u32, NameHash>;
 
 /// What a listing holds for [`Seen`].
 #[derive(Clone, Copy)]

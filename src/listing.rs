@@ -521,6 +521,11 @@ pub enum Side<L, R> {
 mod tests {
     use super::*;
 
+    /// (`new` or `cur`, file name) in listing order.
+    type Files = &'static [(&'static str, &'static str)];
+    /// (base name, UID) of the state's rows.
+    type Rows = &'static [(&'static str, u32)];
+
     /// (dir, file) in listing order → the listing, parsed as a scan does.
     fn listing(files: &[(&str, &str)]) -> Listing {
         let mut l = Listing::default();
@@ -555,7 +560,7 @@ mod tests {
     #[test]
     fn listings_sort_by_base_and_keep_the_last_of_a_base() {
         #[rustfmt::skip]
-        let cases: &[(&[(&str, &str)], &[&str])] = &[
+        let cases: &[(Files, &[&str])] = &[
             // Empty folder.
             (&[], &[]),
             // Sorted by base name, whatever the listing order.
@@ -596,8 +601,14 @@ mod tests {
             for i in 0..n {
                 let len = next() % 12;
                 let name: Vec<u8> = (0..len).map(|_| b"a0\x00"[next() % 3]).collect();
-                l.push(&name, name.len(), i % 2 == 0, Flags(i as u32), None)
-                    .unwrap();
+                l.push(
+                    &name,
+                    name.len(),
+                    i.is_multiple_of(2),
+                    Flags(i as u32),
+                    None,
+                )
+                .unwrap();
                 want.push((name, i));
             }
             l.finish();
@@ -681,7 +692,7 @@ mod tests {
             uid,
             flags: Flags(uid),
             size: u64::from(uid),
-            in_new: uid % 2 == 1,
+            in_new: !uid.is_multiple_of(2),
         }
     }
 
@@ -689,7 +700,7 @@ mod tests {
     fn a_snapshot_joins_into_the_listing_and_the_rest_is_gone() {
         // (listed bases, snapshot rows) → (joined: base uid, gone: base uid)
         #[rustfmt::skip]
-        let cases: &[(&[&str], &[(&str, u32)], &str, &str)] = &[
+        let cases: &[(&[&str], Rows, &str, &str)] = &[
             // Empty folder, empty snapshot.
             (&[], &[], "", ""),
             // Everything new.
@@ -735,7 +746,7 @@ mod tests {
     fn a_listing_becomes_its_rows_in_place() {
         // (listed, written with uid i+1 where the mask says) → rows
         #[rustfmt::skip]
-        let cases: &[(&[(&str, &str)], &[bool], &str)] = &[
+        let cases: &[(Files, &[bool], &str)] = &[
             (&[], &[], ""),
             // Everything written (a new folder).
             (&[("new", "2.b,S=5"), ("cur", "1.a:2,S")], &[true, true], "1.a 1 S 0 cur, 2.b,S=5 2 - 5 new"),

@@ -1188,12 +1188,10 @@ pub fn wait_for_courier_lists(listing: &mut UserListing, old: &UserSnapshot, dea
             if let (Some(f), Ok(folder)) =
                 (listing.folders.get_mut(&dir), storefs::folder(&root, &dir))
                 && let Contents::Listed(msgs) = &mut f.contents
+                && let Some((source, header)) = read_uids(&folder, &folder_path(&root, &dir), msgs)
             {
-                if let Some((source, header)) = read_uids(&folder, &folder_path(&root, &dir), msgs)
-                {
-                    f.uid_source = source;
-                    f.server_uids = Some(header);
-                }
+                f.uid_source = source;
+                f.server_uids = Some(header);
             }
         }
     }

@@ -313,19 +313,22 @@ impl<B: AsRef<[u8]>> FromIterator<(B, MessageState)> for Messages {
 mod tests {
     use super::*;
 
+    /// (base name, UID) of rows.
+    type Rows = &'static [(&'static str, u32)];
+
     fn st(uid: u32) -> MessageState {
         MessageState {
             uid,
             flags: Flags(uid),
             size: u64::from(uid) * 10,
-            in_new: uid % 2 == 0,
+            in_new: uid.is_multiple_of(2),
         }
     }
 
     #[test]
     fn messages_keep_base_order_and_the_last_state_of_a_name() {
         #[rustfmt::skip]
-        let cases: &[(&[(&str, u32)], &[(&str, u32)])] = &[
+        let cases: &[(Rows, Rows)] = &[
             (&[], &[]),
             (&[("a", 1), ("b", 2)], &[("a", 1), ("b", 2)]),
             (&[("b", 2), ("a", 1), ("c", 3)], &[("a", 1), ("b", 2), ("c", 3)]),
