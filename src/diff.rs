@@ -619,23 +619,31 @@ fn joined_listing<'a>(old: &FolderSnapshot, new: &'a UserListing) -> Option<&'a 
 
 /// Which loaded folders hold a base name, to tell a copy or move from a
 /// delivery. The listings and snapshots are sorted, so the truth is a
-/// binary search in each; with several folders an index of 8-byte hashes
-/// (a few bytes a message, never the names) answers "only here" first.
+/// binary search in each. When those searches add up (many arrivals over
+/// many folders: a new user's first scan) an index of 8-byte hashes (some
+/// 20 bytes a message, never the names) is built to answer "only here"
+/// first; it is not built for a few arrivals beside a huge folder, which
+/// it would cost tens of megabytes.
 #[derive(Default)]
 struct Seen<'a> {
     /// The loaded folders: directory, snapshot messages, listing (of the
     /// new side, or holding the snapshot joined into it).
     folders: Vec<(&'a [u8], Option<&'a Messages>, Held<'a>)>,
+    /// The distinct directories among them.
+    dirs: Vec<&'a [u8]>,
+    /// Messages in all of them.
+    total: usize,
+    /// Folders searched so far.
+    searched: std::cell::Cell<usize>,
     /// Hash of a base name → the one directory (index in `dirs`) holding
     /// names of that hash, or [`Seen::MANY`].
-    index: Option<(HashIndex, Vec<&'a [u8]>)>,
+    index: std::cell::OnceCell<HashIndex>,
 }
 
 impl<'a> Seen<'a> {
     const MANY: u32 = u32::MAX;
 
     fn new(old: &'a UserSnapshot, new: &'a UserListing) -> Seen<'a> {
-        use std::hash::BuildHasher;
         let mut folders = Vec::new();
         for f in old.folders.values() {
             if let Some(m) = &f.messages {
@@ -651,19 +659,30 @@ impl<'a> Seen<'a> {
         let mut dirs: Vec<&[u8]> = folders.iter().map(|f| f.0).collect();
         dirs.sort_unstable();
         dirs.dedup();
-        let mut seen = Seen {
+        let total = folders
+            .iter()
+            .map(|(_, m, l)| {
+                m.map_or(0, |m| m.len())
+                    + match l {
+                        Held::New(l) | Held::Old(l) => l.len(),
+                        Held::None => 0,
+                    }
+            })
+            .sum();
+        Seen {
             folders,
-            index: None,
-        };
-        if dirs.len() < 2 {
-            // One directory: nothing is elsewhere, or (a lone renamed
-            // folder) a binary search tells.
-            return seen;
+            dirs,
+            total,
+            ..Seen::default()
         }
+    }
+
+    fn build_index(&self) -> HashIndex {
+        use std::hash::BuildHasher;
         let hasher = NameHash::default();
-        let mut index: HashMap<u64, u32, NameHash> = HashMap::default();
-        for (dir, m, l) in &seen.folders {
-            let d = dirs.binary_search(dir).unwrap_or(0) as u32;
+        let mut index = HashIndex::default();
+        for (dir, m, l) in &self.folders {
+            let d = self.dirs.binary_search(dir).unwrap_or(0) as u32;
             let mut add = |base: &[u8]| {
                 index
                     .entry(hasher.hash_one(base))
@@ -681,18 +700,25 @@ impl<'a> Seen<'a> {
                 Held::None => {}
             }
         }
-        seen.index = Some((index, dirs));
-        seen
+        index
     }
 
     /// Whether a loaded folder other than `dir` holds `base`.
     fn elsewhere(&self, dir: &[u8], base: &[u8]) -> bool {
         use std::hash::BuildHasher;
-        if let Some((index, dirs)) = &self.index {
-            match index.get(&NameHash::default().hash_one(base)) {
-                None => return false,
-                Some(&d) if d != Seen::MANY && dirs[d as usize] == dir => return false,
-                Some(_) => {}
+        // One directory: nothing is elsewhere, or (a lone renamed folder)
+        // a search tells.
+        if self.dirs.len() >= 2 {
+            // The index once the searches have cost about what it costs.
+            let searched = self.searched.get() + self.folders.len();
+            self.searched.set(searched);
+            if searched >= self.total / 4 {
+                let index = self.index.get_or_init(|| self.build_index());
+                match index.get(&NameHash::default().hash_one(base)) {
+                    None => return false,
+                    Some(&d) if d != Seen::MANY && self.dirs[d as usize] == dir => return false,
+                    Some(_) => {}
+                }
             }
         }
         self.folders.iter().any(|(d, m, l)| {

@@ -560,3 +560,52 @@ fn a_vanished_uid_list_renumbers_nothing() {
     assert_eq!(d.mailboxes[0].uidvalidity, 9);
     assert_eq!(summary(&d), ["Expunge Job []+2"]);
 }
+
+#[test]
+fn copies_are_told_alike_with_and_without_the_hash_index() {
+    // Two folders of 200 messages sharing 10 names, and the snapshot of
+    // one of them joined into its listing.
+    let inbox: Vec<String> = (0..200).map(|i| format!("cur/{i}.M1P1.h:2,S")).collect();
+    let work: Vec<String> = (190..390).map(|i| format!("cur/{i}.M1P1.h:2,S")).collect();
+    let inbox: Vec<&str> = inbox.iter().map(String::as_str).collect();
+    let work: Vec<&str> = work.iter().map(String::as_str).collect();
+    let disk = [
+        Disk {
+            dir: "",
+            ino: 1,
+            uids: None,
+            files: &inbox,
+        },
+        Disk {
+            dir: ".Work",
+            ino: 2,
+            uids: None,
+            files: &work,
+        },
+    ];
+    let new = listing(&disk, &[]);
+    let old = snapshot(&listing(&disk[..1], &[]));
+    let seen = Seen::new(&old, &new);
+    let asks: [(&str, &str, bool); 5] = [
+        ("", "195.M1P1.h", true),
+        ("", "5.M1P1.h", false),
+        (".Work", "5.M1P1.h", true),
+        (".Work", "300.M1P1.h", false),
+        ("", "999.M1P1.h", false),
+    ];
+    for round in 0..2 {
+        for (dir, base, want) in asks {
+            assert_eq!(
+                seen.elsewhere(dir.as_bytes(), base.as_bytes()),
+                want,
+                "{dir:?} {base} (index built: {})",
+                seen.index.get().is_some()
+            );
+        }
+        assert_eq!(seen.index.get().is_some(), round == 1);
+        // Enough searches to make the index worth it.
+        for _ in 0..200 {
+            seen.elsewhere(b"", b"0.M1P1.h");
+        }
+    }
+}
