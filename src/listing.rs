@@ -341,13 +341,6 @@ impl Listing {
         self.slots.truncate(kept);
         Messages::from_parts(self.names, self.slots)
     }
-
-    /// Bytes held, for the log and the tests of memory bounds.
-    pub fn heap_bytes(&self) -> usize {
-        self.names.capacity()
-            + self.slots.capacity() * std::mem::size_of::<Row>()
-            + self.old.capacity() * std::mem::size_of::<Old>()
-    }
 }
 
 /// Sorts slots by base name, keeping slots of equal names in their order,

@@ -365,7 +365,7 @@ fn rows_of(c: &UserCommit) -> usize {
     c.change.as_ref().map_or(0, |(d, _)| {
         d.updates
             .iter()
-            .map(|u| u.upserts.len() + u.deletes.len() + 1)
+            .map(|u| u.upserts.len() + u.rows.len() + u.deletes.len() + 1)
             .sum()
     })
 }
