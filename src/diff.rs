@@ -9,12 +9,13 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use crate::listing::{self, Listing, Side};
 use crate::maildir::folders;
 use crate::maildir::keywords::Keywords;
 use crate::maildir::name::{self, Flags};
 use crate::quota::{Limits, QuotaEvent, QuotaState, Usage};
 use crate::scan::{Contents, Entry, FolderListing, NameHash, UserListing};
-use crate::snapshot::{FolderSnapshot, MessageState, UidSource, UserSnapshot};
+use crate::snapshot::{FolderSnapshot, MessageState, Messages, UidSource, UserSnapshot};
 
 /// A mailbox as events describe it, after the changes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,7 +104,11 @@ pub struct FolderUpdate {
     /// The folder's new row (its `id` is the old row's, or 0 for a new one;
     /// `messages` is `None`).
     pub folder: FolderSnapshot,
+    /// Message rows to write, one by one (the live engine's few).
     pub upserts: Vec<(Vec<u8>, MessageState)>,
+    /// Message rows to write, compact and in base-name order (a scan's
+    /// diff: a new folder of a million messages writes a million rows).
+    pub rows: Messages,
     pub deletes: Vec<Vec<u8>>,
 }
 
@@ -139,9 +144,71 @@ pub struct DiffInput<'a> {
 }
 
 /// Compares a user's snapshot (messages loaded for every folder not
-/// `Unchanged` in the listing) with the listing.
-pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> UserDiff {
+/// `Unchanged` in the listing) with the listing. The listing is consumed:
+/// the rows to write are made of its names in place (see
+/// [`Listing::into_messages`]).
+pub fn diff_user(old: &UserSnapshot, mut new: UserListing, input: &DiffInput) -> UserDiff {
+    let rows;
+    let mut out = {
+        let (out, plans) = diff_borrowed(old, &new, input);
+        rows = plans;
+        out
+    };
+    // The rows of each folder, from its listing.
+    for (update, dir, plan) in rows {
+        let Some(f) = new.folders.get_mut(&dir) else {
+            continue;
+        };
+        let Contents::Listed(listed) = std::mem::replace(&mut f.contents, Contents::Unchanged)
+        else {
+            continue;
+        };
+        out.updates[update].rows = plan.rows(listed);
+    }
+    out
+}
+
+/// Which of a folder's listed messages are written, with which UIDs.
+struct Plan {
+    uids: Vec<u32>,
+    write: Vec<bool>,
+    count: usize,
+}
+
+impl Plan {
+    fn rows(self, listed: Listing) -> Messages {
+        let Plan { uids, write, count } = self;
+        if count * 4 < listed.len() {
+            // A few changed in a large folder: their rows alone, so that
+            // the folder's names are not held until the commit.
+            let mut rows = Messages::with_capacity(count);
+            for (i, m) in listed.iter().enumerate().filter(|(i, _)| write[*i]) {
+                rows.push(
+                    m.base(),
+                    MessageState {
+                        uid: uids[i],
+                        flags: m.flags(),
+                        size: m.size().unwrap_or(0),
+                        in_new: m.in_new(),
+                    },
+                );
+            }
+            rows
+        } else {
+            listed.into_messages(&mut |i| write[i].then(|| uids[i]))
+        }
+    }
+}
+
+/// [`diff_user`] up to the rows to write: which they are, by folder (the
+/// index of its update and its directory).
+fn diff_borrowed(
+    old: &UserSnapshot,
+    new: &UserListing,
+    input: &DiffInput,
+) -> (UserDiff, Vec<(usize, Vec<u8>, Plan)>) {
     let mut out = UserDiff::default();
+    let mut plans = Vec::new();
 
     // A directory deleted and made anew under the same name (another inode
     // and, where Dovecot numbers it, another UIDVALIDITY) is another folder.
@@ -179,25 +246,13 @@ pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> Us
 
     // Base names present in loaded folders, to recognise copies and moves.
     // (A silent baseline reports nothing, so it needs none of this.)
-    let mut seen_in: HashMap<&[u8], Vec<&[u8]>, NameHash> = HashMap::default();
-    for f in old.folders.values().filter(|_| !input.silent) {
-        for base in f.messages.iter().flat_map(|m| m.keys()) {
-            seen_in.entry(base).or_default().push(&f.dir);
-        }
-    }
-    for f in new.folders.values().filter(|_| !input.silent) {
-        if let Contents::Listed(m) = &f.contents {
-            for base in m.keys() {
-                seen_in.entry(base).or_default().push(&f.dir);
-            }
-        }
-    }
-    let copied = |dir: &[u8], base: &[u8]| {
-        seen_in
-            .get(base)
-            .is_some_and(|dirs| dirs.iter().any(|d| *d != dir))
-            || (input.elsewhere)(dir, base)
+    let seen = if input.silent {
+        Seen::default()
+    } else {
+        Seen::new(old, new)
     };
+    let copied =
+        |dir: &[u8], base: &[u8]| seen.elsewhere(dir, base) || (input.elsewhere)(dir, base);
 
     let renames: Vec<(String, String)> = renamed_from
         .iter()
@@ -214,10 +269,14 @@ pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> Us
     let mut body = Vec::new();
     for f in new.folders.values() {
         let prior = prior_of(f).or_else(|| renamed_from.get(f.dir.as_slice()).copied());
-        let Some(update) = diff_folder(prior, f, input, &copied, &mut out.mailboxes, &mut body)
+        let Some((update, plan)) =
+            diff_folder(prior, f, new, input, &copied, &mut out.mailboxes, &mut body)
         else {
             continue;
         };
+        if let Some(plan) = plan {
+            plans.push((out.updates.len(), f.dir.clone(), plan));
+        }
         let mailbox = out.mailboxes.len() - 1;
         match prior {
             None if !f.dir.is_empty() => head.push(Change::MailboxCreate { mailbox }),
@@ -269,7 +328,7 @@ pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> Us
         .chain(body)
         .chain(tail)
         .collect();
-    out
+    (out, plans)
 }
 
 /// Diffs one folder; pushes its [`MailboxRef`] and message changes.
@@ -278,13 +337,12 @@ pub fn diff_user(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> Us
 fn diff_folder(
     prior: Option<&FolderSnapshot>,
     f: &FolderListing,
+    new: &UserListing,
     input: &DiffInput,
     copied: &dyn Fn(&[u8], &[u8]) -> bool,
     mailboxes: &mut Vec<MailboxRef>,
     changes: &mut Vec<Change>,
-) -> Option<FolderUpdate> {
-    let empty = HashMap::new();
-    let old_msgs = prior.and_then(|p| p.messages.as_ref()).unwrap_or(&empty);
+) -> Option<(FolderUpdate, Option<Plan>)> {
     let listed = match &f.contents {
         Contents::Listed(m) => m,
         Contents::Unchanged | Contents::Unreadable => {
@@ -305,11 +363,13 @@ fn diff_folder(
                 messages: p.count,
                 keywords: Keywords::default(),
             });
-            return Some(FolderUpdate {
+            let update = FolderUpdate {
                 folder,
                 upserts: Vec::new(),
+                rows: Messages::default(),
                 deletes: Vec::new(),
-            });
+            };
+            return Some((update, None));
         }
     };
 
@@ -337,47 +397,67 @@ fn diff_folder(
     };
     let same_validity =
         prior.is_some_and(|p| p.uidvalidity == uidvalidity && p.uid_source == uid_source);
-    let mut own_next = match prior {
+    let own_next = match prior {
         Some(p) if same_validity && uid_source == UidSource::Own => p.uidnext.max(1),
         _ => 1,
     };
-    let uid_of = |base: &[u8]| -> u32 {
-        if let Some(s) = server
-            && let Some(&u) = s.by_base.get(base)
-        {
-            return u;
-        }
-        if same_validity && let Some(o) = old_msgs.get(base).filter(|o| o.uid != 0) {
-            return o.uid;
-        }
-        0
-    };
+    let own = uid_source == UidSource::Own;
 
-    // Messages in the order Dovecot would number them.
-    // (Only our own numbering and reported arrivals need the order.)
-    let mut bases: Vec<&Vec<u8>> = listed.keys().collect();
-    if server.is_none() || !input.silent {
-        name::sort_dovecot(&mut bases);
-    }
-    let mut states: Vec<(&Vec<u8>, MessageState)> = Vec::with_capacity(bases.len());
-    for base in bases {
-        let e = &listed[base];
-        let mut uid = uid_of(base);
-        if uid == 0 && uid_source == UidSource::Own {
-            uid = own_next;
+    // One walk of the listing and the snapshot, both in base-name order:
+    // the UIDs known now, which messages need Dovecot's order (to be
+    // numbered, or reported as arrivals and flag changes), and the gone.
+    let mut uids: Vec<u32> = Vec::with_capacity(listed.len());
+    // With the old flags of those that had a row.
+    let mut ordered: Vec<(u32, Option<Flags>)> = Vec::new();
+    // Expunges, and separately those an expire rule matches.
+    let mut gone: [(Vec<u32>, Vec<Vec<u8>>); 2] = Default::default();
+    let mut deletes = Vec::new();
+    walk(listed, old_rows(prior, new), |side| match side {
+        Side::Left((i, m)) | Side::Both((i, m), _) => {
+            let o = match side {
+                Side::Both(_, (_, o)) => Some(o),
+                _ => None,
+            };
+            let uid = if server.is_some() && m.uid() != 0 {
+                m.uid()
+            } else if same_validity && let Some(o) = o.filter(|o| o.uid != 0) {
+                o.uid
+            } else {
+                0
+            };
+            uids.push(uid);
+            let reported = !input.silent
+                && o.is_none_or(|o| o.flags.without_passed() != m.flags().without_passed());
+            if (uid == 0 && own) || reported {
+                ordered.push((i as u32, o.map(|o| o.flags)));
+            }
+        }
+        Side::Right((base, o)) => {
+            // A message moved out (restored from Trash) did not expire.
+            let expired = (input.expired)(&f.name, base) && !copied(&f.dir, base);
+            let g = &mut gone[usize::from(expired)];
+            // Under a new UIDVALIDITY the old UID means nothing any more.
+            if o.uid != 0 && same_validity {
+                g.0.push(o.uid);
+            } else {
+                g.1.push(base.to_vec());
+            }
+            deletes.push(base.to_vec());
+        }
+    });
+
+    // Messages in the order Dovecot would number them: our own numbers,
+    // and arrivals and flag changes reported in the order a client sees.
+    name::sort_dovecot_by(&mut ordered, |(i, _)| listed.at(*i as usize).base());
+    let mut own_next = own_next;
+    for &(i, _) in &ordered {
+        let i = i as usize;
+        if uids[i] == 0 && own {
+            uids[i] = own_next;
             own_next += 1;
         }
-        states.push((
-            base,
-            MessageState {
-                uid,
-                flags: e.flags,
-                size: e.size.unwrap_or(0),
-                in_new: e.in_new,
-            },
-        ));
     }
-    let max_uid = states.iter().map(|(_, s)| s.uid).max().unwrap_or(0);
+    let max_uid = uids.iter().copied().max().unwrap_or(0);
     let uidnext = match (server, kept) {
         (Some(s), _) => s.uidnext.max(max_uid.saturating_add(1)),
         (None, Some(p)) => p.uidnext.max(max_uid.saturating_add(1)),
@@ -392,58 +472,69 @@ fn diff_folder(
         keywords: f.keywords.clone(),
     });
     let mailbox = mailboxes.len() - 1;
+    let state_of = |i: usize| {
+        let m = listed.at(i);
+        MessageState {
+            uid: uids[i],
+            flags: m.flags(),
+            size: m.size().unwrap_or(0),
+            in_new: m.in_new(),
+        }
+    };
 
     let mut arrivals = Vec::new();
     let mut flag_changes = Vec::new();
-    let mut upserts = Vec::new();
-    for (base, state) in &states {
-        match old_msgs.get(*base) {
-            None if input.silent => upserts.push(((*base).clone(), *state)),
-            None => {
-                let e = &listed[*base];
-                let arrival = arrival_kind(e, || copied(&f.dir, base));
-                arrivals.push(Change::Arrived {
-                    mailbox,
-                    arrival,
-                    uid: state.uid,
-                    base: (*base).clone(),
-                    entry: e.clone(),
-                    params: Vec::new(),
-                });
-                upserts.push(((*base).clone(), *state));
-            }
-            Some(o) => {
-                let (was, now) = (o.flags.without_passed(), state.flags.without_passed());
-                if was != now {
-                    flag_changes.push(FlagChange {
+    if !input.silent {
+        for &(i, old_flags) in &ordered {
+            let m = listed.at(i as usize);
+            let state = state_of(i as usize);
+            match old_flags {
+                None => {
+                    let e = m.entry();
+                    let arrival = arrival_kind(&e, || copied(&f.dir, m.base()));
+                    arrivals.push(Change::Arrived {
+                        mailbox,
+                        arrival,
                         uid: state.uid,
-                        gained: now.difference(was),
-                        lost: was.difference(now),
+                        base: m.base().to_vec(),
+                        entry: e,
+                        params: Vec::new(),
                     });
                 }
-                if o != state {
-                    upserts.push(((*base).clone(), *state));
+                Some(old_flags) => {
+                    let (was, now) = (old_flags.without_passed(), state.flags.without_passed());
+                    if was != now {
+                        flag_changes.push(FlagChange {
+                            uid: state.uid,
+                            gained: now.difference(was),
+                            lost: was.difference(now),
+                        });
+                    }
                 }
             }
         }
     }
-    // Expunges, and separately those an expire rule matches.
-    let mut gone: [(Vec<u32>, Vec<Vec<u8>>); 2] = Default::default();
-    let mut deletes = Vec::new();
-    for (base, o) in old_msgs {
-        if !listed.contains_key(base) {
-            // A message moved out (restored from Trash) did not expire.
-            let expired = (input.expired)(&f.name, base) && !copied(&f.dir, base);
-            let g = &mut gone[usize::from(expired)];
-            // Under a new UIDVALIDITY the old UID means nothing any more.
-            if o.uid != 0 && same_validity {
-                g.0.push(o.uid);
-            } else {
-                g.1.push(base.clone());
-            }
-            deletes.push(base.clone());
+    drop(ordered);
+
+    // The rows to write: the new and the changed.
+    let mut write = vec![false; listed.len()];
+    let mut count = 0;
+    let (mut pending, mut bytes) = (false, 0u64);
+    walk(listed, old_rows(prior, new), |side| {
+        let (i, o) = match side {
+            Side::Left((i, _)) => (i, None),
+            Side::Both((i, _), (_, o)) => (i, Some(o)),
+            Side::Right(_) => return,
+        };
+        let state = state_of(i);
+        pending |= state.uid == 0;
+        bytes += state.size;
+        if o != Some(state) {
+            write[i] = true;
+            count += 1;
         }
-    }
+    });
+
     changes.extend(arrivals);
     if !flag_changes.is_empty() {
         changes.push(Change::Flags {
@@ -473,17 +564,186 @@ fn diff_folder(
         guid,
         uidnext,
         stamp: f.stamp,
-        pending: states.iter().any(|(_, s)| s.uid == 0),
+        pending,
         keyword_table: f.keyword_table.clone(),
         count: listed.len() as u32,
-        bytes: states.iter().map(|(_, s)| s.size).sum(),
+        bytes,
         messages: None,
     };
-    Some(FolderUpdate {
+    let update = FolderUpdate {
         folder,
-        upserts,
+        upserts: Vec::new(),
+        rows: Messages::default(),
         deletes,
-    })
+    };
+    Some((update, Some(Plan { uids, write, count })))
+}
+
+/// Walks a folder's listing and its snapshot together, in base-name
+/// order (see [`listing::merge`]); a listed message comes with its index.
+fn walk<'a>(
+    listed: &'a Listing,
+    old: impl Iterator<Item = (&'a [u8], MessageState)>,
+    each: impl FnMut(Side<(usize, listing::Message<'a>), (&'a [u8], MessageState)>),
+) {
+    listing::merge(
+        listed.iter().enumerate(),
+        old,
+        |(_, m)| m.base(),
+        |(b, _)| *b,
+        each,
+    );
+}
+
+/// The snapshot's rows of a folder in base-name order: those joined into
+/// the listing of its directory (see [`Listing::join`]) and the others.
+fn old_rows<'a>(
+    prior: Option<&'a FolderSnapshot>,
+    new: &'a UserListing,
+) -> impl Iterator<Item = (&'a [u8], MessageState)> + 'a {
+    let joined = prior.and_then(|p| joined_listing(p, new));
+    let rest = prior.and_then(|p| p.messages.as_ref());
+    listing::Union::new(
+        joined.into_iter().flat_map(|l| l.old_rows()),
+        rest.into_iter().flat_map(|m| m.iter()),
+    )
+}
+
+/// The listing a folder's snapshot was joined into, if it was.
+fn joined_listing<'a>(old: &FolderSnapshot, new: &'a UserListing) -> Option<&'a Listing> {
+    match new.folders.get(&old.dir).map(|f| &f.contents) {
+        Some(Contents::Listed(l)) if l.joined().is_some() => Some(l),
+        _ => None,
+    }
+}
+
+/// Which loaded folders hold a base name, to tell a copy or move from a
+/// delivery. The listings and snapshots are sorted, so the truth is a
+/// binary search in each. When those searches add up (many arrivals over
+/// many folders: a new user's first scan) an index of 8-byte hashes (some
+/// 20 bytes a message, never the names) is built to answer "only here"
+/// first; it is not built for a few arrivals beside a huge folder, which
+/// it would cost tens of megabytes.
+#[derive(Default)]
+struct Seen<'a> {
+    /// The loaded folders: directory, snapshot messages, listing (of the
+    /// new side, or holding the snapshot joined into it).
+    folders: Vec<(&'a [u8], Option<&'a Messages>, Held<'a>)>,
+    /// The distinct directories among them.
+    dirs: Vec<&'a [u8]>,
+    /// Messages in all of them.
+    total: usize,
+    /// Folders searched so far.
+    searched: std::cell::Cell<usize>,
+    /// Hash of a base name → the one directory (index in `dirs`) holding
+    /// names of that hash, or [`Seen::MANY`].
+    index: std::cell::OnceCell<HashIndex>,
+}
+
+impl<'a> Seen<'a> {
+    const MANY: u32 = u32::MAX;
+
+    fn new(old: &'a UserSnapshot, new: &'a UserListing) -> Seen<'a> {
+        let mut folders = Vec::new();
+        for f in old.folders.values() {
+            if let Some(m) = &f.messages {
+                let joined = joined_listing(f, new).map_or(Held::None, Held::Old);
+                folders.push((f.dir.as_slice(), Some(m), joined));
+            }
+        }
+        for f in new.folders.values() {
+            if let Contents::Listed(l) = &f.contents {
+                folders.push((f.dir.as_slice(), None, Held::New(l)));
+            }
+        }
+        let mut dirs: Vec<&[u8]> = folders.iter().map(|f| f.0).collect();
+        dirs.sort_unstable();
+        dirs.dedup();
+        let total = folders
+            .iter()
+            .map(|(_, m, l)| {
+                m.map_or(0, |m| m.len())
+                    + match l {
+                        Held::New(l) | Held::Old(l) => l.len(),
+                        Held::None => 0,
+                    }
+            })
+            .sum();
+        Seen {
+            folders,
+            dirs,
+            total,
+            ..Seen::default()
+        }
+    }
+
+    fn build_index(&self) -> HashIndex {
+        use std::hash::BuildHasher;
+        let hasher = NameHash::default();
+        let mut index = HashIndex::default();
+        for (dir, m, l) in &self.folders {
+            let d = self.dirs.binary_search(dir).unwrap_or(0) as u32;
+            let mut add = |base: &[u8]| {
+                index
+                    .entry(hasher.hash_one(base))
+                    .and_modify(|v| {
+                        if *v != d {
+                            *v = Seen::MANY;
+                        }
+                    })
+                    .or_insert(d);
+            };
+            m.iter().flat_map(|m| m.keys()).for_each(&mut add);
+            match l {
+                Held::New(l) => l.iter().for_each(|m| add(m.base())),
+                Held::Old(l) => l.old_rows().for_each(|(b, _)| add(b)),
+                Held::None => {}
+            }
+        }
+        index
+    }
+
+    /// Whether a loaded folder other than `dir` holds `base`.
+    fn elsewhere(&self, dir: &[u8], base: &[u8]) -> bool {
+        use std::hash::BuildHasher;
+        // One directory: nothing is elsewhere, or (a lone renamed folder)
+        // a search tells.
+        if self.dirs.len() >= 2 {
+            // The index once the searches have cost about what it costs.
+            let searched = self.searched.get() + self.folders.len();
+            self.searched.set(searched);
+            if searched >= self.total / 4 {
+                let index = self.index.get_or_init(|| self.build_index());
+                match index.get(&NameHash::default().hash_one(base)) {
+                    None => return false,
+                    Some(&d) if d != Seen::MANY && self.dirs[d as usize] == dir => return false,
+                    Some(_) => {}
+                }
+            }
+        }
+        self.folders.iter().any(|(d, m, l)| {
+            *d != dir
+                && (m.is_some_and(|m| m.contains_key(base))
+                    || match l {
+                        Held::New(l) => l.contains(base),
+                        Held::Old(l) => l.get(base).is_some_and(|m| m.old().is_some()),
+                        Held::None => false,
+                    })
+        })
+    }
+}
+
+/// Hash of a base name → index of a directory, or [`Seen::MANY`].
+type HashIndex = HashMap<u64, u32, NameHash>;
+
+/// What a listing holds for [`Seen`].
+#[derive(Clone, Copy)]
+enum Held<'a> {
+    None,
+    /// The new side's messages.
+    New(&'a Listing),
+    /// The snapshot's rows joined into it.
+    Old(&'a Listing),
 }
 
 #[cfg(test)]

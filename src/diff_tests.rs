@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::scan::ServerUids;
+use crate::scan::UidHeader;
 use crate::snapshot::DirStamp;
 
 /// A folder on "disk": dir, inode, uidlist (validity, [(uid, base)]) and
@@ -24,29 +24,24 @@ fn listing(folders: &[Disk], subs: &[&str]) -> UserListing {
         dovecot: false,
     };
     for d in folders {
-        let mut msgs = crate::scan::NameMap::default();
+        let mut msgs = crate::listing::Listing::default();
         for f in d.files {
             let (sub, file) = f.split_once('/').unwrap();
             let p = crate::maildir::name::parse(file.as_bytes(), b':').unwrap();
-            msgs.insert(
-                p.base.to_vec(),
-                Entry {
-                    file: file.as_bytes().to_vec(),
-                    in_new: sub == "new",
-                    flags: p.flags,
-                    size: p.size,
-                    vsize: p.vsize,
-                },
-            );
+            msgs.push(file.as_bytes(), p.base.len(), sub == "new", p.flags, p.size)
+                .unwrap();
         }
-        let server_uids = d.uids.map(|(v, recs)| ServerUids {
+        msgs.finish();
+        // The server's UIDs, joined into the listing as a scan does.
+        for (u, b) in d.uids.map_or(&[][..], |(_, recs)| recs) {
+            if let Some(i) = msgs.find(b.as_bytes()) {
+                msgs.set_uid(i, *u);
+            }
+        }
+        let server_uids = d.uids.map(|(v, recs)| UidHeader {
             uidvalidity: v,
             uidnext: recs.iter().map(|r| r.0 + 1).max().unwrap_or(1),
             guid: None,
-            by_base: recs
-                .iter()
-                .map(|(u, b)| (b.as_bytes().to_vec(), *u))
-                .collect(),
         });
         let name = if d.dir.is_empty() {
             "INBOX".to_string()
@@ -78,7 +73,11 @@ fn listing(folders: &[Disk], subs: &[&str]) -> UserListing {
 
 /// The snapshot a previous diff of `disk` would have stored.
 fn snapshot(disk: &UserListing) -> UserSnapshot {
-    let d = diff_user(&UserSnapshot::default(), disk, &input(&|_, _| false));
+    let d = diff_user(
+        &UserSnapshot::default(),
+        disk.clone(),
+        &input(&|_, _| false),
+    );
     let mut snap = UserSnapshot {
         subscriptions: disk.subscriptions.clone().unwrap(),
         ..UserSnapshot::default()
@@ -86,10 +85,36 @@ fn snapshot(disk: &UserListing) -> UserSnapshot {
     for (i, u) in d.updates.into_iter().enumerate() {
         let mut f = u.folder;
         f.id = i as i64 + 1;
-        f.messages = Some(u.upserts.into_iter().collect());
+        f.messages = Some(u.rows);
         snap.folders.insert(f.dir.clone(), f);
     }
     snap
+}
+
+/// The diff, checked to be the same with the snapshot of each listed
+/// folder joined into its listing (as a scan loads it) as with the
+/// snapshot held apart.
+fn diff_both(old: &UserSnapshot, new: &UserListing, input: &DiffInput) -> UserDiff {
+    let apart = diff_user(old, new.clone(), input);
+    let (mut old_j, mut new_j) = (old.clone(), new.clone());
+    for f in old_j.folders.values_mut() {
+        let Some(messages) = f.messages.take() else {
+            continue;
+        };
+        match new_j.folders.get_mut(&f.dir).map(|l| &mut l.contents) {
+            Some(Contents::Listed(l)) => {
+                let mut j = l.join(f.uidvalidity);
+                for (base, state) in messages.iter() {
+                    j.row(base, state);
+                }
+                f.messages = Some(j.finish());
+            }
+            _ => f.messages = Some(messages),
+        }
+    }
+    let joined = diff_user(&old_j, new_j, input);
+    assert_eq!(apart, joined, "the diff of a joined snapshot differs");
+    apart
 }
 
 fn input<'a>(elsewhere: &'a dyn Fn(&[u8], &[u8]) -> bool) -> DiffInput<'a> {
@@ -179,7 +204,7 @@ fn message_changes() {
             }],
             &[],
         );
-        let d = diff_user(&old, &new, &input(&|_, _| false));
+        let d = diff_both(&old, &new, &input(&|_, _| false));
         assert_eq!(summary(&d), *want, "{what}");
     }
 }
@@ -222,7 +247,7 @@ fn copies_and_moves_are_appends() {
         ],
         &[],
     );
-    let d = diff_user(&old, &after, &input(&|_, _| false));
+    let d = diff_both(&old, &after, &input(&|_, _| false));
     assert_eq!(summary(&d), ["Expunge INBOX [1]+0", "Append Archive 1"]);
 
     // COPY from a folder that was not loaded: the store says it is elsewhere.
@@ -244,9 +269,9 @@ fn copies_and_moves_are_appends() {
         f
     });
     let asked = |dir: &[u8], base: &[u8]| dir == b".Archive" && base == b"1.M1P1.h";
-    let d = diff_user(&old, &after_all, &input(&asked));
+    let d = diff_both(&old, &after_all, &input(&asked));
     assert_eq!(summary(&d), ["Append Archive 1"]);
-    let d = diff_user(&old, &after_all, &input(&|_, _| false));
+    let d = diff_both(&old, &after_all, &input(&|_, _| false));
     assert_eq!(
         summary(&d),
         ["New Archive 1"],
@@ -315,7 +340,7 @@ fn folder_changes() {
         ],
         &["A", "New"],
     );
-    let d = diff_user(&old, &after, &input(&|_, _| false));
+    let d = diff_both(&old, &after, &input(&|_, _| false));
     assert_eq!(
         summary(&d),
         [
@@ -332,7 +357,7 @@ fn folder_changes() {
     let b = d.updates.iter().find(|u| u.folder.dir == b".B").unwrap();
     assert_eq!(b.folder.id, old.folders[b".A".as_slice()].id);
     assert!(
-        b.upserts.is_empty(),
+        b.rows.is_empty() && b.upserts.is_empty(),
         "no message changed in the renamed folder"
     );
 }
@@ -353,14 +378,8 @@ fn own_uids_follow_dovecot_order_and_stay() {
         }],
         &[],
     );
-    let d = diff_user(&UserSnapshot::default(), &first, &input(&|_, _| false));
-    let uid_of = |d: &UserDiff, base: &str| {
-        d.updates[0]
-            .upserts
-            .iter()
-            .find(|(b, _)| b == base.as_bytes())
-            .map(|(_, s)| s.uid)
-    };
+    let d = diff_both(&UserSnapshot::default(), &first, &input(&|_, _| false));
+    let uid_of = |d: &UserDiff, base: &str| d.updates[0].rows.get(base.as_bytes()).map(|s| s.uid);
     assert_eq!(uid_of(&d, "1700000001.M9P1.h"), Some(1));
     assert_eq!(uid_of(&d, "1700000002.M5P1.h"), Some(2));
     assert_eq!(
@@ -383,7 +402,7 @@ fn own_uids_follow_dovecot_order_and_stay() {
         }],
         &[],
     );
-    let d = diff_user(&old, &second, &input(&|_, _| false));
+    let d = diff_both(&old, &second, &input(&|_, _| false));
     assert_eq!(
         summary(&d),
         ["New INBOX 4"],
@@ -413,7 +432,7 @@ fn dovecot_uids_win_and_missing_ones_wait() {
         }],
         &[],
     );
-    let d = diff_user(&old, &after, &input(&|_, _| false));
+    let d = diff_both(&old, &after, &input(&|_, _| false));
     assert_eq!(summary(&d), ["New INBOX 0"]);
     let f = &d.updates[0].folder;
     assert_eq!(
@@ -439,7 +458,7 @@ fn unreadable_and_unchanged_folders_keep_their_snapshot() {
         let mut after = before.clone();
         after.folders.get_mut(b"".as_slice()).unwrap().contents = contents.clone();
         after.subscriptions = None;
-        let d = diff_user(&old, &after, &input(&|_, _| false));
+        let d = diff_both(&old, &after, &input(&|_, _| false));
         assert_eq!(summary(&d), Vec::<String>::new(), "{contents:?}");
         assert!(d.updates.is_empty() && d.deleted.is_empty() && d.subscriptions.is_none());
     }
@@ -482,7 +501,7 @@ fn expunges_matching_an_expire_rule_are_expiries() {
         ],
         &[],
     );
-    let d = diff_user(&old, &after, &input(&|_, _| false));
+    let d = diff_both(&old, &after, &input(&|_, _| false));
     assert_eq!(
         summary(&d),
         ["Expunge INBOX [1]+0", "Expire Trash [1, 2]+0"]
@@ -517,7 +536,7 @@ fn a_vanished_uid_list_renumbers_nothing() {
         }],
         &[],
     );
-    let d = diff_user(&snap, &gone, &input(&|_, _| false));
+    let d = diff_both(&snap, &gone, &input(&|_, _| false));
     assert_eq!(summary(&d), ["New Job 0", "Expunge Job [2, 3]+0"]);
     assert_eq!(d.mailboxes[0].uidvalidity, 7);
     let f = &d.updates[0].folder;
@@ -537,7 +556,56 @@ fn a_vanished_uid_list_renumbers_nothing() {
         }],
         &[],
     );
-    let d = diff_user(&snap, &renumbered, &input(&|_, _| false));
+    let d = diff_both(&snap, &renumbered, &input(&|_, _| false));
     assert_eq!(d.mailboxes[0].uidvalidity, 9);
     assert_eq!(summary(&d), ["Expunge Job []+2"]);
+}
+
+#[test]
+fn copies_are_told_alike_with_and_without_the_hash_index() {
+    // Two folders of 200 messages sharing 10 names, and the snapshot of
+    // one of them joined into its listing.
+    let inbox: Vec<String> = (0..200).map(|i| format!("cur/{i}.M1P1.h:2,S")).collect();
+    let work: Vec<String> = (190..390).map(|i| format!("cur/{i}.M1P1.h:2,S")).collect();
+    let inbox: Vec<&str> = inbox.iter().map(String::as_str).collect();
+    let work: Vec<&str> = work.iter().map(String::as_str).collect();
+    let disk = [
+        Disk {
+            dir: "",
+            ino: 1,
+            uids: None,
+            files: &inbox,
+        },
+        Disk {
+            dir: ".Work",
+            ino: 2,
+            uids: None,
+            files: &work,
+        },
+    ];
+    let new = listing(&disk, &[]);
+    let old = snapshot(&listing(&disk[..1], &[]));
+    let seen = Seen::new(&old, &new);
+    let asks: [(&str, &str, bool); 5] = [
+        ("", "195.M1P1.h", true),
+        ("", "5.M1P1.h", false),
+        (".Work", "5.M1P1.h", true),
+        (".Work", "300.M1P1.h", false),
+        ("", "999.M1P1.h", false),
+    ];
+    for round in 0..2 {
+        for (dir, base, want) in asks {
+            assert_eq!(
+                seen.elsewhere(dir.as_bytes(), base.as_bytes()),
+                want,
+                "{dir:?} {base} (index built: {})",
+                seen.index.get().is_some()
+            );
+        }
+        assert_eq!(seen.index.get().is_some(), round == 1);
+        // Enough searches to make the index worth it.
+        for _ in 0..200 {
+            seen.elsewhere(b"", b"0.M1P1.h");
+        }
+    }
 }

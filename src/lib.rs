@@ -25,6 +25,7 @@ pub mod enrich;
 pub mod error;
 pub mod event;
 pub mod host;
+pub mod listing;
 pub mod live;
 pub mod maildir;
 pub mod manual;

@@ -347,6 +347,7 @@ pub fn apply(f: &LiveFolder, ops: &[Op], mailbox: usize) -> Applied {
         update: FolderUpdate {
             folder: row,
             upserts,
+            rows: Default::default(),
             deletes,
         },
         mailbox: mailbox_ref,

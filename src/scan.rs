@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{debug, warn};
 
+use crate::listing::Listing;
 use crate::maildir::keywords::Keywords;
 use crate::maildir::name::{self, Flags};
 use crate::maildir::template::Template;
@@ -160,15 +161,27 @@ pub struct Entry {
 /// What a folder's message directories held.
 #[derive(Clone, Debug)]
 pub enum Contents {
-    /// The messages by base name.
-    Listed(NameMap<Entry>),
+    /// The messages, in base-name order.
+    Listed(Listing),
     /// The directory stamps prove nothing changed since the snapshot.
     Unchanged,
     /// The folder could not be read; keep the snapshot as it is.
     Unreadable,
 }
 
-/// UIDs the server keeps for a folder.
+/// The header of the server's UID list of a listed folder. Its UIDs are
+/// in the [`Listing`] (see [`crate::listing::Message::uid`]): only the
+/// listed names' UIDs matter, and a second map of a million names cost
+/// more than the listing itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UidHeader {
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub guid: Option<String>,
+}
+
+/// UIDs the server keeps for a folder, by base name (for the live engine,
+/// which follows a list's tail rather than listing the folder).
 #[derive(Clone, Debug, Default)]
 pub struct ServerUids {
     pub uidvalidity: u32,
@@ -186,9 +199,9 @@ pub struct FolderListing {
     pub ino: u64,
     pub stamp: DirStamp,
     pub contents: Contents,
-    /// Where UIDs come from and, for a server, its numbers.
+    /// Where UIDs come from and, for a server, its list's header.
     pub uid_source: UidSource,
-    pub server_uids: Option<ServerUids>,
+    pub server_uids: Option<UidHeader>,
     pub keywords: Keywords,
     /// Our numbering of Courier keyword names (see
     /// [`crate::maildir::courier_keywords::Table`]), for a folder with a
@@ -544,7 +557,8 @@ fn scan_folder(
         .map_or(0, |o| o.count as usize)
         .max((dir_bytes / 80) as usize)
         .min(1 << 20);
-    let mut messages = NameMap::with_capacity_and_hasher(hint, NameHash::default());
+    // About 60 bytes a name (a Dovecot name with its sizes and flags).
+    let mut messages = Listing::with_capacity(hint, hint * 64);
     for (i, sub) in subs.iter().enumerate() {
         let Some(sub) = sub else { continue };
         let in_new = i == 0;
@@ -555,18 +569,27 @@ fn scan_folder(
             return Some(listing);
         }
     }
+    messages.finish();
     if opts.stat_sizes {
         // Quota needs sizes; only names without S= cost a stat (of the
         // entry itself: links were skipped when listing).
-        for e in messages.values_mut().filter(|e| e.size.is_none()) {
-            let d = &subs[if e.in_new { 0 } else { 1 }];
-            e.size = d
+        for i in 0..messages.len() {
+            let m = messages.at(i);
+            if m.size().is_some() {
+                continue;
+            }
+            let d = &subs[if m.in_new() { 0 } else { 1 }];
+            let size = d
                 .as_ref()
-                .and_then(|d| d.stat_at(&e.file).ok())
+                .and_then(|d| d.stat_at(m.file()).ok())
                 .map(|m| m.st_size as u64);
+            messages.set_size(i, size);
         }
     }
-    read_uids(folder_dir, &path, &mut listing);
+    if let Some((source, header)) = read_uids(folder_dir, &path, &mut messages) {
+        listing.uid_source = source;
+        listing.server_uids = Some(header);
+    }
     listing.keywords = read_keywords(folder_dir, &path);
     if let Some(by_base) = crate::courier::read_keywords(folder_dir, &path) {
         let old_table = old.and_then(|o| o.keyword_table.as_deref());
@@ -575,8 +598,9 @@ fn scan_folder(
         listing.keyword_table = Some(table);
     } else if let Some(t) = old.and_then(|o| o.keyword_table.clone()) {
         // The directory went: every keyword is cleared, under the same table.
-        for e in messages.values_mut() {
-            e.flags = e.flags.difference(ALL_KEYWORDS);
+        for i in 0..messages.len() {
+            let flags = messages.at(i).flags().difference(ALL_KEYWORDS);
+            messages.set_flags(i, flags);
         }
         listing.keywords = Keywords::parse(t.as_bytes());
         listing.keyword_table = Some(t);
@@ -605,7 +629,7 @@ fn list_messages(
     in_new: bool,
     opts: &ScanOptions,
     keep: &dyn Fn(&[u8]) -> bool,
-    messages: &mut NameMap<Entry>,
+    messages: &mut Listing,
 ) -> io::Result<()> {
     let mut odd: Option<(Vec<u8>, &'static str)> = None;
     let mut odd_count = 0u64;
@@ -634,17 +658,16 @@ fn list_messages(
         if !keep(parsed.base) {
             continue;
         }
-        let base = parsed.base.to_vec();
-        let entry = Entry {
-            in_new,
-            flags: parsed.flags,
-            size: parsed.size,
-            vsize: parsed.vsize,
-            file,
-        };
         // During a move from new/ to cur/ a name can be seen in both;
-        // cur/ (read second) is the newer one.
-        messages.insert(base, entry);
+        // cur/ (read second) is the newer one ([`Listing::finish`]).
+        if let Err(full) =
+            messages.push(&file, parsed.base.len(), in_new, parsed.flags, parsed.size)
+        {
+            return Err(io::Error::other(match full {
+                crate::listing::Full::NameTooLong => "a file name longer than 255 bytes",
+                crate::listing::Full::TooMany => "more than 4 GiB of file names",
+            }));
+        }
     }
     if let Some((first, what)) = odd {
         let dir = folder.join(if in_new { "new" } else { "cur" });
@@ -672,7 +695,7 @@ const ALL_KEYWORDS: Flags = Flags((1 << 26) - 1);
 /// in `courierimapkeywords/` (Courier's file names carry none), numbering
 /// new names in the folder's table; returns the table's text to keep.
 fn courier_keyword_bits(
-    messages: &mut NameMap<Entry>,
+    messages: &mut Listing,
     by_base: &HashMap<Vec<u8>, BTreeSet<String>>,
     old_table: Option<&str>,
     path: &Path,
@@ -682,12 +705,13 @@ fn courier_keyword_bits(
     let mut unnumbered = 0usize;
     // In Dovecot's order, so a folder's first keywords number alike on
     // every run.
-    let mut bases: Vec<&Vec<u8>> = messages
-        .keys()
+    let mut bases: Vec<&[u8]> = messages
+        .iter()
+        .map(|m| m.base())
         .filter(|b| by_base.contains_key(*b))
         .collect();
     name::sort_dovecot(&mut bases);
-    let mut bits: Vec<(Vec<u8>, Flags)> = Vec::with_capacity(bases.len());
+    let mut bits: Vec<(usize, Flags)> = Vec::with_capacity(bases.len());
     for base in bases {
         let mut flags = Flags::default();
         for kw in by_base.get(base).into_iter().flatten() {
@@ -696,15 +720,17 @@ fn courier_keyword_bits(
                 None => unnumbered += 1,
             }
         }
-        bits.push((base.clone(), flags));
-    }
-    for e in messages.values_mut() {
-        e.flags = e.flags.difference(ALL_KEYWORDS);
-    }
-    for (base, flags) in bits {
-        if let Some(e) = messages.get_mut(&base) {
-            e.flags = e.flags.union(flags);
+        if let Some(i) = messages.find(base) {
+            bits.push((i, flags));
         }
+    }
+    for i in 0..messages.len() {
+        let flags = messages.at(i).flags().difference(ALL_KEYWORDS);
+        messages.set_flags(i, flags);
+    }
+    for (i, flags) in bits {
+        let now = messages.at(i).flags().union(flags);
+        messages.set_flags(i, now);
     }
     if unnumbered > 0 {
         warn_path(
@@ -719,17 +745,54 @@ fn courier_keyword_bits(
     table.text()
 }
 
-/// Reads `dovecot-uidlist`, else `courierimapuiddb`, into the listing.
-fn read_uids(folder: &StoreDir, path: &Path, listing: &mut FolderListing) {
+/// Reads `dovecot-uidlist`, else `courierimapuiddb`, joining its UIDs
+/// into the listed messages (replacing those of an earlier read); returns
+/// where the UIDs come from and the list's header, or `None` (and the
+/// earlier UIDs) when neither list could be read.
+///
+/// The file is read in pieces and never held whole: of a list of a million
+/// records only the listed names' UIDs are kept (in the [`Listing`]),
+/// with an 8-byte hash of each name that is not listed, to count names
+/// listed twice for the warning.
+fn read_uids(
+    folder: &StoreDir,
+    path: &Path,
+    messages: &mut Listing,
+) -> Option<(UidSource, UidHeader)> {
+    use std::hash::BuildHasher;
+    let before: Vec<u32> = messages.iter().map(|m| m.uid()).collect();
     for (file, source) in [
         (b"dovecot-uidlist".as_slice(), UidSource::Dovecot),
         (b"courierimapuiddb", UidSource::Courier),
     ] {
         let shown = storefs::show(path, file);
-        let bytes = match folder.read(file, UIDLIST_CAP) {
-            Ok(b) => b,
+        let mut parser = uidlist::Parser::new();
+        messages.clear_uids();
+        let hasher = NameHash::default();
+        let mut unlisted: HashMap<u64, u32, NameHash> = HashMap::default();
+        // Records come in UID order, which is mostly the names' order too.
+        let mut near = 0;
+        let read = folder.file(file).and_then(|mut f| {
+            read_lines(&mut f, UIDLIST_CAP, &mut |line| {
+                parser.line(
+                    line,
+                    &mut |uid, name| match messages.find_near(name, near) {
+                        Some(i) => {
+                            near = i + 1;
+                            let old = messages.at(i).uid();
+                            messages.set_uid(i, uid);
+                            (old != 0).then_some(old)
+                        }
+                        None => unlisted.insert(hasher.hash_one(name), uid),
+                    },
+                )
+            })
+        });
+        let partial = match read {
+            Ok(p) => p,
             Err(Refused::NotFound) => continue,
             Err(e) => {
+                messages.clear_uids();
                 warn_path(
                     &shown,
                     "uidlist",
@@ -738,7 +801,7 @@ fn read_uids(folder: &StoreDir, path: &Path, listing: &mut FolderListing) {
                 continue;
             }
         };
-        match uidlist::parse(&bytes) {
+        match parser.finish(&partial) {
             Ok(list) => {
                 if !list.dropped.is_empty() {
                     // A record dropped leaves its message without a UID:
@@ -758,21 +821,15 @@ fn read_uids(folder: &StoreDir, path: &Path, listing: &mut FolderListing) {
                         debug!(path = %shown, "{w}");
                     }
                 }
-                let by_base = list
-                    .records
-                    .into_iter()
-                    .map(|(uid, base)| (base, uid))
-                    .collect();
-                listing.uid_source = source;
-                listing.server_uids = Some(ServerUids {
+                let header = UidHeader {
                     uidvalidity: list.uidvalidity,
                     uidnext: list.next_uid,
                     guid: list.guid,
-                    by_base,
-                });
-                return;
+                };
+                return Some((source, header));
             }
             Err(e) => {
+                messages.clear_uids();
                 warn_path(
                     &shown,
                     "uidlist",
@@ -780,6 +837,58 @@ fn read_uids(folder: &StoreDir, path: &Path, listing: &mut FolderListing) {
                 );
             }
         }
+    }
+    for (i, uid) in before.into_iter().enumerate() {
+        messages.set_uid(i, uid);
+    }
+    None
+}
+
+/// Reads a file of at most `cap` bytes line by line, in pieces of 1 MiB:
+/// `each` gets every complete line (without its `\n`); returns what
+/// followed the last `\n`. A file that grows past the cap while being
+/// read is refused as well.
+fn read_lines(
+    file: &mut storefs::StoreFile,
+    cap: u64,
+    each: &mut dyn FnMut(&[u8]),
+) -> Result<Vec<u8>, Refused> {
+    const PIECE: usize = 1 << 20;
+    let size = file.len();
+    if size > cap {
+        return Err(Refused::TooBig { size, cap });
+    }
+    let f = file.file_mut();
+    let mut buf: Vec<u8> = Vec::with_capacity(PIECE.min(size as usize + 1));
+    let mut total = 0u64;
+    loop {
+        // Room for another piece after a line that is not complete yet.
+        let start = buf.len();
+        buf.resize(start + PIECE, 0);
+        let n = loop {
+            match f.read(&mut buf[start..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Refused::Io(e)),
+            }
+        };
+        buf.truncate(start + n);
+        total += n as u64;
+        if total > cap {
+            return Err(Refused::TooBig { size: total, cap });
+        }
+        if n == 0 {
+            return Ok(buf);
+        }
+        // Lines that ended within this piece (what came before it holds
+        // no line end, so a long line is not searched again).
+        let (mut from, mut search) = (0, start);
+        while let Some(end) = buf[search..].iter().position(|&b| b == b'\n') {
+            each(&buf[from..search + end]);
+            from = search + end + 1;
+            search = from;
+        }
+        buf.drain(..from);
     }
 }
 
@@ -930,10 +1039,20 @@ pub fn confirm_gone(listing: &mut UserListing, old: &UserSnapshot, opts: &ScanOp
         let Some(known) = old.folders.get(dir).and_then(|o| o.messages.as_ref()) else {
             continue;
         };
-        let mut missing: Vec<&Vec<u8>> = known
-            .keys()
-            .filter(|b| !messages.contains_key(*b))
-            .collect();
+        // Both are in base-name order: one walk finds what is missing.
+        let mut missing: Vec<Vec<u8>> = Vec::new();
+        crate::listing::merge(
+            known.keys(),
+            messages.iter(),
+            |b| *b,
+            |m| m.base(),
+            |side| {
+                if let crate::listing::Side::Left(b) = side {
+                    missing.push(b.to_vec());
+                }
+            },
+        );
+        let mut found = false;
         for _ in 0..2 {
             if missing.is_empty() {
                 break;
@@ -947,20 +1066,34 @@ pub fn confirm_gone(listing: &mut UserListing, old: &UserSnapshot, opts: &ScanOp
             // doubled the scan's peak.
             let wanted: HashSet<&[u8]> = missing.iter().map(|b| b.as_slice()).collect();
             let keep = |b: &[u8]| wanted.contains(b);
-            let mut again = NameMap::default();
+            let mut again = Listing::default();
             for (sub, in_new) in [(b"new".as_slice(), true), (b"cur", false)] {
                 if let Ok(d) = folder.dir(sub) {
                     let _ = list_messages(&d, &path, in_new, opts, &keep, &mut again);
                 }
             }
-            missing.retain(|base| match again.remove(*base) {
-                Some(e) => {
-                    debug!(path = %path.display(), "a message missed by a listing (renamed meanwhile) was found again");
-                    messages.insert((*base).clone(), e);
-                    false
+            again.finish();
+            if again.is_empty() {
+                continue;
+            }
+            debug!(path = %path.display(), found = again.len(), "messages missed by a listing (renamed meanwhile) were found again");
+            for m in again.iter() {
+                // Pushed after the first listing's: this one wins.
+                let _ = messages.push(m.file(), m.base().len(), m.in_new(), m.flags(), m.size());
+            }
+            messages.finish();
+            found = true;
+            missing.retain(|base| !again.contains(base));
+        }
+        if found {
+            // The names found again need their UIDs from the server's list.
+            if let Ok(folder) = storefs::folder(&root, dir) {
+                let path = folder_path(&root, dir);
+                if let Some((source, header)) = read_uids(&folder, &path, messages) {
+                    f.uid_source = source;
+                    f.server_uids = Some(header);
                 }
-                None => true,
-            });
+            }
         }
     }
 }
@@ -993,9 +1126,12 @@ pub fn wait_for_server(listing: &mut UserListing, known: &KnownUid, deadline: In
                 // A folder created a moment ago gets its uidlist just after
                 // its directories.
                 None => f.uid_source == UidSource::Own && !f.dir.is_empty() && msgs.is_empty(),
-                Some(uids) => msgs.iter().any(|(base, e)| {
-                    (!uids.by_base.contains_key(base) && !known(dir, base, uids.uidvalidity))
-                        || e.flags
+                Some(uids) => msgs.iter().any(|m| {
+                    // The snapshot joined into the listing answers first.
+                    let joined = msgs.joined() == Some(uids.uidvalidity)
+                        && m.old().is_some_and(|o| o.uid != 0);
+                    (m.uid() == 0 && !joined && !known(dir, m.base(), uids.uidvalidity))
+                        || m.flags()
                             .keyword_indexes()
                             .any(|i| f.keywords.name(i).is_none())
                 }),
@@ -1019,8 +1155,13 @@ pub fn wait_for_server(listing: &mut UserListing, known: &KnownUid, deadline: In
                 let path = folder_path(&root, &dir);
                 // The folder may have become unreadable or gone meanwhile:
                 // then what was read before stands.
-                if let Ok(folder) = storefs::folder(&root, &dir) {
-                    read_uids(&folder, &path, f);
+                if let Ok(folder) = storefs::folder(&root, &dir)
+                    && let Contents::Listed(msgs) = &mut f.contents
+                {
+                    if let Some((source, header)) = read_uids(&folder, &path, msgs) {
+                        f.uid_source = source;
+                        f.server_uids = Some(header);
+                    }
                     f.keywords = read_keywords(&folder, &path);
                 }
             }
@@ -1057,8 +1198,11 @@ pub fn wait_for_courier_lists(listing: &mut UserListing, old: &UserSnapshot, dea
         for dir in waiting {
             if let (Some(f), Ok(folder)) =
                 (listing.folders.get_mut(&dir), storefs::folder(&root, &dir))
+                && let Contents::Listed(msgs) = &mut f.contents
+                && let Some((source, header)) = read_uids(&folder, &folder_path(&root, &dir), msgs)
             {
-                read_uids(&folder, &folder_path(&root, &dir), f);
+                f.uid_source = source;
+                f.server_uids = Some(header);
             }
         }
     }
@@ -1201,6 +1345,42 @@ pub fn discover_with_dirs(template: &Template) -> (Vec<(String, PathBuf)>, Vec<P
 mod tests {
     use super::*;
     use std::hash::BuildHasher;
+
+    #[test]
+    fn files_are_read_line_by_line_across_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        // Lines around and across the 1 MiB pieces, one longer than a
+        // piece, empty ones, and a last line without its end.
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        let mut len = 0usize;
+        while len < (3 << 20) {
+            let n = match lines.len() % 7 {
+                0 => 0,
+                1 => (1 << 20) + 3,
+                _ => 1000 + lines.len() % 4093,
+            };
+            lines.push((0..n).map(|i| b'a' + (i % 26) as u8).collect());
+            len += n + 1;
+        }
+        for partial in [&b""[..], b"half a rec"] {
+            let mut bytes = lines.join(&b'\n');
+            bytes.push(b'\n');
+            bytes.extend_from_slice(partial);
+            fs::write(dir.path().join("list"), &bytes).unwrap();
+            let store = StoreDir::open(dir.path()).unwrap();
+            let mut got: Vec<Vec<u8>> = Vec::new();
+            let mut f = store.file(b"list").unwrap();
+            let rest = read_lines(&mut f, UIDLIST_CAP, &mut |l| got.push(l.to_vec())).unwrap();
+            assert_eq!(got, lines);
+            assert_eq!(rest, partial);
+            // Over the cap: refused, as a whole read would be.
+            let mut f = store.file(b"list").unwrap();
+            assert!(matches!(
+                read_lines(&mut f, 1 << 20, &mut |_| {}),
+                Err(Refused::TooBig { .. })
+            ));
+        }
+    }
 
     #[test]
     fn name_hash_is_stable_in_a_process_and_tells_lengths_apart() {

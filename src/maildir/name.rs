@@ -220,6 +220,11 @@ pub fn parse(name: &[u8], sep: u8) -> Option<MessageName<'_>> {
     })
 }
 
+/// The `S=` and `W=` fields of a base name (see [`MessageName::size`]).
+pub fn size_fields(base: &[u8]) -> (Option<u64>, Option<u64>) {
+    (size_field(base, b'S'), size_field(base, b'W'))
+}
+
 /// Reads the `,<key>=<digits>` field of a base name.
 ///
 /// Like Dovecot's `maildir_filename_get_size()`, only the first `,<key>=` in
@@ -344,6 +349,66 @@ pub fn sort_dovecot<'a, T: AsRef<[u8]> + ?Sized>(names: &mut Vec<&'a T>) {
     keyed.sort_by(|a, b| a.0.cmp_dovecot(&b.0));
     names.clear();
     names.extend(keyed.into_iter().map(|(_, n)| n));
+}
+
+/// Sorts items by their names in [`dovecot_order`], parsing each name
+/// once (a folder's messages by index, say). What is kept of each parse
+/// during the sort is 4 bytes (offsets into names of at most 255 bytes,
+/// as every Linux file name is), not an [`OrderKey`]'s 32: a million
+/// messages to number sort in 16 MB beside them, not 40.
+pub fn sort_dovecot_by<'a, T: Copy>(items: &mut [T], name: impl Fn(&T) -> &'a [u8]) {
+    let short = |t: &T| ShortKey::of(&OrderKey::of(name(t)));
+    if items.iter().all(|t| name(t).len() <= usize::from(u8::MAX)) {
+        let mut keyed: Vec<(ShortKey, T)> = items.iter().map(|t| (short(t), *t)).collect();
+        // The order is total (equal only for equal names): no scratch
+        // space for a stable sort is needed.
+        keyed.sort_unstable_by(|a, b| a.0.key(name(&a.1)).cmp_dovecot(&b.0.key(name(&b.1))));
+        for (slot, (_, t)) in items.iter_mut().zip(keyed) {
+            *slot = t;
+        }
+    } else {
+        let mut keyed: Vec<(OrderKey<'a>, T)> =
+            items.iter().map(|t| (OrderKey::of(name(t)), *t)).collect();
+        keyed.sort_unstable_by(|a, b| a.0.cmp_dovecot(&b.0));
+        for (slot, (_, t)) in items.iter_mut().zip(keyed) {
+            *slot = t;
+        }
+    }
+}
+
+/// An [`OrderKey`] without its name, for names of at most 255 bytes.
+#[derive(Clone, Copy, Debug)]
+struct ShortKey {
+    secs: (u8, u8),
+    /// `(u8::MAX, 0)` for none.
+    usecs: (u8, u8),
+}
+
+impl ShortKey {
+    fn of(k: &OrderKey) -> ShortKey {
+        let b = |n: u32| n as u8;
+        ShortKey {
+            secs: (b(k.secs.0), b(k.secs.1)),
+            usecs: if k.usecs.0 == u32::MAX {
+                (u8::MAX, 0)
+            } else {
+                (b(k.usecs.0), b(k.usecs.1))
+            },
+        }
+    }
+
+    fn key<'a>(&self, whole: &'a [u8]) -> OrderKey<'a> {
+        let w = |n: u8| u32::from(n);
+        OrderKey {
+            whole,
+            secs: (w(self.secs.0), w(self.secs.1)),
+            usecs: if self.usecs == (u8::MAX, 0) {
+                (u32::MAX, 0)
+            } else {
+                (w(self.usecs.0), w(self.usecs.1))
+            },
+        }
+    }
 }
 
 /// Finds the microseconds in what follows the seconds of a name, as
@@ -639,6 +704,32 @@ mod tests {
                 show(b),
                 show(a)
             );
+        }
+    }
+
+    #[test]
+    fn sort_dovecot_by_agrees_with_dovecot_order() {
+        let long = format!("{}.M1P1.{}", "7".repeat(10), "h".repeat(300));
+        let names: Vec<&[u8]> = vec![
+            b"1700000002.M10P1.h",
+            b"1700000002.M5P1.h",
+            b"1700000001.M9P1.h",
+            b"01700000001.M9P1.h",
+            b"x",
+            b"",
+            b"1700000002.Vfe04I16e1M435392.mx",
+            b"1700000002.M.h",
+            b"1700000002",
+        ];
+        for extra in [None, Some(long.as_bytes())] {
+            let mut all = names.clone();
+            all.extend(extra);
+            let mut want = all.clone();
+            want.sort_by(|a, b| dovecot_order(a, b));
+            let mut idx: Vec<usize> = (0..all.len()).collect();
+            sort_dovecot_by(&mut idx, |i| all[*i]);
+            let got: Vec<&[u8]> = idx.iter().map(|i| all[*i]).collect();
+            assert_eq!(got, want);
         }
     }
 

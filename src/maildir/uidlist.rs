@@ -55,7 +55,7 @@
 //! 25006 1276528487.M364837P9451.kurkku
 //! ```
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 
 /// How many problems [`UidList::warnings`] keeps as examples.
@@ -233,34 +233,90 @@ impl std::error::Error for ParseError {}
 /// the file, so it is accepted without a `\n`. A `\r` before a `\n` is
 /// stripped, as Dovecot's line reader does.
 pub fn parse(bytes: &[u8]) -> Result<UidList, ParseError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ParseError::new(1, "empty"));
-    }
-    // The last piece is whatever follows the last '\n': empty for a
-    // well-formed file, a half-written record otherwise.
-    let pieces: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-    let Some((&partial, complete)) = pieces.split_last() else {
-        return Err(ParseError::new(1, "empty"));
-    };
-    let header = complete.first().copied().unwrap_or(partial);
-    let header = parse_header(strip_cr(header)).map_err(|reason| ParseError::new(1, reason))?;
-
-    let mut list = UidList {
-        version: header.version,
-        uidvalidity: header.uidvalidity,
-        next_uid: header.next_uid,
-        guid: header.guid,
-        records: Vec::new(),
-        dropped: Dropped::default(),
-        above_next_uid: 0,
-        warnings: Vec::new(),
-    };
     // Kept records; a slot is emptied when a later record takes its name.
     let mut slots: Vec<Option<(u32, &[u8])>> = Vec::new();
     let mut slot_by_name: HashMap<&[u8], usize> = HashMap::new();
-    let mut kept_uids: HashSet<u32> = HashSet::new();
-    let mut max_uid = 0u32;
-    for (number, line) in (2..).zip(complete.iter().skip(1)) {
+    let mut parser = Parser::new();
+    let mut rest = bytes;
+    while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+        let (line, after) = (&rest[..end], &rest[end + 1..]);
+        parser.line(line, &mut |uid, name| {
+            let old = slot_by_name
+                .insert(name, slots.len())
+                .and_then(|old| slots.get_mut(old).and_then(Option::take))
+                .map(|(u, _)| u);
+            slots.push(Some((uid, name)));
+            old
+        });
+        rest = after;
+    }
+    let mut list = parser.finish(rest)?;
+    list.records = slots
+        .into_iter()
+        .flatten()
+        .map(|(uid, name)| (uid, name.to_vec()))
+        .collect();
+    Ok(list)
+}
+
+/// [`parse`] a line at a time, for a reader that does not hold the whole
+/// file: a UID list of a million messages is some 60 MB, and a scan needs
+/// only the UIDs of the names it listed. Feed it each complete line
+/// (without its `\n`), then [`Parser::finish`] with what followed the last
+/// `\n`. Kept records are not collected: each goes to the caller as it is
+/// read (see [`Parser::line`]), so [`UidList::records`] stays empty.
+#[derive(Debug)]
+pub struct Parser {
+    /// After a valid header.
+    list: Option<UidList>,
+    header_error: Option<ParseError>,
+    /// Every byte so far was whitespace.
+    blank: bool,
+    /// The number of the next line.
+    number: usize,
+    next_uid: u32,
+    max_uid: u32,
+    /// The UIDs of kept records, ascending (each is above the one before).
+    kept_uids: Vec<u32>,
+}
+
+impl Default for Parser {
+    fn default() -> Parser {
+        Parser::new()
+    }
+}
+
+impl Parser {
+    pub fn new() -> Parser {
+        Parser {
+            list: None,
+            header_error: None,
+            blank: true,
+            number: 1,
+            next_uid: 0,
+            max_uid: 0,
+            kept_uids: Vec::new(),
+        }
+    }
+
+    /// Reads one complete line. `kept(uid, name)` is called for each record
+    /// kept, in file order; it returns the UID of an earlier kept record of
+    /// the same name, if there is one (that earlier record is dropped: a
+    /// later record of a name wins, as in Dovecot).
+    pub fn line<'b>(&mut self, line: &'b [u8], kept: &mut dyn FnMut(u32, &'b [u8]) -> Option<u32>) {
+        self.blank &= line.iter().all(u8::is_ascii_whitespace);
+        let number = self.number;
+        self.number += 1;
+        if number == 1 {
+            match parse_header(strip_cr(line)) {
+                Ok(header) => self.start(header),
+                Err(reason) => self.header_error = Some(ParseError::new(1, reason)),
+            }
+            return;
+        }
+        let Some(list) = &mut self.list else {
+            return;
+        };
         let (uid, name) = match parse_record(strip_cr(line), list.version) {
             Ok(record) => record,
             Err(bad) => {
@@ -269,11 +325,12 @@ pub fn parse(bytes: &[u8]) -> Result<UidList, ParseError> {
                     BadRecord::Unparsable(_) => list.dropped.unparsable += 1,
                 }
                 list.example(|| format!("line {number}: {bad}"));
-                continue;
+                return;
             }
         };
+        let max_uid = self.max_uid;
         if uid <= max_uid {
-            if kept_uids.contains(&uid) {
+            if self.kept_uids.binary_search(&uid).is_ok() {
                 list.dropped.duplicate_uid += 1;
                 list.example(|| {
                     format!(
@@ -289,22 +346,16 @@ pub fn parse(bytes: &[u8]) -> Result<UidList, ParseError> {
                     )
                 });
             }
-            continue;
+            return;
         }
-        if list.version == 1 && uid >= header.next_uid {
+        if list.version == 1 && uid >= self.next_uid {
             list.above_next_uid += 1;
+            let next = self.next_uid;
             list.example(|| {
-                format!(
-                    "line {number}: UID {uid} is not below the header's next UID {}",
-                    header.next_uid
-                )
+                format!("line {number}: UID {uid} is not below the header's next UID {next}")
             });
         }
-        if let Some(old) = slot_by_name.insert(name, slots.len()) {
-            let old_uid = slots
-                .get_mut(old)
-                .and_then(Option::take)
-                .map_or(0, |(u, _)| u);
+        if let Some(old_uid) = kept(uid, name) {
             list.dropped.duplicate_name += 1;
             list.example(|| {
                 format!(
@@ -313,17 +364,45 @@ pub fn parse(bytes: &[u8]) -> Result<UidList, ParseError> {
                 )
             });
         }
-        kept_uids.insert(uid);
-        max_uid = uid;
-        slots.push(Some((uid, name)));
+        self.kept_uids.push(uid);
+        self.max_uid = uid;
     }
-    list.records = slots
-        .into_iter()
-        .flatten()
-        .map(|(uid, name)| (uid, name.to_vec()))
-        .collect();
-    list.next_uid = list.next_uid.max(max_uid.saturating_add(1));
-    Ok(list)
+
+    fn start(&mut self, header: Header) {
+        self.next_uid = header.next_uid;
+        self.list = Some(UidList {
+            version: header.version,
+            uidvalidity: header.uidvalidity,
+            next_uid: header.next_uid,
+            guid: header.guid,
+            records: Vec::new(),
+            dropped: Dropped::default(),
+            above_next_uid: 0,
+            warnings: Vec::new(),
+        });
+    }
+
+    /// Ends the file: `partial` is what followed the last `\n` (a record
+    /// being appended, ignored; or the header of a file of one line).
+    pub fn finish(mut self, partial: &[u8]) -> Result<UidList, ParseError> {
+        self.blank &= partial.iter().all(u8::is_ascii_whitespace);
+        if self.blank {
+            return Err(ParseError::new(1, "empty"));
+        }
+        if let Some(e) = self.header_error {
+            return Err(e);
+        }
+        if self.number == 1 {
+            // No complete line: the header is written only by replacing
+            // the file, so it is accepted without its `\n`.
+            let header =
+                parse_header(strip_cr(partial)).map_err(|reason| ParseError::new(1, reason))?;
+            self.start(header);
+        }
+        let mut list = self.list.ok_or_else(|| ParseError::new(1, "empty"))?;
+        list.next_uid = list.next_uid.max(self.max_uid.saturating_add(1));
+        Ok(list)
+    }
 }
 
 /// Shows a name in a warning: lossy UTF-8 of at most [`EXAMPLE_NAME_MAX`]

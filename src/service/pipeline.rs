@@ -276,7 +276,7 @@ fn rows_of(c: &UserCommit) -> usize {
     c.change.as_ref().map_or(0, |(d, _)| {
         d.updates
             .iter()
-            .map(|u| u.upserts.len() + u.deletes.len() + 1)
+            .map(|u| u.upserts.len() + u.rows.len() + u.deletes.len() + 1)
             .sum()
     })
 }
@@ -363,15 +363,14 @@ pub fn list_user<S: SnapshotSource>(
         }
         debug!(user, path = %root.display(), "Maildir does not exist yet");
     }
-    // Messages are needed for every folder that was listed, or is gone (it
-    // may have been renamed).
+    // Messages are needed for every folder that was listed (joined into
+    // its listing, which holds the names already), or is gone (it may have
+    // been renamed).
     for f in old.folders.values_mut() {
-        let needed = match listing.folders.get(&f.dir) {
-            Some(l) => matches!(l.contents, Contents::Listed(_)),
-            None => true,
-        };
-        if needed {
-            store.load_messages(f)?;
+        match listing.folders.get_mut(&f.dir).map(|l| &mut l.contents) {
+            Some(Contents::Listed(messages)) => store.join_messages(f, messages)?,
+            Some(_) => {}
+            None => store.load_messages(f)?,
         }
     }
     scan::confirm_gone(&mut listing, &old, &config.scan);
@@ -437,8 +436,9 @@ pub fn diff_user<S: SnapshotSource>(
         expired: &expired,
         silent,
     };
-    let mut diff = diff::diff_user(&old, &listing, &input);
-    if listing.exists && config.quota.is_some() {
+    let exists = listing.exists;
+    let mut diff = diff::diff_user(&old, listing, &input);
+    if exists && config.quota.is_some() {
         // Folder totals after the diff: the old rows, less the gone ones,
         // with the updated ones replaced.
         let mut totals: HashMap<i64, (String, u64, u32)> = old

@@ -20,9 +20,10 @@ use serde_json::{Value, json};
 
 use crate::diff::UserDiff;
 use crate::event::Event;
+use crate::listing::Listing;
 use crate::maildir::name::Flags;
 use crate::quota::{Limits, QuotaState};
-use crate::snapshot::{DirStamp, FolderSnapshot, MessageState, UidSource, UserSnapshot};
+use crate::snapshot::{DirStamp, FolderSnapshot, MessageState, Messages, UidSource, UserSnapshot};
 
 /// `PRAGMA application_id`: "MDEV". Tells our file from any other SQLite file.
 const APPLICATION_ID: i64 = 0x4D44_4556;
@@ -407,6 +408,17 @@ impl Store {
         load_messages(&self.conn, folder).map_err(|e| self.err(e))
     }
 
+    /// Loads the messages of one folder joined into its new listing (see
+    /// [`Listing::join`]): the snapshot keeps only the rows of names not
+    /// listed.
+    pub fn join_messages(
+        &self,
+        folder: &mut FolderSnapshot,
+        listing: &mut Listing,
+    ) -> Result<(), StoreError> {
+        join_messages(&self.conn, folder, listing).map_err(|e| self.err(e))
+    }
+
     /// The stored states of some base names of a folder (absent ones are
     /// left out): what live application needs, without loading the folder.
     pub fn load_states<'a>(
@@ -763,6 +775,15 @@ impl SnapshotReader {
             .map_err(|e| self.err(e))
     }
 
+    /// See [`Store::join_messages`].
+    pub fn join_messages(
+        &self,
+        folder: &mut FolderSnapshot,
+        listing: &mut Listing,
+    ) -> Result<(), StoreError> {
+        join_messages(&self.conn, folder, listing).map_err(|e| self.err(e))
+    }
+
     /// See [`Store::base_elsewhere`].
     pub fn base_elsewhere(&self, user: &str, dir: &[u8], base: &[u8]) -> Result<bool, StoreError> {
         self.in_batch(|c| base_elsewhere(c, user, dir, base))
@@ -779,12 +800,24 @@ impl SnapshotReader {
 /// or from a [`SnapshotReader`] beside it.
 pub trait SnapshotSource {
     fn load_messages(&self, folder: &mut FolderSnapshot) -> Result<(), StoreError>;
+    fn join_messages(
+        &self,
+        folder: &mut FolderSnapshot,
+        listing: &mut Listing,
+    ) -> Result<(), StoreError>;
     fn base_elsewhere(&self, user: &str, dir: &[u8], base: &[u8]) -> Result<bool, StoreError>;
 }
 
 impl SnapshotSource for Store {
     fn load_messages(&self, folder: &mut FolderSnapshot) -> Result<(), StoreError> {
         Store::load_messages(self, folder)
+    }
+    fn join_messages(
+        &self,
+        folder: &mut FolderSnapshot,
+        listing: &mut Listing,
+    ) -> Result<(), StoreError> {
+        Store::join_messages(self, folder, listing)
     }
     fn base_elsewhere(&self, user: &str, dir: &[u8], base: &[u8]) -> Result<bool, StoreError> {
         Store::base_elsewhere(self, user, dir, base)
@@ -794,6 +827,13 @@ impl SnapshotSource for Store {
 impl SnapshotSource for SnapshotReader {
     fn load_messages(&self, folder: &mut FolderSnapshot) -> Result<(), StoreError> {
         SnapshotReader::load_messages(self, folder)
+    }
+    fn join_messages(
+        &self,
+        folder: &mut FolderSnapshot,
+        listing: &mut Listing,
+    ) -> Result<(), StoreError> {
+        SnapshotReader::join_messages(self, folder, listing)
     }
     fn base_elsewhere(&self, user: &str, dir: &[u8], base: &[u8]) -> Result<bool, StoreError> {
         SnapshotReader::base_elsewhere(self, user, dir, base)
@@ -861,26 +901,76 @@ fn load_user(conn: &Connection, user: &str) -> rusqlite::Result<Option<UserSnaps
     Ok(Some(snap))
 }
 
+/// Loads a folder's rows compactly, in base-name order (see
+/// [`each_message`]).
 fn load_messages(conn: &Connection, folder: &mut FolderSnapshot) -> rusqlite::Result<()> {
-    let mut map = HashMap::with_capacity(folder.count as usize);
-    if folder.id != 0 {
-        let mut stmt = conn.prepare_cached(
-            "SELECT base, uid, flags, size, in_new FROM messages WHERE folder = ?1",
-        )?;
-        let mut rows = stmt.query([folder.id])?;
-        while let Some(r) = rows.next()? {
-            map.insert(
-                r.get::<_, Vec<u8>>(0)?,
-                MessageState {
-                    uid: r.get(1)?,
-                    flags: Flags(r.get::<_, i64>(2)? as u32),
-                    size: r.get::<_, i64>(3)? as u64,
-                    in_new: r.get(4)?,
-                },
-            );
+    let mut messages = Messages::with_capacity(folder.count as usize);
+    each_message(conn, folder.id, &mut |base, state| {
+        messages.push(base, state);
+    })?;
+    messages.sort();
+    folder.messages = Some(messages);
+    Ok(())
+}
+
+/// See [`Store::join_messages`].
+fn join_messages(
+    conn: &Connection,
+    folder: &mut FolderSnapshot,
+    listing: &mut Listing,
+) -> rusqlite::Result<()> {
+    let mut joiner = listing.join(folder.uidvalidity);
+    // A row out of order (only a base stored as TEXT by hand could be)
+    // goes with the rest, which are sorted at the end.
+    let mut last: Vec<u8> = Vec::new();
+    let mut odd = Messages::default();
+    each_message(conn, folder.id, &mut |base, state| {
+        if base > last.as_slice() {
+            joiner.row(base, state);
+            last.clear();
+            last.extend_from_slice(base);
+        } else {
+            odd.push(base, state);
         }
+    })?;
+    let mut gone = joiner.finish();
+    for (base, state) in odd.iter() {
+        gone.push(base, state);
     }
-    folder.messages = Some(map);
+    gone.sort();
+    folder.messages = Some(gone);
+    Ok(())
+}
+
+/// Calls `each` with a folder's rows in base-name order: the primary
+/// key's order, so SQLite walks the b-tree without sorting, and the diff
+/// merges them with the listing sorted the same way (SQLite compares
+/// BLOBs as `memcmp` does).
+fn each_message(
+    conn: &Connection,
+    folder: i64,
+    each: &mut dyn FnMut(&[u8], MessageState),
+) -> rusqlite::Result<()> {
+    if folder == 0 {
+        return Ok(());
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT base, uid, flags, size, in_new FROM messages WHERE folder = ?1 ORDER BY base",
+    )?;
+    let mut rows = stmt.query([folder])?;
+    while let Some(r) = rows.next()? {
+        let base = match r.get_ref(0)? {
+            rusqlite::types::ValueRef::Blob(b) | rusqlite::types::ValueRef::Text(b) => b,
+            _ => continue,
+        };
+        let state = MessageState {
+            uid: r.get(1)?,
+            flags: Flags(r.get::<_, i64>(2)? as u32),
+            size: r.get::<_, i64>(3)? as u64,
+            in_new: r.get(4)?,
+        };
+        each(base, state);
+    }
     Ok(())
 }
 
@@ -986,7 +1076,11 @@ fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rus
         for base in &u.deletes {
             delete_msg.execute(params![id, base])?;
         }
-        insert_messages(tx, id, &u.upserts)?;
+        let mut rows: Vec<(&[u8], MessageState)> =
+            u.upserts.iter().map(|(b, m)| (b.as_slice(), *m)).collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        insert_messages(tx, id, rows)?;
+        insert_messages(tx, id, u.rows.iter())?;
     }
     Ok(())
 }
@@ -999,20 +1093,36 @@ const INSERT_ROWS: usize = 128;
 /// folder's rows are appended to the b-tree instead of landing on random
 /// leaves, and [`INSERT_ROWS`] rows per statement, so a million rows cost
 /// thousands of statement steps, not a million.
-fn insert_messages(
+fn insert_messages<'a>(
     tx: &Transaction,
     folder: i64,
-    upserts: &[(Vec<u8>, MessageState)],
+    rows: impl IntoIterator<Item = (&'a [u8], MessageState)>,
 ) -> rusqlite::Result<()> {
-    let mut rows: Vec<&(Vec<u8>, MessageState)> = upserts.iter().collect();
-    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut rest = rows.as_slice();
-    // Three statement sizes only, so they stay in the statement cache.
+    // Taken INSERT_ROWS at a time from the (sorted) rows: a folder of a
+    // million rows is never copied whole.
+    let mut rows = rows.into_iter().peekable();
+    let mut chunk: Vec<(&[u8], MessageState)> = Vec::with_capacity(INSERT_ROWS);
+    while rows.peek().is_some() {
+        chunk.clear();
+        chunk.extend(rows.by_ref().take(INSERT_ROWS));
+        let mut rest = chunk.as_slice();
+        insert_chunk(tx, folder, &mut rest)?;
+    }
+    Ok(())
+}
+
+/// Inserts at most [`INSERT_ROWS`] rows, in statements of three sizes only,
+/// so they stay in the statement cache.
+fn insert_chunk(
+    tx: &Transaction,
+    folder: i64,
+    rest: &mut &[(&[u8], MessageState)],
+) -> rusqlite::Result<()> {
     for n in [INSERT_ROWS, 16, 1] {
         let sql = insert_sql(n);
         while rest.len() >= n {
             let (chunk, tail) = rest.split_at(n);
-            rest = tail;
+            *rest = tail;
             let mut stmt = tx.prepare_cached(sql)?;
             let mut i = 1;
             for (base, m) in chunk {
@@ -1467,6 +1577,7 @@ mod tests {
                     updates: vec![crate::diff::FolderUpdate {
                         folder: folder(0, ""),
                         upserts,
+                        rows: Default::default(),
                         deletes: Vec::new(),
                     }],
                     ..UserDiff::default()
@@ -1491,7 +1602,7 @@ mod tests {
                 let m = f.messages.unwrap();
                 assert_eq!(m.len(), n, "user {user}");
                 for i in 0..n {
-                    let s = m[format!("{i:05}.M{i}P1.host").as_bytes()];
+                    let s = m.get(format!("{i:05}.M{i}P1.host").as_bytes()).unwrap();
                     assert_eq!(
                         (s.uid, s.size, s.in_new),
                         (i as u32 + 1, i as u64 * 10, i % 2 == 0)
@@ -1518,6 +1629,7 @@ mod tests {
                 updates: vec![crate::diff::FolderUpdate {
                     folder: f,
                     upserts: Vec::new(),
+                    rows: Default::default(),
                     deletes: Vec::new(),
                 }],
                 ..UserDiff::default()
@@ -1549,6 +1661,7 @@ mod tests {
             updates: vec![crate::diff::FolderUpdate {
                 folder: f,
                 upserts: Vec::new(),
+                rows: Default::default(),
                 deletes: Vec::new(),
             }],
             ..UserDiff::default()
