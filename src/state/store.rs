@@ -781,7 +781,8 @@ impl SnapshotReader {
         folder: &mut FolderSnapshot,
         listing: &mut Listing,
     ) -> Result<(), StoreError> {
-        join_messages(&self.conn, folder, listing).map_err(|e| self.err(e))
+        self.in_batch(|c| join_messages(c, folder, listing))
+            .map_err(|e| self.err(e))
     }
 
     /// See [`Store::base_elsewhere`].
