@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crate::service::queue::{Receiver, RecvTimeoutError, Sender, unbounded};
 use tracing::{debug, error, warn};
 
 use crate::config::Config;
@@ -305,8 +305,8 @@ fn run_worker(o: &mut Outlet, ctx: &WorkerCtx) {
             }
             match ctx.fed.recv_timeout(CHECK_EVERY) {
                 Ok(rows) => queue.push_back(rows),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => fed_open = false,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => fed_open = false,
             }
             continue;
         }

@@ -6,4 +6,5 @@ pub mod daemon;
 pub mod delivery;
 pub mod metrics;
 pub mod pipeline;
+pub mod queue;
 pub mod report;

@@ -15,7 +15,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::diff::UserDiff;
@@ -118,6 +118,19 @@ pub struct Store {
     /// The rows committed since the last [`Store::take_committed`], when
     /// kept (`watch` hands them to its sinks from memory).
     committed: Option<Vec<OutboxRow>>,
+    /// Rows written in the open transaction: they join `committed` only
+    /// when it commits, so a sink never sees an event that could still be
+    /// rolled back.
+    uncommitted: Vec<OutboxRow>,
+    /// The next outbox sequence number. This process is the database's
+    /// only writer of events while it holds the lock, so the number lives
+    /// here instead of in a `meta` row rewritten by every commit (see
+    /// [`next_seq`] for how it is found again after a crash).
+    next_seq: i64,
+    /// `next_seq` as of the last COMMIT, restored on a rollback.
+    next_seq_committed: i64,
+    /// A transaction opened by [`Store::hold`] is open: commits join it.
+    held: bool,
     _lock: fs::File,
 }
 
@@ -202,9 +215,15 @@ impl Store {
             path,
             instance: String::new(),
             committed: keep_committed.then(Vec::new),
+            uncommitted: Vec::new(),
+            next_seq: 1,
+            next_seq_committed: 1,
+            held: false,
             _lock: lock,
         };
         store.init()?;
+        store.next_seq = next_seq(&store.conn).map_err(|e| store.err(e))?;
+        store.next_seq_committed = store.next_seq;
         for side in ["-wal", "-shm"] {
             let mut p = store.path.clone().into_os_string();
             p.push(side);
@@ -448,6 +467,24 @@ impl Store {
         base_elsewhere(&self.conn, user, dir, base).map_err(|e| self.err(e))
     }
 
+    /// Whether `base` is a message of one of `folders` (ids of a user's
+    /// other folders, as the caller holds them): one primary-key probe per
+    /// folder through one cached statement. `watch` asks this for every
+    /// arrival (is it a copy?), so it must not cost a query plan per call,
+    /// as the join of [`Store::base_elsewhere`] does.
+    pub fn base_in(&self, folders: &[i64], base: &[u8]) -> Result<bool, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM messages WHERE folder = ?1 AND base = ?2")
+            .map_err(|e| self.err(e))?;
+        for id in folders {
+            if stmt.exists(params![id, base]).map_err(|e| self.err(e))? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// A second, read-only connection to this database for the snapshot
     /// reads of a scan, so that listing and diffing one user can go on in
     /// one thread while another commits the users before it
@@ -466,35 +503,24 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        let path = self.path.clone();
-        let instance = self.instance.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| sql_err(&path, e))?;
-        let mut added = Vec::new();
-        for c in batch {
-            if let Some((diff, events)) = c.change {
-                write_user(&tx, &c.user, &c.root, &diff).map_err(|e| sql_err(&path, e))?;
-                added.extend(
-                    enqueue(&tx, &instance, events.into_iter()).map_err(|e| sql_err(&path, e))?,
-                );
+        self.write(|tx, instance, next| {
+            let mut added = Vec::new();
+            for c in batch {
+                if let Some((diff, events)) = c.change {
+                    write_user(tx, &c.user, &c.root, &diff)?;
+                    added.extend(enqueue(tx, instance, next, events.into_iter())?);
+                }
+                if let Some(spec) = &c.source {
+                    // Only a change costs a write: an unchanged row is left
+                    // alone, so an unchanged user writes no page at all.
+                    tx.prepare_cached(
+                        "UPDATE users SET source = ?2 WHERE user = ?1 AND source IS NOT ?2",
+                    )?
+                    .execute(params![c.user, spec])?;
+                }
             }
-            if let Some(spec) = &c.source {
-                // Only a change costs a write: an unchanged row is left
-                // alone, so an unchanged user writes no page at all.
-                tx.prepare_cached(
-                    "UPDATE users SET source = ?2 WHERE user = ?1 AND source IS NOT ?2",
-                )
-                .and_then(|mut st| st.execute(params![c.user, spec]))
-                .map_err(|e| sql_err(&path, e))?;
-            }
-        }
-        tx.commit().map_err(|e| sql_err(&path, e))?;
-        if let Some(c) = &mut self.committed {
-            c.extend(added);
-        }
-        Ok(())
+            Ok(added)
+        })
     }
 
     /// Writes one user's new snapshot and its events, atomically.
@@ -505,17 +531,106 @@ impl Store {
         diff: &UserDiff,
         events: Vec<Event>,
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let instance = self.instance.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| sql_err(&path, e))?;
-        write_user(&tx, user, root, diff).map_err(|e| sql_err(&path, e))?;
-        let rows = enqueue(&tx, &instance, events.into_iter()).map_err(|e| sql_err(&path, e))?;
-        tx.commit().map_err(|e| sql_err(&path, e))?;
+        self.write(|tx, instance, next| {
+            write_user(tx, user, root, diff)?;
+            enqueue(tx, instance, next, events.into_iter())
+        })
+    }
+
+    /// Opens one transaction that every commit joins until
+    /// [`Store::release`]: `watch` writes all the folders of a batch, and
+    /// what the sinks took, with one COMMIT (one set of WAL frames) instead
+    /// of one per folder. Nothing joins `committed` before the COMMIT.
+    pub fn hold(&mut self) -> Result<(), StoreError> {
+        if self.held {
+            return Ok(());
+        }
+        self.step("BEGIN IMMEDIATE")?;
+        self.held = true;
+        Ok(())
+    }
+
+    /// Commits the transaction [`Store::hold`] opened, if one is open.
+    pub fn release(&mut self) -> Result<(), StoreError> {
+        if !self.held {
+            return Ok(());
+        }
+        self.held = false;
+        if let Err(e) = self.step("COMMIT") {
+            self.rollback();
+            return Err(e);
+        }
+        self.committed_now();
+        Ok(())
+    }
+
+    /// Rolls back what [`Store::hold`] opened (after an error that ends
+    /// the run: nothing of it reaches the sinks).
+    pub fn abandon(&mut self) {
+        if self.held {
+            self.rollback();
+        }
+    }
+
+    /// Runs one cached statement without parameters or rows (BEGIN,
+    /// COMMIT): parsed once per connection, not per transaction.
+    fn step(&self, sql: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut st| st.execute([]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Rolls back the open transaction (if any) and forgets its rows.
+    fn rollback(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.step("ROLLBACK");
+        }
+        self.held = false;
+        self.uncommitted.clear();
+        self.next_seq = self.next_seq_committed;
+    }
+
+    /// What a COMMIT makes final: the sequence number, the rows for the
+    /// sinks.
+    fn committed_now(&mut self) {
+        self.next_seq_committed = self.next_seq;
+        let rows = std::mem::take(&mut self.uncommitted);
         if let Some(c) = &mut self.committed {
             c.extend(rows);
+        }
+    }
+
+    /// Runs `f` in a transaction of its own, or inside the one
+    /// [`Store::hold`] opened; the outbox rows it returns reach
+    /// `committed` with the COMMIT. Any error rolls everything back.
+    fn write(
+        &mut self,
+        f: impl FnOnce(&Connection, &str, &mut i64) -> rusqlite::Result<Vec<OutboxRow>>,
+    ) -> Result<(), StoreError> {
+        let own = !self.held;
+        if own {
+            self.step("BEGIN IMMEDIATE")?;
+        }
+        let mut next = self.next_seq;
+        match f(&self.conn, &self.instance, &mut next) {
+            Ok(rows) => {
+                self.next_seq = next;
+                self.uncommitted.extend(rows);
+            }
+            Err(e) => {
+                let e = self.err(e);
+                self.rollback();
+                return Err(e);
+            }
+        }
+        if own {
+            if let Err(e) = self.step("COMMIT") {
+                self.rollback();
+                return Err(e);
+            }
+            self.committed_now();
         }
         Ok(())
     }
@@ -524,49 +639,34 @@ impl Store {
     /// positions and the sessions opened and closed, in ONE transaction:
     /// a crash before it reads the same lines again, after it not.
     pub fn commit_access(&mut self, batch: crate::access::source::Batch) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let instance = self.instance.clone();
-        let e = |e| sql_err(&path, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(e)?;
-        for p in &batch.positions {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO access_positions(log, dev, ino, offset, tail, cursor)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
+        self.write(|tx, instance, next| {
+            for p in &batch.positions {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO access_positions(log, dev, ino, offset, tail, cursor)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
                     p.log,
                     p.dev as i64,
                     p.ino as i64,
                     p.offset as i64,
                     p.tail,
                     p.cursor
-                ])
-            })
-            .map_err(e)?;
-        }
-        for id in &batch.closed {
-            tx.prepare_cached("DELETE FROM access_sessions WHERE session = ?1")
-                .and_then(|mut st| st.execute([id]))
-                .map_err(e)?;
-        }
-        for (id, s) in &batch.opened {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO access_sessions(session, user, login_ms, client_ip)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut st| st.execute(params![id, s.user, s.login_ms, s.client_ip]))
-            .map_err(e)?;
-        }
-        let rows = enqueue(&tx, &instance, batch.events.into_iter()).map_err(e)?;
-        tx.commit().map_err(e)?;
-        if let Some(c) = &mut self.committed {
-            c.extend(rows);
-        }
-        Ok(())
+                ])?;
+            }
+            for id in &batch.closed {
+                tx.prepare_cached("DELETE FROM access_sessions WHERE session = ?1")?
+                    .execute([id])?;
+            }
+            for (id, s) in &batch.opened {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO access_sessions(session, user, login_ms, client_ip)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![id, s.user, s.login_ms, s.client_ip])?;
+            }
+            enqueue(tx, instance, next, batch.events.into_iter())
+        })
     }
 
     /// The access logs' positions and open sessions, as last committed.
@@ -653,20 +753,20 @@ impl Store {
         taken: &[(String, i64, Vec<crate::state::outbox::Rejected>)],
         low: i64,
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| sql_err(&path, e))?;
-        for (sink, seq, rejected) in taken {
-            crate::state::outbox::record(&tx, sink, *seq, rejected)
-                .map_err(|e| sql_err(&path, e))?;
-        }
-        crate::state::outbox::trim_to(&tx, low).map_err(|e| sql_err(&path, e))?;
-        tx.commit().map_err(|e| sql_err(&path, e))
+        self.write(|tx, _, next| {
+            for (sink, seq, rejected) in taken {
+                crate::state::outbox::record(tx, sink, *seq, rejected)?;
+            }
+            // Rows another process put back (`dead-letters --replay`) may
+            // be past what this one numbered: never number below them.
+            if low != i64::MAX {
+                *next = (*next).max(low + 1);
+            }
+            crate::state::outbox::trim_to(tx, low)?;
+            Ok(Vec::new())
+        })
     }
 }
-
 /// One user's part of a [`Store::commit_users`] batch.
 #[derive(Debug)]
 pub struct UserCommit {
@@ -845,7 +945,7 @@ fn base_elsewhere(
     .exists(params![base, user, dir])
 }
 
-fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rusqlite::Result<()> {
+fn write_user(tx: &Connection, user: &str, root: &Path, diff: &UserDiff) -> rusqlite::Result<()> {
     let exists = tx
         .prepare_cached("SELECT 1 FROM users WHERE user = ?1")?
         .exists([user])?;
@@ -855,33 +955,34 @@ fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rus
         tx.prepare_cached("INSERT INTO users(user, root, subscriptions) VALUES (?1, ?2, ?3)")?
             .execute(params![user, root_bytes, json!(subs).to_string()])?;
     } else if let Some(subs) = &diff.subscriptions {
-        tx.execute(
-            "UPDATE users SET root = ?2, subscriptions = ?3 WHERE user = ?1",
-            params![user, root_bytes, json!(subs).to_string()],
-        )?;
+        tx.prepare_cached("UPDATE users SET root = ?2, subscriptions = ?3 WHERE user = ?1")?
+            .execute(params![user, root_bytes, json!(subs).to_string()])?;
     }
     if let Some(q) = &diff.quota {
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE users SET quota_known = 1, quota_bytes = ?2, quota_messages = ?3, quota_over = ?4 WHERE user = ?1",
-            params![
-                user,
-                q.limits.bytes.map(|n| n as i64),
-                q.limits.messages.map(|n| n as i64),
-                q.over
-            ],
-        )?;
+        )?
+        .execute(params![
+            user,
+            q.limits.bytes.map(|n| n as i64),
+            q.limits.messages.map(|n| n as i64),
+            q.over
+        ])?;
     }
     for id in &diff.deleted {
-        tx.execute("DELETE FROM messages WHERE folder = ?1", [id])?;
-        tx.execute("DELETE FROM folders WHERE id = ?1", [id])?;
+        tx.prepare_cached("DELETE FROM messages WHERE folder = ?1")?
+            .execute([id])?;
+        tx.prepare_cached("DELETE FROM folders WHERE id = ?1")?
+            .execute([id])?;
     }
     // Renames may swap names; move renamed rows out of the way first so the
-    // UNIQUE(user, dir) constraint holds at every step.
+    // UNIQUE(user, dir) constraint holds at every step. (Cached: this runs
+    // for every folder of every live commit.)
     for u in diff.updates.iter().filter(|u| u.folder.id != 0) {
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE folders SET dir = CAST(printf('\x01moving-%d', id) AS BLOB) WHERE id = ?1 AND dir != ?2",
-            params![u.folder.id, u.folder.dir],
-        )?;
+        )?
+        .execute(params![u.folder.id, u.folder.dir])?;
     }
     let mut delete_msg =
         tx.prepare_cached("DELETE FROM messages WHERE folder = ?1 AND base = ?2")?;
@@ -945,7 +1046,7 @@ const INSERT_ROWS: usize = 128;
 /// leaves, and [`INSERT_ROWS`] rows per statement, so a million rows cost
 /// thousands of statement steps, not a million.
 fn insert_messages(
-    tx: &Transaction,
+    tx: &Connection,
     folder: i64,
     upserts: &[(Vec<u8>, MessageState)],
 ) -> rusqlite::Result<()> {
@@ -998,21 +1099,23 @@ fn insert_sql(n: usize) -> &'static str {
     })
 }
 
-/// Numbers the events and puts them in the outbox.
+/// Numbers the events from `next` on and puts them in the outbox.
+///
+/// A row another process added (`dead-letters --replay`) is never
+/// numbered over: `next` moves past the outbox's last row first (one
+/// b-tree probe, no write).
 fn enqueue(
-    tx: &Transaction,
+    tx: &Connection,
     instance: &str,
+    next: &mut i64,
     events: impl ExactSizeIterator<Item = Event>,
 ) -> rusqlite::Result<Vec<OutboxRow>> {
     if events.len() == 0 {
         return Ok(Vec::new());
     }
     let mut rows = Vec::with_capacity(events.len());
-    let mut seq: i64 = tx.query_row(
-        "SELECT coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'next_seq'), 1)",
-        [],
-        |r| r.get(0),
-    )?;
+    let top = crate::state::outbox::high(tx)?;
+    let mut seq = (*next).max(top + 1);
     let mut insert = tx.prepare_cached(
         "INSERT INTO outbox(seq, event_id, user, event, body, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
@@ -1038,12 +1141,28 @@ fn enqueue(
         });
         seq += 1;
     }
-    tx.prepare_cached(
-        "INSERT INTO meta(key, value) VALUES ('next_seq', ?1)
-         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-    )?
-    .execute([seq.to_string()])?;
+    *next = seq;
     Ok(rows)
+}
+
+/// The next outbox sequence number, as found in the database at open.
+///
+/// No number may ever be used for two events, also after kill -9. Every
+/// number used is either still in the outbox (so below `max(seq) + 1`) or
+/// was trimmed, and a trim writes `meta.next_seq` past what it deleted in
+/// the same transaction ([`crate::state::outbox::trim_to`]). Sink
+/// positions and dead letters only name numbers that were used, and are
+/// counted for good measure.
+fn next_seq(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT max(
+            coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'next_seq'), 1),
+            coalesce((SELECT max(seq) FROM outbox), 0) + 1,
+            coalesce((SELECT max(seq) FROM sink_positions), 0) + 1,
+            coalesce((SELECT max(seq) FROM dead_letters), 0) + 1)",
+        [],
+        |r| r.get(0),
+    )
 }
 
 /// Settings every connection to the state database needs: WAL with
