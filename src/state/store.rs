@@ -129,8 +129,11 @@ pub struct Store {
     next_seq: i64,
     /// `next_seq` as of the last COMMIT, restored on a rollback.
     next_seq_committed: i64,
-    /// A transaction opened by [`Store::hold`] is open: commits join it.
+    /// Between [`Store::hold`] and [`Store::release`]: commits join one
+    /// transaction.
     held: bool,
+    /// A transaction is open (BEGIN was run).
+    open: bool,
     /// Commits so far, for the checkpoint thread (`watch` only).
     commits: Option<std::sync::Arc<Checkpoints>>,
     _lock: fs::File,
@@ -221,6 +224,7 @@ impl Store {
             next_seq: 1,
             next_seq_committed: 1,
             held: false,
+            open: false,
             commits: None,
             _lock: lock,
         };
@@ -544,38 +548,30 @@ impl Store {
     }
 
     /// Opens one transaction that every commit joins until
-    /// [`Store::release`]: `watch` writes all the folders of a batch, and
-    /// what the sinks took, with one COMMIT (one set of WAL frames) instead
-    /// of one per folder. Nothing joins `committed` before the COMMIT.
+    /// [`Store::release`]: `watch` reads and writes all the folders of a
+    /// batch in one transaction, with one COMMIT (one set of WAL frames)
+    /// instead of one per folder, and its reads (`load_states`) need no
+    /// transaction of their own. Nothing joins `committed` before the
+    /// COMMIT.
     pub fn hold(&mut self) -> Result<(), StoreError> {
-        if self.held {
-            return Ok(());
+        if !self.open {
+            self.step("BEGIN IMMEDIATE")?;
+            self.open = true;
         }
-        self.step("BEGIN IMMEDIATE")?;
         self.held = true;
         Ok(())
     }
 
-    /// Commits the transaction [`Store::hold`] opened, if one is open.
+    /// Commits what was written since [`Store::hold`], if anything.
     pub fn release(&mut self) -> Result<(), StoreError> {
-        if !self.held {
-            return Ok(());
-        }
         self.held = false;
-        if let Err(e) = self.step("COMMIT") {
-            self.rollback();
-            return Err(e);
-        }
-        self.committed_now();
-        Ok(())
+        self.finish()
     }
 
-    /// Rolls back what [`Store::hold`] opened (after an error that ends
-    /// the run: nothing of it reaches the sinks).
+    /// Rolls back what was written since [`Store::hold`] (after an error
+    /// that ends the run: nothing of it reaches the sinks).
     pub fn abandon(&mut self) {
-        if self.held {
-            self.rollback();
-        }
+        self.rollback();
     }
 
     /// Runs one cached statement without parameters or rows (BEGIN,
@@ -590,17 +586,26 @@ impl Store {
 
     /// Rolls back the open transaction (if any) and forgets its rows.
     fn rollback(&mut self) {
-        if !self.conn.is_autocommit() {
+        if self.open {
             let _ = self.step("ROLLBACK");
         }
+        self.open = false;
         self.held = false;
         self.uncommitted.clear();
         self.next_seq = self.next_seq_committed;
     }
 
-    /// What a COMMIT makes final: the sequence number, the rows for the
-    /// sinks.
-    fn committed_now(&mut self) {
+    /// Commits the open transaction, if one is open; then the sequence
+    /// number is final and the rows are for the sinks.
+    fn finish(&mut self) -> Result<(), StoreError> {
+        if !self.open {
+            return Ok(());
+        }
+        if let Err(e) = self.step("COMMIT") {
+            self.rollback();
+            return Err(e);
+        }
+        self.open = false;
         self.next_seq_committed = self.next_seq;
         if let Some(c) = &self.commits {
             c.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -609,18 +614,19 @@ impl Store {
         if let Some(c) = &mut self.committed {
             c.extend(rows);
         }
+        Ok(())
     }
 
-    /// Runs `f` in a transaction of its own, or inside the one
-    /// [`Store::hold`] opened; the outbox rows it returns reach
-    /// `committed` with the COMMIT. Any error rolls everything back.
+    /// Runs `f` in a transaction of its own, or in the one that began
+    /// after [`Store::hold`]; the outbox rows it returns reach `committed`
+    /// with the COMMIT. Any error rolls everything back.
     fn write(
         &mut self,
         f: impl FnOnce(&Connection, &str, &mut i64) -> rusqlite::Result<Vec<OutboxRow>>,
     ) -> Result<(), StoreError> {
-        let own = !self.held;
-        if own {
+        if !self.open {
             self.step("BEGIN IMMEDIATE")?;
+            self.open = true;
         }
         let mut next = self.next_seq;
         match f(&self.conn, &self.instance, &mut next) {
@@ -634,12 +640,8 @@ impl Store {
                 return Err(e);
             }
         }
-        if own {
-            if let Err(e) = self.step("COMMIT") {
-                self.rollback();
-                return Err(e);
-            }
-            self.committed_now();
+        if !self.held {
+            self.finish()?;
         }
         Ok(())
     }

@@ -397,10 +397,12 @@ impl Daemon<'_> {
                 self.metrics.batches.fetch_add(1, Ordering::Relaxed);
                 dirty = true;
             }
-            self.in_batch(|d| {
-                d.handle(batch)?;
-                d.retry_deferred(false)
-            })?;
+            if !batch.is_empty() || !self.deferred.is_empty() {
+                self.in_batch(|d| {
+                    d.handle(batch)?;
+                    d.retry_deferred(false)
+                })?;
+            }
             if self.rescan_all_due
                 && self
                     .last_rescan_all
