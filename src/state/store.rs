@@ -112,6 +112,9 @@ pub struct OutboxRow {
 
 /// The open state database, held exclusively by this process.
 pub struct Store {
+    /// The checkpoint thread (`watch` only). Declared first so it is
+    /// dropped first: the writer's connection closes last.
+    commits: Option<Checkpoints>,
     conn: Connection,
     path: PathBuf,
     instance: String,
@@ -134,8 +137,6 @@ pub struct Store {
     held: bool,
     /// A transaction is open (BEGIN was run).
     open: bool,
-    /// Commits so far, for the checkpoint thread (`watch` only).
-    commits: Option<std::sync::Arc<Checkpoints>>,
     _lock: fs::File,
 }
 
@@ -802,20 +803,16 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// same checkpoints, with the same syncs, in another thread.
 struct Checkpoints {
     /// Commits of the writer so far.
-    count: std::sync::atomic::AtomicU64,
-    /// Set when the store goes: the thread ends at its next turn.
-    stop: std::sync::atomic::AtomicBool,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Dropped when the store goes: the thread ends (after the checkpoint
+    /// in hand, if any).
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Checkpoints {
-    fn start(
-        path: &Path,
-        writer: &mut Connection,
-    ) -> Result<std::sync::Arc<Checkpoints>, StoreError> {
-        let shared = std::sync::Arc::new(Checkpoints {
-            count: Default::default(),
-            stop: Default::default(),
-        });
+    fn start(path: &Path, writer: &mut Connection) -> Result<Checkpoints, StoreError> {
+        use std::sync::atomic::Ordering;
         let mut conn = Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -827,17 +824,19 @@ impl Checkpoints {
         writer
             .pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
             .map_err(|e| sql_err(path, e))?;
-        let s = shared.clone();
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let seen_count = count.clone();
         let shown = path.to_path_buf();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("checkpoint".into())
             .spawn(move || {
-                use std::sync::atomic::Ordering;
                 let mut seen = 0;
-                while !s.stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(CHECKPOINT_EVERY);
-                    let now = s.count.load(Ordering::Relaxed);
-                    if now == seen || s.stop.load(Ordering::Relaxed) {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_EVERY)
+                {
+                    let now = seen_count.load(Ordering::Relaxed);
+                    if now == seen {
                         continue;
                     }
                     seen = now;
@@ -861,9 +860,6 @@ impl Checkpoints {
                                 break;
                             }
                         }
-                        if s.stop.load(Ordering::Relaxed) {
-                            break;
-                        }
                     }
                 }
             })
@@ -874,14 +870,22 @@ impl Checkpoints {
                     format!("cannot start the checkpoint thread: {e}"),
                 )
             })?;
-        Ok(shared)
+        Ok(Checkpoints {
+            count,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 }
 
-impl Drop for Store {
+impl Drop for Checkpoints {
+    /// Ends the thread and waits for it, so that the writer's connection
+    /// is the last to close (SQLite then checkpoints and removes the WAL,
+    /// as without the thread).
     fn drop(&mut self) {
-        if let Some(c) = &self.commits {
-            c.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
