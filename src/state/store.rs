@@ -608,10 +608,13 @@ impl Store {
         }
         self.open = false;
         self.next_seq_committed = self.next_seq;
-        if let Some(c) = &self.commits {
-            c.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
         let rows = std::mem::take(&mut self.uncommitted);
+        if let Some(c) = &self.commits {
+            // What the commit wrote, roughly: one for the commit, one per
+            // event (each is a folder's change, or a row of the outbox).
+            c.count
+                .fetch_add(1 + rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(c) = &mut self.committed {
             c.extend(rows);
         }
@@ -785,7 +788,14 @@ impl Store {
 const WRITER_CHECKPOINT_PAGES: i64 = 10_000;
 /// Checkpoints in a row at most, while commits keep coming in between.
 const CHECKPOINT_TRIES: usize = 8;
-/// How often the checkpoint thread copies the WAL into the database.
+/// Commits plus their events after which the checkpoint thread runs at
+/// its next turn (a commit of one event writes a few pages: this is about
+/// SQLite's own pace of 1,000 pages).
+const CHECKPOINT_COMMITS: u64 = 250;
+/// A commit waits this long at most for its checkpoint.
+const CHECKPOINT_LATEST: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often the checkpoint thread looks whether to copy the WAL into the
+/// database.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The checkpoint thread of `watch`'s store.
@@ -796,13 +806,14 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// engine stood still about once a second at 2,000 changes/s, and every
 /// change queued meanwhile waited (the tail of its latency). Here a thread
 /// of its own, on its own connection, runs a PASSIVE checkpoint (it never
-/// blocks the writer) every [`CHECKPOINT_EVERY`] when something was
-/// committed; the writer's own automatic checkpoint stays as a bound
+/// blocks the writer) every [`CHECKPOINT_EVERY`] after
+/// [`CHECKPOINT_COMMITS`] commits and events, or [`CHECKPOINT_LATEST`]
+/// after a commit; the writer's own automatic checkpoint stays as a bound
 /// ([`WRITER_CHECKPOINT_PAGES`]) for a WAL the thread could not finish
 /// because commits kept coming. Durability is SQLite's as before: the
 /// same checkpoints, with the same syncs, in another thread.
 struct Checkpoints {
-    /// Commits of the writer so far.
+    /// Commits of the writer so far, plus their events.
     count: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Dropped when the store goes: the thread ends (after the checkpoint
     /// in hand, if any).
@@ -832,14 +843,22 @@ impl Checkpoints {
             .name("checkpoint".into())
             .spawn(move || {
                 let mut seen = 0;
+                let mut last_run = std::time::Instant::now();
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(CHECKPOINT_EVERY)
                 {
+                    // About SQLite's own pace (1,000 pages) when changes
+                    // flow, and within half a minute of the last change
+                    // when they trickle: a quiet store costs no `fsync`.
                     let now = seen_count.load(Ordering::Relaxed);
-                    if now == seen {
+                    if now == seen
+                        || (now - seen < CHECKPOINT_COMMITS
+                            && last_run.elapsed() < CHECKPOINT_LATEST)
+                    {
                         continue;
                     }
                     seen = now;
+                    last_run = std::time::Instant::now();
                     // A checkpoint copies the frames that were there when
                     // it began; the writer restarts the WAL from its start
                     // only once all are copied. Commits made while one
