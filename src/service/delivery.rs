@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crate::service::queue::{Receiver, RecvTimeoutError, Sender, unbounded};
 use tracing::{debug, error, warn};
 
 use crate::config::Config;
@@ -305,23 +305,34 @@ fn run_worker(o: &mut Outlet, ctx: &WorkerCtx) {
             }
             match ctx.fed.recv_timeout(CHECK_EVERY) {
                 Ok(rows) => queue.push_back(rows),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => fed_open = false,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => fed_open = false,
             }
             continue;
         }
-        // One send of up to BATCH rows, across what was fed.
-        let mut batch: Vec<OutboxRow> = Vec::new();
-        for rows in &queue {
-            let from = if batch.is_empty() { offset } else { 0 };
-            let take = (BATCH - batch.len()).min(rows.len() - from);
-            batch.extend_from_slice(&rows[from..from + take]);
-            if batch.len() >= BATCH {
-                break;
+        // One send of up to BATCH rows, across what was fed: straight from
+        // the rows the engine shared when they are in one piece (the usual
+        // case), copied together only when several pieces are waiting.
+        let joined: Vec<OutboxRow>;
+        let front = &queue[0][offset..];
+        let batch: &[OutboxRow] = if queue.len() == 1 || front.len() >= BATCH {
+            &front[..front.len().min(BATCH)]
+        } else {
+            let mut v: Vec<OutboxRow> = Vec::new();
+            for rows in &queue {
+                let from = if v.is_empty() { offset } else { 0 };
+                let take = (BATCH - v.len()).min(rows.len() - from);
+                v.extend_from_slice(&rows[from..from + take]);
+                if v.len() >= BATCH {
+                    break;
+                }
             }
-        }
+            joined = v;
+            &joined
+        };
         let last = batch.last().map_or(0, |r| r.seq);
-        match o.sink.send(&batch) {
+        let sent = batch.len();
+        match o.sink.send(batch) {
             Ok(rejected) => {
                 warn_rejected(&o.name, &rejected);
                 if failing_since.take().is_some() {
@@ -329,7 +340,7 @@ fn run_worker(o: &mut Outlet, ctx: &WorkerCtx) {
                 }
                 backoff = Duration::from_millis(100);
                 // Drop what was sent from the queue.
-                let mut n = batch.len();
+                let mut n = sent;
                 while n > 0 {
                     let front_left = queue[0].len() - offset;
                     if n >= front_left {
@@ -341,7 +352,7 @@ fn run_worker(o: &mut Outlet, ctx: &WorkerCtx) {
                         n = 0;
                     }
                 }
-                since_wake += batch.len();
+                since_wake += sent;
                 let wake = since_wake >= WAKE_AFTER && queue.is_empty() && ctx.fed.is_empty();
                 if wake {
                     since_wake = 0;

@@ -7,4 +7,5 @@ pub mod delivery;
 mod lister;
 pub mod metrics;
 pub mod pipeline;
+pub mod queue;
 pub mod report;

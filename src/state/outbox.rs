@@ -191,13 +191,7 @@ impl Outbox {
             }
             // A new row at the end of the outbox, so order is kept for the
             // sinks; only the sink that rejected it is behind it.
-            let next: i64 = tx
-                .query_row(
-                    "SELECT coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'next_seq'), 1)",
-                    [],
-                    |r| r.get(0),
-                )
-                .map_err(|e| sql_err(&path, e))?;
+            let next = next_free(&tx).map_err(|e| sql_err(&path, e))?;
             let user = serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v.get("user").and_then(|u| u.as_str()).map(str::to_string))
@@ -284,14 +278,39 @@ pub(crate) fn record(
     Ok(())
 }
 
-/// Deletes the events up to `low` (every sink's position is at least it).
+/// Deletes the events up to `low` (every sink's position is at least it),
+/// and writes `meta.next_seq` past them in the same transaction: the
+/// writer keeps the next number in memory, and finds it again after a
+/// crash from the outbox's last row and this mark (`store::next_seq`), so
+/// no number is used twice even when the outbox was emptied.
 pub(crate) fn trim_to(conn: &Connection, low: i64) -> rusqlite::Result<()> {
     if low == i64::MAX || low == 0 {
         return Ok(());
     }
-    conn.prepare_cached("DELETE FROM outbox WHERE seq <= ?1")?
-        .execute([low])
-        .map(|_| ())
+    let deleted = conn
+        .prepare_cached("DELETE FROM outbox WHERE seq <= ?1")?
+        .execute([low])?;
+    if deleted > 0 {
+        conn.prepare_cached(
+            "INSERT INTO meta(key, value) VALUES ('next_seq', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = max(CAST(value AS INTEGER), excluded.value)",
+        )?
+        .execute([low + 1])?;
+    }
+    Ok(())
+}
+
+/// The next sequence number for a row added by another process than the
+/// writer (`dead-letters --replay`): past the outbox's last row and past
+/// every trimmed one.
+fn next_free(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT max(
+            coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'next_seq'), 1),
+            coalesce((SELECT max(seq) FROM outbox), 0) + 1)",
+        [],
+        |r| r.get(0),
+    )
 }
 
 /// The highest sequence number in the outbox (0 when empty).

@@ -15,7 +15,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::diff::UserDiff;
@@ -113,12 +113,31 @@ pub struct OutboxRow {
 
 /// The open state database, held exclusively by this process.
 pub struct Store {
+    /// The checkpoint thread (`watch` only). Declared first so it is
+    /// dropped first: the writer's connection closes last.
+    commits: Option<Checkpoints>,
     conn: Connection,
     path: PathBuf,
     instance: String,
     /// The rows committed since the last [`Store::take_committed`], when
     /// kept (`watch` hands them to its sinks from memory).
     committed: Option<Vec<OutboxRow>>,
+    /// Rows written in the open transaction: they join `committed` only
+    /// when it commits, so a sink never sees an event that could still be
+    /// rolled back.
+    uncommitted: Vec<OutboxRow>,
+    /// The next outbox sequence number. This process is the database's
+    /// only writer of events while it holds the lock, so the number lives
+    /// here instead of in a `meta` row rewritten by every commit (see
+    /// [`next_seq`] for how it is found again after a crash).
+    next_seq: i64,
+    /// `next_seq` as of the last COMMIT, restored on a rollback.
+    next_seq_committed: i64,
+    /// Between [`Store::hold`] and [`Store::release`]: commits join one
+    /// transaction.
+    held: bool,
+    /// A transaction is open (BEGIN was run).
+    open: bool,
     _lock: fs::File,
 }
 
@@ -203,13 +222,24 @@ impl Store {
             path,
             instance: String::new(),
             committed: keep_committed.then(Vec::new),
+            uncommitted: Vec::new(),
+            next_seq: 1,
+            next_seq_committed: 1,
+            held: false,
+            open: false,
+            commits: None,
             _lock: lock,
         };
         store.init()?;
+        store.next_seq = next_seq(&store.conn).map_err(|e| store.err(e))?;
+        store.next_seq_committed = store.next_seq;
         for side in ["-wal", "-shm"] {
             let mut p = store.path.clone().into_os_string();
             p.push(side);
             tighten(Path::new(&p));
+        }
+        if keep_committed {
+            store.commits = Some(Checkpoints::start(&store.path, &mut store.conn)?);
         }
         Ok(store)
     }
@@ -460,6 +490,24 @@ impl Store {
         base_elsewhere(&self.conn, user, dir, base).map_err(|e| self.err(e))
     }
 
+    /// Whether `base` is a message of one of `folders` (ids of a user's
+    /// other folders, as the caller holds them): one primary-key probe per
+    /// folder through one cached statement. `watch` asks this for every
+    /// arrival (is it a copy?), so it must not cost a query plan per call,
+    /// as the join of [`Store::base_elsewhere`] does.
+    pub fn base_in(&self, folders: &[i64], base: &[u8]) -> Result<bool, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM messages WHERE folder = ?1 AND base = ?2")
+            .map_err(|e| self.err(e))?;
+        for id in folders {
+            if stmt.exists(params![id, base]).map_err(|e| self.err(e))? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// A second, read-only connection to this database for the snapshot
     /// reads of a scan, so that listing and diffing one user can go on in
     /// one thread while another commits the users before it
@@ -478,35 +526,24 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        let path = self.path.clone();
-        let instance = self.instance.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| sql_err(&path, e))?;
-        let mut added = Vec::new();
-        for c in batch {
-            if let Some((diff, events)) = c.change {
-                write_user(&tx, &c.user, &c.root, &diff).map_err(|e| sql_err(&path, e))?;
-                added.extend(
-                    enqueue(&tx, &instance, events.into_iter()).map_err(|e| sql_err(&path, e))?,
-                );
+        self.write(|tx, instance, next| {
+            let mut added = Vec::new();
+            for c in batch {
+                if let Some((diff, events)) = c.change {
+                    write_user(tx, &c.user, &c.root, &diff)?;
+                    added.extend(enqueue(tx, instance, next, events.into_iter())?);
+                }
+                if let Some(spec) = &c.source {
+                    // Only a change costs a write: an unchanged row is left
+                    // alone, so an unchanged user writes no page at all.
+                    tx.prepare_cached(
+                        "UPDATE users SET source = ?2 WHERE user = ?1 AND source IS NOT ?2",
+                    )?
+                    .execute(params![c.user, spec])?;
+                }
             }
-            if let Some(spec) = &c.source {
-                // Only a change costs a write: an unchanged row is left
-                // alone, so an unchanged user writes no page at all.
-                tx.prepare_cached(
-                    "UPDATE users SET source = ?2 WHERE user = ?1 AND source IS NOT ?2",
-                )
-                .and_then(|mut st| st.execute(params![c.user, spec]))
-                .map_err(|e| sql_err(&path, e))?;
-            }
-        }
-        tx.commit().map_err(|e| sql_err(&path, e))?;
-        if let Some(c) = &mut self.committed {
-            c.extend(added);
-        }
-        Ok(())
+            Ok(added)
+        })
     }
 
     /// Writes one user's new snapshot and its events, atomically.
@@ -517,17 +554,110 @@ impl Store {
         diff: &UserDiff,
         events: Vec<Event>,
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let instance = self.instance.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| sql_err(&path, e))?;
-        write_user(&tx, user, root, diff).map_err(|e| sql_err(&path, e))?;
-        let rows = enqueue(&tx, &instance, events.into_iter()).map_err(|e| sql_err(&path, e))?;
-        tx.commit().map_err(|e| sql_err(&path, e))?;
+        self.write(|tx, instance, next| {
+            write_user(tx, user, root, diff)?;
+            enqueue(tx, instance, next, events.into_iter())
+        })
+    }
+
+    /// Opens one transaction that every commit joins until
+    /// [`Store::release`]: `watch` reads and writes all the folders of a
+    /// batch in one transaction, with one COMMIT (one set of WAL frames)
+    /// instead of one per folder, and its reads (`load_states`) need no
+    /// transaction of their own. Nothing joins `committed` before the
+    /// COMMIT.
+    pub fn hold(&mut self) -> Result<(), StoreError> {
+        if !self.open {
+            self.step("BEGIN IMMEDIATE")?;
+            self.open = true;
+        }
+        self.held = true;
+        Ok(())
+    }
+
+    /// Commits what was written since [`Store::hold`], if anything.
+    pub fn release(&mut self) -> Result<(), StoreError> {
+        self.held = false;
+        self.finish()
+    }
+
+    /// Rolls back what was written since [`Store::hold`] (after an error
+    /// that ends the run: nothing of it reaches the sinks).
+    pub fn abandon(&mut self) {
+        self.rollback();
+    }
+
+    /// Runs one cached statement without parameters or rows (BEGIN,
+    /// COMMIT): parsed once per connection, not per transaction.
+    fn step(&self, sql: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut st| st.execute([]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Rolls back the open transaction (if any) and forgets its rows.
+    fn rollback(&mut self) {
+        if self.open {
+            let _ = self.step("ROLLBACK");
+        }
+        self.open = false;
+        self.held = false;
+        self.uncommitted.clear();
+        self.next_seq = self.next_seq_committed;
+    }
+
+    /// Commits the open transaction, if one is open; then the sequence
+    /// number is final and the rows are for the sinks.
+    fn finish(&mut self) -> Result<(), StoreError> {
+        if !self.open {
+            return Ok(());
+        }
+        if let Err(e) = self.step("COMMIT") {
+            self.rollback();
+            return Err(e);
+        }
+        self.open = false;
+        self.next_seq_committed = self.next_seq;
+        let rows = std::mem::take(&mut self.uncommitted);
+        if let Some(c) = &self.commits {
+            // What the commit wrote, roughly: one for the commit, one per
+            // event (each is a folder's change, or a row of the outbox).
+            c.count
+                .fetch_add(1 + rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(c) = &mut self.committed {
             c.extend(rows);
+        }
+        Ok(())
+    }
+
+    /// Runs `f` in a transaction of its own, or in the one that began
+    /// after [`Store::hold`]; the outbox rows it returns reach `committed`
+    /// with the COMMIT. Any error rolls everything back.
+    fn write(
+        &mut self,
+        f: impl FnOnce(&Connection, &str, &mut i64) -> rusqlite::Result<Vec<OutboxRow>>,
+    ) -> Result<(), StoreError> {
+        if !self.open {
+            self.step("BEGIN IMMEDIATE")?;
+            self.open = true;
+        }
+        let mut next = self.next_seq;
+        match f(&self.conn, &self.instance, &mut next) {
+            Ok(rows) => {
+                self.next_seq = next;
+                self.uncommitted.extend(rows);
+            }
+            Err(e) => {
+                let e = self.err(e);
+                self.rollback();
+                return Err(e);
+            }
+        }
+        if !self.held {
+            self.finish()?;
         }
         Ok(())
     }
@@ -536,49 +666,34 @@ impl Store {
     /// positions and the sessions opened and closed, in ONE transaction:
     /// a crash before it reads the same lines again, after it not.
     pub fn commit_access(&mut self, batch: crate::access::source::Batch) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let instance = self.instance.clone();
-        let e = |e| sql_err(&path, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(e)?;
-        for p in &batch.positions {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO access_positions(log, dev, ino, offset, tail, cursor)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
+        self.write(|tx, instance, next| {
+            for p in &batch.positions {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO access_positions(log, dev, ino, offset, tail, cursor)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
                     p.log,
                     p.dev as i64,
                     p.ino as i64,
                     p.offset as i64,
                     p.tail,
                     p.cursor
-                ])
-            })
-            .map_err(e)?;
-        }
-        for id in &batch.closed {
-            tx.prepare_cached("DELETE FROM access_sessions WHERE session = ?1")
-                .and_then(|mut st| st.execute([id]))
-                .map_err(e)?;
-        }
-        for (id, s) in &batch.opened {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO access_sessions(session, user, login_ms, client_ip)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut st| st.execute(params![id, s.user, s.login_ms, s.client_ip]))
-            .map_err(e)?;
-        }
-        let rows = enqueue(&tx, &instance, batch.events.into_iter()).map_err(e)?;
-        tx.commit().map_err(e)?;
-        if let Some(c) = &mut self.committed {
-            c.extend(rows);
-        }
-        Ok(())
+                ])?;
+            }
+            for id in &batch.closed {
+                tx.prepare_cached("DELETE FROM access_sessions WHERE session = ?1")?
+                    .execute([id])?;
+            }
+            for (id, s) in &batch.opened {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO access_sessions(session, user, login_ms, client_ip)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![id, s.user, s.login_ms, s.client_ip])?;
+            }
+            enqueue(tx, instance, next, batch.events.into_iter())
+        })
     }
 
     /// The access logs' positions and open sessions, as last committed.
@@ -665,17 +780,144 @@ impl Store {
         taken: &[(String, i64, Vec<crate::state::outbox::Rejected>)],
         low: i64,
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| sql_err(&path, e))?;
-        for (sink, seq, rejected) in taken {
-            crate::state::outbox::record(&tx, sink, *seq, rejected)
-                .map_err(|e| sql_err(&path, e))?;
+        self.write(|tx, _, next| {
+            for (sink, seq, rejected) in taken {
+                crate::state::outbox::record(tx, sink, *seq, rejected)?;
+            }
+            // Rows another process put back (`dead-letters --replay`) may
+            // be past what this one numbered: never number below them.
+            if low != i64::MAX {
+                *next = (*next).max(low + 1);
+            }
+            crate::state::outbox::trim_to(tx, low)?;
+            Ok(Vec::new())
+        })
+    }
+}
+/// WAL pages after which the writer checkpoints in its own thread after
+/// all, when the checkpoint thread could not keep up (SQLite's default is
+/// 1,000).
+const WRITER_CHECKPOINT_PAGES: i64 = 10_000;
+/// Checkpoints in a row at most, while commits keep coming in between.
+const CHECKPOINT_TRIES: usize = 8;
+/// Commits plus their events after which the checkpoint thread runs at
+/// its next turn (a commit of one event writes a few pages: this is about
+/// SQLite's own pace of 1,000 pages).
+const CHECKPOINT_COMMITS: u64 = 250;
+/// A commit waits this long at most for its checkpoint.
+const CHECKPOINT_LATEST: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often the checkpoint thread looks whether to copy the WAL into the
+/// database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The checkpoint thread of `watch`'s store.
+///
+/// A checkpoint copies the WAL into the database and syncs both files to
+/// the disk: 10 to 100 ms of `fsync` on the machine measured. SQLite runs
+/// it in the thread that commits, after every 1,000 WAL pages, so the
+/// engine stood still about once a second at 2,000 changes/s, and every
+/// change queued meanwhile waited (the tail of its latency). Here a thread
+/// of its own, on its own connection, runs a PASSIVE checkpoint (it never
+/// blocks the writer) every [`CHECKPOINT_EVERY`] after
+/// [`CHECKPOINT_COMMITS`] commits and events, or [`CHECKPOINT_LATEST`]
+/// after a commit; the writer's own automatic checkpoint stays as a bound
+/// ([`WRITER_CHECKPOINT_PAGES`]) for a WAL the thread could not finish
+/// because commits kept coming. Durability is SQLite's as before: the
+/// same checkpoints, with the same syncs, in another thread.
+struct Checkpoints {
+    /// Commits of the writer so far, plus their events.
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Dropped when the store goes: the thread ends (after the checkpoint
+    /// in hand, if any).
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpoints {
+    fn start(path: &Path, writer: &mut Connection) -> Result<Checkpoints, StoreError> {
+        use std::sync::atomic::Ordering;
+        let mut conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sql_err(path, e))?;
+        tune(&mut conn).map_err(|e| sql_err(path, e))?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| sql_err(path, e))?;
+        writer
+            .pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+            .map_err(|e| sql_err(path, e))?;
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let seen_count = count.clone();
+        let shown = path.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || {
+                let mut seen = 0;
+                let mut last_run = std::time::Instant::now();
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_EVERY)
+                {
+                    // About SQLite's own pace (1,000 pages) when changes
+                    // flow, and within half a minute of the last change
+                    // when they trickle: a quiet store costs no `fsync`.
+                    let now = seen_count.load(Ordering::Relaxed);
+                    if now == seen
+                        || (now - seen < CHECKPOINT_COMMITS
+                            && last_run.elapsed() < CHECKPOINT_LATEST)
+                    {
+                        continue;
+                    }
+                    seen = now;
+                    last_run = std::time::Instant::now();
+                    // A checkpoint copies the frames that were there when
+                    // it began; the writer restarts the WAL from its start
+                    // only once all are copied. Commits made while one
+                    // ran are few: another, short checkpoint copies them,
+                    // until one finds nothing new (the WAL's length is
+                    // what the last one saw). Without that the WAL would
+                    // only grow, up to the writer's bound, and the writer
+                    // would pay for the checkpoint.
+                    let mut last = -1;
+                    for _ in 0..CHECKPOINT_TRIES {
+                        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                        }) {
+                            Ok((log, done)) if log != last || done < log => last = log,
+                            Ok(_) => break,
+                            Err(e) => {
+                                tracing::debug!(path = %shown.display(), "checkpoint: {e}");
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+            .map_err(|e| {
+                StoreError::new(
+                    path,
+                    StoreErrorKind::CantCreate,
+                    format!("cannot start the checkpoint thread: {e}"),
+                )
+            })?;
+        Ok(Checkpoints {
+            count,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpoints {
+    /// Ends the thread and waits for it, so that the writer's connection
+    /// is the last to close (SQLite then checkpoints and removes the WAL,
+    /// as without the thread).
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
-        crate::state::outbox::trim_to(&tx, low).map_err(|e| sql_err(&path, e))?;
-        tx.commit().map_err(|e| sql_err(&path, e))
     }
 }
 
@@ -991,7 +1233,7 @@ fn base_elsewhere(
     .exists(params![base, user, dir])
 }
 
-fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rusqlite::Result<()> {
+fn write_user(tx: &Connection, user: &str, root: &Path, diff: &UserDiff) -> rusqlite::Result<()> {
     let exists = tx
         .prepare_cached("SELECT 1 FROM users WHERE user = ?1")?
         .exists([user])?;
@@ -1001,33 +1243,39 @@ fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rus
         tx.prepare_cached("INSERT INTO users(user, root, subscriptions) VALUES (?1, ?2, ?3)")?
             .execute(params![user, root_bytes, json!(subs).to_string()])?;
     } else if let Some(subs) = &diff.subscriptions {
-        tx.execute(
-            "UPDATE users SET root = ?2, subscriptions = ?3 WHERE user = ?1",
-            params![user, root_bytes, json!(subs).to_string()],
-        )?;
+        tx.prepare_cached("UPDATE users SET root = ?2, subscriptions = ?3 WHERE user = ?1")?
+            .execute(params![user, root_bytes, json!(subs).to_string()])?;
     }
     if let Some(q) = &diff.quota {
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE users SET quota_known = 1, quota_bytes = ?2, quota_messages = ?3, quota_over = ?4 WHERE user = ?1",
-            params![
-                user,
-                q.limits.bytes.map(|n| n as i64),
-                q.limits.messages.map(|n| n as i64),
-                q.over
-            ],
-        )?;
+        )?
+        .execute(params![
+            user,
+            q.limits.bytes.map(|n| n as i64),
+            q.limits.messages.map(|n| n as i64),
+            q.over
+        ])?;
     }
     for id in &diff.deleted {
-        tx.execute("DELETE FROM messages WHERE folder = ?1", [id])?;
-        tx.execute("DELETE FROM folders WHERE id = ?1", [id])?;
+        tx.prepare_cached("DELETE FROM messages WHERE folder = ?1")?
+            .execute([id])?;
+        tx.prepare_cached("DELETE FROM folders WHERE id = ?1")?
+            .execute([id])?;
     }
     // Renames may swap names; move renamed rows out of the way first so the
-    // UNIQUE(user, dir) constraint holds at every step.
+    // UNIQUE(user, dir) constraint holds at every step. (Cached: this runs
+    // for every folder of every live commit.)
+    let mut moved = std::collections::HashSet::new();
     for u in diff.updates.iter().filter(|u| u.folder.id != 0) {
-        tx.execute(
-            "UPDATE folders SET dir = CAST(printf('\x01moving-%d', id) AS BLOB) WHERE id = ?1 AND dir != ?2",
-            params![u.folder.id, u.folder.dir],
-        )?;
+        let n = tx
+            .prepare_cached(
+                "UPDATE folders SET dir = CAST(printf('\x01moving-%d', id) AS BLOB) WHERE id = ?1 AND dir != ?2",
+            )?
+            .execute(params![u.folder.id, u.folder.dir])?;
+        if n > 0 {
+            moved.insert(u.folder.id);
+        }
     }
     let mut delete_msg =
         tx.prepare_cached("DELETE FROM messages WHERE folder = ?1 AND base = ?2")?;
@@ -1061,13 +1309,27 @@ fn write_user(tx: &Transaction, user: &str, root: &Path, diff: &UserDiff) -> rus
             )?
             .execute(values)?;
             tx.last_insert_rowid()
-        } else {
+        } else if moved.contains(&f.id) {
             tx.prepare_cached(
                 "UPDATE folders SET user = ?1, dir = ?2, name = ?3, dev = ?4, ino = ?5, uid_source = ?6,
                      uidvalidity = ?7, guid = ?8, uidnext = ?9, new_mtime = ?10, cur_mtime = ?11,
                      uidlist_mtime = ?12, uidlist_len = ?13, trusted = ?14, pending = ?15, count = ?16, bytes = ?17,
                      keywords = ?18
                  WHERE id = ?19",
+            )?
+            .execute(rusqlite::params_from_iter(
+                values.iter().copied().chain([&f.id as &dyn rusqlite::ToSql]),
+            ))?;
+            f.id
+        } else {
+            // The folder kept its place: its (user, dir) index entry is
+            // left alone, which saves a page write per folder and commit.
+            tx.prepare_cached(
+                "UPDATE folders SET name = ?3, dev = ?4, ino = ?5, uid_source = ?6,
+                     uidvalidity = ?7, guid = ?8, uidnext = ?9, new_mtime = ?10, cur_mtime = ?11,
+                     uidlist_mtime = ?12, uidlist_len = ?13, trusted = ?14, pending = ?15, count = ?16, bytes = ?17,
+                     keywords = ?18
+                 WHERE id = ?19 AND user = ?1 AND dir = ?2",
             )?
             .execute(rusqlite::params_from_iter(
                 values.iter().copied().chain([&f.id as &dyn rusqlite::ToSql]),
@@ -1095,7 +1357,7 @@ const INSERT_ROWS: usize = 128;
 /// leaves, and [`INSERT_ROWS`] rows per statement, so a million rows cost
 /// thousands of statement steps, not a million.
 fn insert_messages<'a>(
-    tx: &Transaction,
+    tx: &Connection,
     folder: i64,
     rows: impl IntoIterator<Item = (&'a [u8], MessageState)>,
 ) -> rusqlite::Result<()> {
@@ -1115,7 +1377,7 @@ fn insert_messages<'a>(
 /// Inserts at most [`INSERT_ROWS`] rows, in statements of three sizes only,
 /// so they stay in the statement cache.
 fn insert_chunk(
-    tx: &Transaction,
+    tx: &Connection,
     folder: i64,
     rest: &mut &[(&[u8], MessageState)],
 ) -> rusqlite::Result<()> {
@@ -1164,21 +1426,23 @@ fn insert_sql(n: usize) -> &'static str {
     })
 }
 
-/// Numbers the events and puts them in the outbox.
+/// Numbers the events from `next` on and puts them in the outbox.
+///
+/// A row another process added (`dead-letters --replay`) is never
+/// numbered over: `next` moves past the outbox's last row first (one
+/// b-tree probe, no write).
 fn enqueue(
-    tx: &Transaction,
+    tx: &Connection,
     instance: &str,
+    next: &mut i64,
     events: impl ExactSizeIterator<Item = Event>,
 ) -> rusqlite::Result<Vec<OutboxRow>> {
     if events.len() == 0 {
         return Ok(Vec::new());
     }
     let mut rows = Vec::with_capacity(events.len());
-    let mut seq: i64 = tx.query_row(
-        "SELECT coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'next_seq'), 1)",
-        [],
-        |r| r.get(0),
-    )?;
+    let top = crate::state::outbox::high(tx)?;
+    let mut seq = (*next).max(top + 1);
     let mut insert = tx.prepare_cached(
         "INSERT INTO outbox(seq, event_id, user, event, body, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
@@ -1204,12 +1468,28 @@ fn enqueue(
         });
         seq += 1;
     }
-    tx.prepare_cached(
-        "INSERT INTO meta(key, value) VALUES ('next_seq', ?1)
-         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-    )?
-    .execute([seq.to_string()])?;
+    *next = seq;
     Ok(rows)
+}
+
+/// The next outbox sequence number, as found in the database at open.
+///
+/// No number may ever be used for two events, also after kill -9. Every
+/// number used is either still in the outbox (so below `max(seq) + 1`) or
+/// was trimmed, and a trim writes `meta.next_seq` past what it deleted in
+/// the same transaction ([`crate::state::outbox::trim_to`]). Sink
+/// positions and dead letters only name numbers that were used, and are
+/// counted for good measure.
+fn next_seq(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT max(
+            coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'next_seq'), 1),
+            coalesce((SELECT max(seq) FROM outbox), 0) + 1,
+            coalesce((SELECT max(seq) FROM sink_positions), 0) + 1,
+            coalesce((SELECT max(seq) FROM dead_letters), 0) + 1)",
+        [],
+        |r| r.get(0),
+    )
 }
 
 /// Settings every connection to the state database needs: WAL with
@@ -1616,6 +1896,68 @@ mod tests {
             3,
             "the source is recorded in the same transaction"
         );
+    }
+
+    /// Sequence numbers live in memory while a store is open; none is
+    /// ever used twice: not after every row was delivered and trimmed and
+    /// the store reopened (as after kill -9), not after a row added by
+    /// another connection (`dead-letters --replay`), not after a rolled
+    /// back batch. Rows of a held batch reach the sinks only with its
+    /// COMMIT.
+    #[test]
+    fn sequence_numbers_are_never_used_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let event = || Event {
+            kind: "MessageNew",
+            fields: serde_json::Map::from_iter([("user".to_string(), json!("u"))]),
+        };
+        let commit = |store: &mut Store, n: usize| {
+            let events = (0..n).map(|_| event()).collect();
+            store
+                .commit("u", Path::new("/m/u"), &UserDiff::default(), events)
+                .unwrap();
+            store
+                .take_committed()
+                .iter()
+                .map(|r| r.seq)
+                .collect::<Vec<_>>()
+        };
+        let mut store = Store::open_for_watch(dir.path()).unwrap();
+        assert_eq!(commit(&mut store, 3), vec![1, 2, 3]);
+        // Everything delivered: the outbox is emptied.
+        store
+            .record_taken(&[("s".into(), 3, Vec::new())], 3)
+            .unwrap();
+        drop(store);
+        let mut store = Store::open_for_watch(dir.path()).unwrap();
+        assert_eq!(commit(&mut store, 1), vec![4], "after a trim and reopen");
+        // Another connection adds a row at the end (a replay).
+        let other = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        other
+            .execute(
+                "INSERT INTO outbox(seq, event_id, user, event, body, at) VALUES (5, 'x-5', 'u', 'MessageNew', '{}', 0)",
+                [],
+            )
+            .unwrap();
+        assert_eq!(commit(&mut store, 1), vec![6], "past a replayed row");
+        // A held batch: nothing for the sinks before the COMMIT; a rolled
+        // back one gives its numbers back, and nothing of it is kept.
+        store.hold().unwrap();
+        assert_eq!(commit(&mut store, 2), Vec::<i64>::new());
+        store.release().unwrap();
+        assert_eq!(store.take_committed().len(), 2);
+        store.hold().unwrap();
+        commit(&mut store, 2);
+        store.abandon();
+        assert!(store.take_committed().is_empty());
+        assert_eq!(commit(&mut store, 1), vec![9]);
+        let n: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM outbox WHERE seq > 8", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(n, 1, "the rolled back rows are gone");
     }
 
     /// A state database of schema 1 gets the Courier keyword column, and

@@ -203,10 +203,25 @@ impl Daemon<'_> {
         let root = self.users[u].root.clone();
         let user = self.users[u].name.clone();
         let store = &*self.store;
-        // A user with one folder has no elsewhere to copy from.
-        let single = self.users[u].folders.len() <= 1;
-        let elsewhere =
-            |base: &[u8]| !single && store.base_elsewhere(&user, dir, base).unwrap_or(false);
+        // A copy's base name is in another folder of the user: probed by
+        // the folder ids held here (a user with one folder has no elsewhere
+        // to copy from). A folder whose row is too new to have its id
+        // known here is looked up by name instead.
+        let others: Vec<i64> = self.users[u]
+            .folders
+            .values()
+            .filter(|f| f.dir != dir)
+            .map(|f| f.id)
+            .collect();
+        let by_name = others.contains(&0);
+        let elsewhere = |base: &[u8]| {
+            !others.is_empty()
+                && if by_name {
+                    store.base_elsewhere(&user, dir, base).unwrap_or(false)
+                } else {
+                    store.base_in(&others, base).unwrap_or(false)
+                }
+        };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

@@ -39,8 +39,10 @@ impl Daemon<'_> {
                 // on merging the burst.
                 next_split = elapsed + cap;
                 if let Some(rest) = self.split_off_others(&mut batch, top.0) {
-                    self.handle(rest)?;
-                    self.retry_deferred(false)?;
+                    self.in_batch(|d| {
+                        d.handle(rest)?;
+                        d.retry_deferred(false)
+                    })?;
                     self.deliver()?;
                     counts.clear();
                     top.1 = 0;

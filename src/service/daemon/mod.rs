@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use crate::service::queue::{Receiver, RecvTimeoutError, Sender, bounded};
 use inotify::EventMask;
 use tracing::{debug, info, warn};
 
@@ -397,8 +397,12 @@ impl Daemon<'_> {
                 self.metrics.batches.fetch_add(1, Ordering::Relaxed);
                 dirty = true;
             }
-            self.handle(batch)?;
-            self.retry_deferred(false)?;
+            if !batch.is_empty() || !self.deferred.is_empty() {
+                self.in_batch(|d| {
+                    d.handle(batch)?;
+                    d.retry_deferred(false)
+                })?;
+            }
             if self.rescan_all_due
                 && self
                     .last_rescan_all
@@ -490,6 +494,21 @@ impl Daemon<'_> {
             last_status = Instant::now();
         }
         Ok(())
+    }
+
+    /// Runs `f` (a batch: its folders, the users it rescans, the deferred
+    /// folders it retries) in ONE transaction of the state database: one
+    /// COMMIT per batch instead of one per folder. The sinks get its
+    /// events after the COMMIT (`deliver`); an error rolls it back.
+    fn in_batch(&mut self, f: impl FnOnce(&mut Self) -> Result<(), Error>) -> Result<(), Error> {
+        self.store.hold()?;
+        match f(self) {
+            Ok(()) => Ok(self.store.release()?),
+            Err(e) => {
+                self.store.abandon();
+                Err(e)
+            }
+        }
     }
 
     /// Applies one batch of signals, in order.

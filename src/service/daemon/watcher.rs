@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-use crossbeam_channel::{Sender, TrySendError};
+use crate::service::queue::{Sender, TrySendError};
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 use tracing::{debug, error};
 
