@@ -4,5 +4,9 @@
 //! Below the sinks and the service: sinks see the rows and rejections
 //! defined here, never the other way round.
 
+mod checkpoint;
 pub mod outbox;
+pub mod reader;
+mod rows;
+mod schema;
 pub mod store;
