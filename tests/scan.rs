@@ -1394,6 +1394,50 @@ fn many_users_are_reported_in_the_order_they_were_found() {
 }
 
 #[test]
+fn a_user_with_thousands_of_arrivals_is_written_as_they_are_made() {
+    // More changes than the writer makes at once (10,000): that user is
+    // committed on its own, its events numbered and written in chunks,
+    // between the users before and after it, each event exactly once.
+    let tmp = TempDir::new().unwrap();
+    let base = tmp.path().join("vmail");
+    let template = format!("{}/{{domain}}/{{local}}/Maildir", base.display());
+    let state = tmp.path().join("state");
+    let scan = || -> Vec<Value> { Run::of(scan_command(&state, &["--store", &template])).events() };
+    let stores: Vec<Maildir> = ["a", "b", "c"]
+        .iter()
+        .map(|u| Maildir::create(base.join(format!("example.org/{u}/Maildir"))))
+        .collect();
+    assert!(scan().is_empty(), "first run is a baseline");
+    let many = 12_003;
+    stores[0].deliver("", "1700000001.M1P1.host", HELLO);
+    for i in 0..many {
+        stores[1].put("", "new", format!("1700000002.M{i}P1.host"), "x\n");
+    }
+    stores[2].deliver("", "1700000003.M1P1.host", HELLO);
+    let evs = scan();
+    assert_eq!(evs.len(), many + 2);
+    assert!(evs.iter().all(|e| s(e, "event") == "MessageNew"));
+    let users: Vec<&str> = evs.iter().map(|e| s(e, "user")).collect();
+    assert_eq!(users[0], "a@example.org");
+    assert!(users[1..=many].iter().all(|u| *u == "b@example.org"));
+    assert_eq!(users[many + 1], "c@example.org");
+    let uids: Vec<u32> = evs[1..=many].iter().map(uid).collect();
+    assert_eq!(uids, (1..=many as u32).collect::<Vec<_>>());
+    let seqs: Vec<u64> = evs
+        .iter()
+        .map(|e| e["vnd.maildir.seq"].as_u64().expect("a sequence number"))
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "sequence numbers rise"
+    );
+    let ids: std::collections::HashSet<&str> =
+        evs.iter().map(|e| s(e, "vnd.maildir.eventId")).collect();
+    assert_eq!(ids.len(), evs.len(), "every event id once");
+    assert!(scan().is_empty(), "nothing left to report");
+}
+
+#[test]
 fn a_user_reached_through_two_sources_is_reported_once() {
     // Two templates that both find alice: the second listing of her
     // Maildir must read the snapshot the first one committed, not the

@@ -66,9 +66,20 @@ fn flag_name_list(flags: Flags, keywords: &Keywords) -> Vec<&str> {
 
 /// Turns one user's changes into events, in order.
 pub fn build(diff: &UserDiff, ctx: &EventContext) -> Vec<Event> {
+    let mut all = Vec::new();
+    build_each(diff, ctx, &mut |e| all.push(e));
+    all
+}
+
+/// [`build`], handing each event to `emit` as soon as it is made: a user
+/// with a million arrivals never holds a million events (about 2.7 KB
+/// each) at once.
+pub fn build_each(diff: &UserDiff, ctx: &EventContext, emit: &mut dyn FnMut(Event)) {
     let mut out = Vec::new();
     let name_of = |i: &usize| diff.mailboxes[*i].name.as_str();
     for change in &diff.changes {
+        // The events of the change before (one change may make several).
+        finish(ctx, &mut out, emit);
         let sends = |name: &str| ctx.filter.sends_folder(name);
         let wanted = match change {
             Change::MailboxCreate { mailbox }
@@ -235,16 +246,24 @@ pub fn build(diff: &UserDiff, ctx: &EventContext) -> Vec<Event> {
             }
         }
     }
-    out.retain(|e| ctx.filter.sends(e.kind));
-    // Process parameters last, so the interesting keys lead each line.
-    for e in &mut out {
+    finish(ctx, &mut out, emit);
+}
+
+/// Hands on the events made so far that the filter sends, with the
+/// parameters every event carries.
+fn finish(ctx: &EventContext, out: &mut Vec<Event>, emit: &mut dyn FnMut(Event)) {
+    for mut e in out.drain(..) {
+        if !ctx.filter.sends(e.kind) {
+            continue;
+        }
+        // Process parameters last, so the interesting keys lead each line.
         if !ctx.tags.is_empty() {
             e.fields.insert("tags".into(), json!(ctx.tags));
         }
         e.fields.insert("pid".into(), json!(ctx.pid));
         e.fields.insert("process".into(), json!("maildir-events"));
+        emit(e);
     }
-    out
 }
 
 fn event<const N: usize>(

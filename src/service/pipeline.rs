@@ -201,17 +201,13 @@ impl<'a> Writer<'a> {
                     let mut rows = 0;
                     let mut batch = Vec::with_capacity(first.len());
                     for u in first {
-                        let c = self.diff(u)?;
-                        rows += rows_of(&c);
-                        batch.push(c);
+                        self.take(u, &mut batch, &mut rows)?;
                     }
                     while batch.len() < BATCH_USERS && rows < BATCH_ROWS {
                         match queue.try_recv() {
                             Ok(Job::Users(users)) => {
                                 for u in users {
-                                    let c = self.diff(u)?;
-                                    rows += rows_of(&c);
-                                    batch.push(c);
+                                    self.take(u, &mut batch, &mut rows)?;
                                 }
                             }
                             Ok(other) => {
@@ -221,15 +217,7 @@ impl<'a> Writer<'a> {
                             Err(_) => break,
                         }
                     }
-                    let events: u64 = batch
-                        .iter()
-                        .map(|c| c.change.as_ref().map_or(0, |(_, e)| e.len() as u64))
-                        .sum();
-                    self.store.commit_users(batch)?;
-                    self.events += events;
-                    if events > 0 {
-                        deliver_unless_failed(&mut self.outbox, self.outlets, &mut self.failed)?;
-                    }
+                    self.commit(batch)?;
                 }
                 Job::MarkSource(spec) => self.store.mark_source(&spec)?,
                 Job::Source(spec, reply) => {
@@ -248,28 +236,76 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
+    /// Commits a batch of users and delivers what it added.
+    fn commit(&mut self, batch: Vec<UserCommit>) -> Result<(), Error> {
+        let events: u64 = batch
+            .iter()
+            .map(|c| c.change.as_ref().map_or(0, |(_, e)| e.len() as u64))
+            .sum();
+        self.store.commit_users(batch)?;
+        self.added(events)
+    }
+
+    fn added(&mut self, events: u64) -> Result<(), Error> {
+        self.events += events;
+        if events > 0 {
+            deliver_unless_failed(&mut self.outbox, self.outlets, &mut self.failed)?;
+        }
+        Ok(())
+    }
+
     /// Diffs a listed user (the copy lookups read this thread's own
-    /// connection, which has every earlier user committed).
-    fn diff(&self, u: ListedUser) -> Result<UserCommit, Error> {
-        let change = match u.listed {
-            Some(listed) => {
-                let who = UserRef {
-                    name: &u.user,
-                    root: &u.root,
-                    tags: u.tags,
-                };
-                Some(diff_user(self.config, &*self.store, who, listed, u.silent)?)
-            }
+    /// connection, which has every earlier user committed) into the batch;
+    /// a user with more than [`STREAM_CHANGES`] changes is committed on
+    /// its own after the batch so far, its events made and written as
+    /// they go.
+    fn take(
+        &mut self,
+        u: ListedUser<'a>,
+        batch: &mut Vec<UserCommit>,
+        rows: &mut usize,
+    ) -> Result<(), Error> {
+        let who = UserRef {
+            name: &u.user,
+            root: &u.root,
+            tags: u.tags,
+        };
+        let diff = match u.listed {
+            Some(listed) => Some(diff_only(self.config, &*self.store, who, listed, u.silent)?),
             None => None,
         };
-        Ok(UserCommit {
+        if let Some(diff) = diff.as_ref().filter(|d| d.changes.len() > STREAM_CHANGES) {
+            self.commit(std::mem::take(batch))?;
+            *rows = 0;
+            let config = self.config;
+            let n = self.store.commit_streamed(
+                &u.user,
+                &u.root,
+                Some(&u.source),
+                diff,
+                &mut |emit| events_of(config, who, diff, emit),
+            )?;
+            return self.added(n);
+        }
+        let change = diff.map(|d| {
+            let mut events = Vec::new();
+            events_of(self.config, who, &d, &mut |e| events.push(e));
+            (d, events)
+        });
+        let c = UserCommit {
             user: u.user,
             root: u.root,
             change,
             source: Some(u.source),
-        })
+        };
+        *rows += rows_of(&c);
+        batch.push(c);
+        Ok(())
     }
 }
+
+/// See [`Writer::take`]: about 30 MB of events, made at once.
+const STREAM_CHANGES: usize = 10_000;
 
 /// Message rows a user's commit writes, for sizing transactions.
 fn rows_of(c: &UserCommit) -> usize {
@@ -405,10 +441,22 @@ pub fn diff_user<S: SnapshotSource>(
     listed: Listed,
     silent: bool,
 ) -> Result<(UserDiff, Vec<Event>), Error> {
+    let diff = diff_only(config, store, who, listed, silent)?;
+    let mut events = Vec::new();
+    events_of(config, who, &diff, &mut |e| events.push(e));
+    Ok((diff, events))
+}
+
+/// [`diff_user`] without its events (see [`events_of`]).
+fn diff_only<S: SnapshotSource>(
+    config: &Config,
+    store: &S,
+    who: UserRef,
+    listed: Listed,
+    silent: bool,
+) -> Result<UserDiff, Error> {
     let UserRef {
-        name: user,
-        root,
-        tags,
+        name: user, root, ..
     } = who;
     let Listed { old, listing } = listed;
     // Only folders whose messages were not loaded need the database to
@@ -471,18 +519,22 @@ pub fn diff_user<S: SnapshotSource>(
         diff.changes.clear();
     }
     enrich::arrivals(&mut diff, root, &config.content.options());
+    Ok(diff)
+}
+
+/// The events of a user's diff, made with the time they are made.
+fn events_of(config: &Config, who: UserRef, diff: &UserDiff, emit: &mut dyn FnMut(Event)) {
     let timestamp = event::timestamp_now();
     let ctx = EventContext {
-        user,
+        user: who.name,
         server: &config.server_name,
         timestamp: &timestamp,
         pid: std::process::id(),
         simple_flags: config.simple_flag_events,
         filter: &config.filter,
-        tags,
+        tags: who.tags,
     };
-    let events = event::build(&diff, &ctx);
-    Ok((diff, events))
+    event::build_each(diff, &ctx, emit);
 }
 
 /// Evaluates a user's quota from folder totals (name, bytes, messages):

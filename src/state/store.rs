@@ -543,16 +543,65 @@ impl Store {
                     added.extend(enqueue(tx, instance, next, events.into_iter())?);
                 }
                 if let Some(spec) = &c.source {
-                    // Only a change costs a write: an unchanged row is left
-                    // alone, so an unchanged user writes no page at all.
-                    tx.prepare_cached(
-                        "UPDATE users SET source = ?2 WHERE user = ?1 AND source IS NOT ?2",
-                    )?
-                    .execute(params![c.user, spec])?;
+                    set_source(tx, &c.user, spec)?;
                 }
             }
             Ok(added)
         })
+    }
+
+    /// Writes one user's new snapshot and the events `events` makes as it
+    /// goes, in one transaction, numbering and inserting them
+    /// [`STREAM_CHUNK`] at a time: a user with a million arrivals to report
+    /// (a new folder of a million files, `--emit-existing`) never holds all
+    /// its events, about 2.7 KB each, at once. Returns how many were
+    /// written. Atomic like [`Store::commit_users`].
+    pub fn commit_streamed(
+        &mut self,
+        user: &str,
+        root: &Path,
+        source: Option<&str>,
+        diff: &UserDiff,
+        events: &mut EventSource,
+    ) -> Result<u64, StoreError> {
+        // Rows are kept for the sinks only in `watch`; a scan's sinks read
+        // them from the outbox.
+        let keep = self.committed.is_some();
+        let mut count = 0u64;
+        self.write(|tx, instance, next| {
+            write_user(tx, user, root, diff)?;
+            let mut kept = Vec::new();
+            let mut chunk = Vec::with_capacity(STREAM_CHUNK);
+            let mut failed = None;
+            let mut put = |chunk: &mut Vec<Event>, kept: &mut Vec<OutboxRow>| {
+                let rows = enqueue(tx, instance, next, chunk.drain(..))?;
+                count += rows.len() as u64;
+                if keep {
+                    kept.extend(rows);
+                }
+                Ok::<(), rusqlite::Error>(())
+            };
+            events(&mut |e| {
+                if failed.is_some() {
+                    return;
+                }
+                chunk.push(e);
+                if chunk.len() >= STREAM_CHUNK
+                    && let Err(e) = put(&mut chunk, &mut kept)
+                {
+                    failed = Some(e);
+                }
+            });
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            put(&mut chunk, &mut kept)?;
+            if let Some(spec) = source {
+                set_source(tx, user, spec)?;
+            }
+            Ok(kept)
+        })?;
+        Ok(count)
     }
 
     /// Writes one user's new snapshot and its events, atomically.
@@ -803,6 +852,22 @@ impl Store {
         })
     }
 }
+/// What makes a user's events for [`Store::commit_streamed`]: it hands
+/// each one to the function it is given.
+pub type EventSource<'a> = dyn FnMut(&mut dyn FnMut(Event)) + 'a;
+
+/// Events numbered and inserted at a time by [`Store::commit_streamed`].
+pub const STREAM_CHUNK: usize = 4096;
+
+/// Records the source a user was found through. Only a change costs a
+/// write: an unchanged row is left alone, so an unchanged user writes no
+/// page at all.
+fn set_source(tx: &Connection, user: &str, spec: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached("UPDATE users SET source = ?2 WHERE user = ?1 AND source IS NOT ?2")?
+        .execute(params![user, spec])?;
+    Ok(())
+}
+
 /// One user's part of a [`Store::commit_users`] batch.
 #[derive(Debug)]
 pub struct UserCommit {
