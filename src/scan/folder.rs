@@ -250,7 +250,7 @@ pub(super) fn scan_folder(
 
 /// The stats of the files whose change may change a folder's UIDs or
 /// keywords without touching `new/` or `cur/`.
-pub(super) fn control_stats(folder: &StoreDir) -> [Option<Stat>; 3] {
+fn control_stats(folder: &StoreDir) -> [Option<Stat>; 3] {
     [
         b"dovecot-uidlist".as_slice(),
         b"courierimapuiddb",
@@ -328,12 +328,12 @@ pub(super) fn list_messages(
 }
 
 /// Every keyword bit of [`Flags`].
-pub(super) const ALL_KEYWORDS: Flags = Flags((1 << 26) - 1);
+const ALL_KEYWORDS: Flags = Flags((1 << 26) - 1);
 
 /// Sets the keyword bits of a Courier folder's messages from their names
 /// in `courierimapkeywords/` (Courier's file names carry none), numbering
 /// new names in the folder's table; returns the table's text to keep.
-pub(super) fn courier_keyword_bits(
+fn courier_keyword_bits(
     messages: &mut Listing,
     by_base: &HashMap<Vec<u8>, BTreeSet<String>>,
     old_table: Option<&str>,

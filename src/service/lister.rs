@@ -258,26 +258,20 @@ fn list_segment<'a>(
         }
         return Ok(true);
     };
-    let (todo, todo_rx) = crossbeam_channel::unbounded();
     let (done_tx, done) = crossbeam_channel::bounded::<Piece>(1);
-    let mine: Vec<_> = chunks
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, c)| {
-            if i % 2 == 1 {
-                let _ = todo.send(c);
-                None
-            } else {
-                Some(c)
-            }
-        })
-        .collect();
-    drop(todo);
+    let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        if i % 2 == 0 {
+            mine.push(chunk)
+        } else {
+            theirs.push(chunk)
+        }
+    }
     std::thread::scope(|s| {
         let worker = std::thread::Builder::new()
             .name("scan-lister".into())
             .spawn_scoped(s, move || {
-                for chunk in todo_rx {
+                for chunk in theirs {
                     let mut counted = Summary::default();
                     let mut send = |users| done_tx.send(Piece::Users(users)).is_ok();
                     let end =

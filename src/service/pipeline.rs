@@ -271,7 +271,7 @@ impl<'a> Writer<'a> {
             tags: u.tags,
         };
         let diff = match u.listed {
-            Some(listed) => Some(diff_only(self.config, &*self.store, who, listed, u.silent)?),
+            Some(listed) => Some(diff_user(self.config, &*self.store, who, listed, u.silent)?),
             None => None,
         };
         if let Some(diff) = diff.as_ref().filter(|d| d.changes.len() > STREAM_CHANGES) {
@@ -350,9 +350,12 @@ pub fn scan_user(
     let Some(listed) = list_user(config, &*store, who, old, summary)? else {
         return Ok(0);
     };
-    let (diff, events) = diff_user(config, &*store, who, listed, silent)?;
-    let n = events.len() as u64;
-    store.commit(who.name, who.root, &diff, events)?;
+    let diff = diff_user(config, &*store, who, listed, silent)?;
+    // Events are made as they are written: a user with a million arrivals
+    // (a catch-up after a long stop) never holds them all at once.
+    let n = store.commit_streamed(who.name, who.root, None, &diff, &mut |emit| {
+        events_of(config, who, &diff, emit)
+    })?;
     Ok(n)
 }
 
@@ -431,24 +434,10 @@ pub fn list_user<S: SnapshotSource>(
     Ok(Some(Listed { old, listing }))
 }
 
-/// The second half of a user's scan: the diff, quota and events, ready to
-/// commit. `silent` records the snapshot without events (a first-run
-/// baseline).
+/// The second half of a user's scan: the diff and quota, ready to commit;
+/// its events are made from it by [`events_of`] as they are written.
+/// `silent` records the snapshot without events (a first-run baseline).
 pub fn diff_user<S: SnapshotSource>(
-    config: &Config,
-    store: &S,
-    who: UserRef,
-    listed: Listed,
-    silent: bool,
-) -> Result<(UserDiff, Vec<Event>), Error> {
-    let diff = diff_only(config, store, who, listed, silent)?;
-    let mut events = Vec::new();
-    events_of(config, who, &diff, &mut |e| events.push(e));
-    Ok((diff, events))
-}
-
-/// [`diff_user`] without its events (see [`events_of`]).
-fn diff_only<S: SnapshotSource>(
     config: &Config,
     store: &S,
     who: UserRef,

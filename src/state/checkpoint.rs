@@ -9,18 +9,18 @@ use std::path::Path;
 /// WAL pages after which the writer checkpoints in its own thread after
 /// all, when the checkpoint thread could not keep up (SQLite's default is
 /// 1,000).
-pub(super) const WRITER_CHECKPOINT_PAGES: i64 = 10_000;
+const WRITER_CHECKPOINT_PAGES: i64 = 10_000;
 /// Checkpoints in a row at most, while commits keep coming in between.
-pub(super) const CHECKPOINT_TRIES: usize = 8;
+const CHECKPOINT_TRIES: usize = 8;
 /// Commits plus their events after which the checkpoint thread runs at
 /// its next turn (a commit of one event writes a few pages: this is about
 /// SQLite's own pace of 1,000 pages).
-pub(super) const CHECKPOINT_COMMITS: u64 = 250;
+const CHECKPOINT_COMMITS: u64 = 250;
 /// A commit waits this long at most for its checkpoint.
-pub(super) const CHECKPOINT_LATEST: std::time::Duration = std::time::Duration::from_secs(30);
+const CHECKPOINT_LATEST: std::time::Duration = std::time::Duration::from_secs(30);
 /// How often the checkpoint thread looks whether to copy the WAL into the
 /// database.
-pub(super) const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The checkpoint thread of `watch`'s store.
 ///

@@ -24,7 +24,7 @@ pub struct SnapshotReader {
 /// WAL index (about 8 system calls), which was a tenth of an unchanged
 /// scan of many small users; longer ones would keep the writer's
 /// checkpoints from reclaiming the WAL.
-pub(super) const READS_PER_TRANSACTION: u32 = 256;
+const READS_PER_TRANSACTION: u32 = 256;
 
 impl SnapshotReader {
     pub(super) fn open(path: &Path) -> Result<SnapshotReader, StoreError> {
@@ -49,7 +49,7 @@ impl SnapshotReader {
 
     /// Runs one read inside the current read transaction, opening one when
     /// none is open; every [`READS_PER_TRANSACTION`] reads it is closed.
-    pub(super) fn in_batch<T>(
+    fn in_batch<T>(
         &self,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> rusqlite::Result<T> {
@@ -68,17 +68,15 @@ impl SnapshotReader {
     /// Ends the open read transaction, so the next read sees everything
     /// committed since (call it before reading what the writer may have
     /// changed: a user listed twice).
-    pub fn end_batch(&self) -> rusqlite::Result<()> {
-        if self.reads_left.get() > 0 || !self.conn.is_autocommit() {
-            self.reads_left.set(0);
-            if !self.conn.is_autocommit() {
-                self.conn.prepare_cached("COMMIT")?.execute([])?;
-            }
+    fn end_batch(&self) -> rusqlite::Result<()> {
+        self.reads_left.set(0);
+        if !self.conn.is_autocommit() {
+            self.conn.prepare_cached("COMMIT")?.execute([])?;
         }
         Ok(())
     }
 
-    pub(super) fn err(&self, e: rusqlite::Error) -> StoreError {
+    fn err(&self, e: rusqlite::Error) -> StoreError {
         sql_err(&self.path, e)
     }
 

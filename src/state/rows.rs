@@ -123,7 +123,7 @@ pub(super) fn join_messages(
 /// key's order, so SQLite walks the b-tree without sorting, and the diff
 /// merges them with the listing sorted the same way (SQLite compares
 /// BLOBs as `memcmp` does).
-pub(super) fn each_message(
+fn each_message(
     conn: &Connection,
     folder: i64,
     each: &mut dyn FnMut(&[u8], MessageState),
@@ -289,13 +289,13 @@ pub(super) fn write_user(
 
 /// Rows per multi-row INSERT (6 values each, well under SQLite's limit of
 /// 32,766 bound values).
-pub(super) const INSERT_ROWS: usize = 128;
+const INSERT_ROWS: usize = 128;
 
 /// Writes a folder's new and changed message rows: in key order, so a new
 /// folder's rows are appended to the b-tree instead of landing on random
 /// leaves, and [`INSERT_ROWS`] rows per statement, so a million rows cost
 /// thousands of statement steps, not a million.
-pub(super) fn insert_messages<'a>(
+fn insert_messages<'a>(
     tx: &Connection,
     folder: i64,
     rows: impl IntoIterator<Item = (&'a [u8], MessageState)>,
@@ -315,7 +315,7 @@ pub(super) fn insert_messages<'a>(
 
 /// Inserts at most [`INSERT_ROWS`] rows, in statements of three sizes only,
 /// so they stay in the statement cache.
-pub(super) fn insert_chunk(
+fn insert_chunk(
     tx: &Connection,
     folder: i64,
     rest: &mut &[(&[u8], MessageState)],
@@ -343,7 +343,7 @@ pub(super) fn insert_chunk(
 }
 
 /// The INSERT of `n` message rows (one of the sizes `insert_messages` uses).
-pub(super) fn insert_sql(n: usize) -> &'static str {
+fn insert_sql(n: usize) -> &'static str {
     use std::sync::OnceLock;
     static SQL: [OnceLock<String>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
     let slot = match n {

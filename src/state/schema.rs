@@ -115,7 +115,7 @@ pub(super) fn create_fresh(dir: &Path, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub(super) fn short_waits(attempt: i32) -> bool {
+fn short_waits(attempt: i32) -> bool {
     // About 10 s in all: 50 µs steps first, then 1 ms.
     match attempt {
         0..200 => std::thread::sleep(std::time::Duration::from_micros(50)),
@@ -155,7 +155,7 @@ pub(crate) fn sql_err(path: &Path, e: rusqlite::Error) -> StoreError {
 
 /// 16 hex digits from the kernel's random source, naming this state so
 /// event ids from different hosts never collide.
-pub(super) fn random_hex() -> String {
+fn random_hex() -> String {
     let mut buf = [0u8; 8];
     if fs::File::open("/dev/urandom")
         .and_then(|mut f| io::Read::read_exact(&mut f, &mut buf))
